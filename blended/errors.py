@@ -1,0 +1,18 @@
+"""User-facing errors.
+
+Every problem a user can cause (a wrong file, a bad mask, an interrupted run) is raised as a
+``BlendedError`` whose message names the input and the fix, so the ComfyUI node can show it
+verbatim instead of a stack trace from deep inside torch.
+"""
+
+
+class BlendedError(ValueError):
+    """A problem with what the user gave us, explained in words they can act on."""
+
+
+class CheckpointError(BlendedError):
+    """A model file that is missing, unreadable or of the wrong kind."""
+
+
+class InputError(BlendedError):
+    """An image, mask, prompt or setting that cannot be used as given."""
