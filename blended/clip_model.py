@@ -1,0 +1,158 @@
+"""CLIP for guidance and ranking: OpenAI's ViT-B/16 through open_clip.
+
+The paper guides with OpenAI's ViT-B/16, which was trained with QuickGELU; building it with
+plain GELU silently degrades guidance, so both paths here (hub tag and local file) build the
+QuickGELU variant. Local files may be in OpenAI's or open_clip's key layout (they are the same
+names); the architecture is read off the state dict, so a tiny test model in that layout loads
+through exactly the code path a real one does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .errors import CheckpointError
+
+HUB_DEFAULT = "ViT-B-16-quickgelu:openai"
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+@dataclass
+class ClipBundle:
+    """A frozen CLIP model with what is needed to feed it: tokenizer, input size and normalisation."""
+
+    model: torch.nn.Module
+    tokenizer: Callable[[list[str]], torch.Tensor]
+    image_size: int
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    name: str = ""
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.model, "context_length", 77))
+
+    def to(self, device) -> "ClipBundle":
+        self.model.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=images01.device, dtype=images01.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=images01.device, dtype=images01.dtype).view(1, 3, 1, 1)
+        return (images01 - mean) / std
+
+    def encode_image(self, images01: torch.Tensor) -> torch.Tensor:
+        """Embeddings of [0,1] images already at ``image_size``; differentiable."""
+        return self.model.encode_image(self.normalize(images01)).float()
+
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(prompts).to(self.device)
+        return self.model.encode_text(tokens).float()
+
+
+def _freeze(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval().requires_grad_(False)
+    return model.float()
+
+
+def _tokenizer():
+    import open_clip
+
+    return open_clip.get_tokenizer("ViT-B-16-quickgelu")
+
+
+def read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """State dict of a local CLIP file: safetensors, a weights-only pickle, or OpenAI's TorchScript archive."""
+    if not path.is_file():
+        raise CheckpointError(
+            f"CLIP file '{path}' does not exist. Put OpenAI's ViT-B-16.pt or open_clip's "
+            "open_clip_model.safetensors (hub repo timm/vit_base_patch16_clip_224.openai) into models/clip/."
+        )
+    if path.suffix.lower() not in CLIP_SUFFIXES:
+        raise CheckpointError(
+            f"CLIP file '{path.name}' has an unknown extension; use one of {', '.join(CLIP_SUFFIXES)}."
+        )
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            try:
+                sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            except Exception:
+                # OpenAI ships CLIP as a TorchScript archive; it holds plain tensors only.
+                sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(
+            f"CLIP file '{path.name}' could not be read ({type(exc).__name__}: {exc}). "
+            "It may be truncated: download it again."
+        ) from exc
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or "visual.proj" not in sd or "token_embedding.weight" not in sd:
+        looks = "a diffusion UNet" if isinstance(sd, dict) and "input_blocks.0.0.weight" in sd else "not a CLIP ViT"
+        raise CheckpointError(
+            f"'{path.name}' is {looks}: expected a CLIP ViT state dict (keys like 'visual.proj', "
+            "'token_embedding.weight'), e.g. OpenAI's ViT-B-16.pt. Put diffusion models in "
+            "models/blended_diffusion/ and CLIP files in models/clip/."
+        )
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def clip_from_state_dict(sd: dict[str, torch.Tensor], name: str = "") -> ClipBundle:
+    from open_clip.model import build_model_from_openai_state_dict
+
+    try:
+        model = build_model_from_openai_state_dict(dict(sd), quick_gelu=True, cast_dtype=None)
+    except Exception as exc:
+        raise CheckpointError(
+            f"CLIP file '{name}' does not match a CLIP ViT layout ({type(exc).__name__}: {exc})."
+        ) from exc
+    image_size = model.visual.image_size
+    image_size = image_size[0] if isinstance(image_size, (tuple, list)) else int(image_size)
+    return ClipBundle(_freeze(model), _tokenizer(), image_size, name=name)
+
+
+def _from_hub(tag: str) -> ClipBundle:
+    import open_clip
+
+    arch, _, pretrained = tag.partition(":")
+    try:
+        model = open_clip.create_model(arch, pretrained=pretrained or "openai", device="cpu", require_pretrained=True)
+    except Exception as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise CheckpointError(
+            f"CLIP weights '{tag}' could not be fetched{' (HF_HUB_OFFLINE=1)' if offline else ''}: "
+            f"{type(exc).__name__}: {str(exc)[:200]}. Either go online once (they are cached), or download "
+            "OpenAI's ViT-B-16.pt (or open_clip_model.safetensors from timm/vit_base_patch16_clip_224.openai) "
+            "into models/clip/ and choose that file in the CLIP loader."
+        ) from exc
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    return ClipBundle(_freeze(model), open_clip.get_tokenizer(arch), size, name=tag)
+
+
+def load_clip(source: str | os.PathLike, device="cpu") -> ClipBundle:
+    """A local CLIP file (path) or an open_clip hub tag such as ``"ViT-B-16-quickgelu:openai"``."""
+    source_str = str(source)
+    is_file = Path(source_str).suffix.lower() in CLIP_SUFFIXES or os.path.sep in source_str
+    if is_file:
+        path = Path(source_str)
+        bundle = clip_from_state_dict(read_clip_state_dict(path), name=path.name)
+    else:
+        bundle = _from_hub(source_str)
+    return bundle.to(device)

@@ -1,0 +1,161 @@
+"""Guidance losses on the predicted clean image x̂0.
+
+Each term maps x̂0 (differentiable in x_t) to a weighted per-sample loss ``[B]``. Losses are kept
+per sample, never averaged over the batch, so every sample in a batch gets exactly the gradient
+it would get alone and ranking many samples is just a bigger batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+from .augment import ExtendingAugmentation, resize_for_clip
+from .clip_model import ClipBundle
+from .errors import InputError
+
+DISTANCES = ("spherical", "cosine")
+
+
+@dataclass
+class GuidanceContext:
+    """What a loss may look at besides x̂0 (all on the sample's device)."""
+
+    mask: torch.Tensor  # [B,1,H,W], 1 = edit
+    source: torch.Tensor  # [B,3,H,W] in [-1,1]
+    step: int = 0  # respaced index t
+    generators: list[torch.Generator] = field(default_factory=list)  # one per sample, for augmentations
+
+
+def clip_distance(image_embeds: torch.Tensor, text_embeds: torch.Tensor, kind: str = "spherical") -> torch.Tensor:
+    """Distance between L2-normalised embeddings; spherical is the great-circle distance squared (x2)."""
+    a, b = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
+    if kind == "spherical":
+        return 2 * torch.arcsin((a - b).norm(dim=-1).div(2).clamp(max=1)) ** 2
+    if kind == "cosine":
+        return 1 - (a * b).sum(-1)
+    raise InputError(f"distance '{kind}': choose one of {', '.join(DISTANCES)}.")
+
+
+def check_prompt(clip: ClipBundle, prompt: str) -> str:
+    """Reject prompts CLIP would silently truncate or cannot use."""
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise InputError("prompt is empty: describe what should appear inside the mask, e.g. 'a red ball'.")
+    encode = getattr(clip.tokenizer, "encode", None)
+    if encode is not None:
+        n = len(encode(prompt)) + 2  # start and end tokens
+        if n > clip.context_length:
+            raise InputError(
+                f"prompt is {n} CLIP tokens long; CLIP reads at most {clip.context_length}. "
+                "Shorten it to a short phrase: CLIP guidance works best with a few words."
+            )
+    return prompt
+
+
+class ClipGuidance:
+    """D_CLIP between the masked x̂0 (optionally augmented) and the prompt."""
+
+    def __init__(
+        self,
+        clip: ClipBundle,
+        prompt: str,
+        weight: float = 1000.0,
+        distance: str = "spherical",
+        augmentation: ExtendingAugmentation | None = None,
+    ):
+        if distance not in DISTANCES:
+            raise InputError(f"distance '{distance}': choose one of {', '.join(DISTANCES)}.")
+        self.clip, self.prompt = clip, check_prompt(clip, prompt)
+        self.weight, self.distance, self.augmentation = float(weight), distance, augmentation
+        self._text: dict[torch.device, torch.Tensor] = {}
+
+    def text_embedding(self, device: torch.device) -> torch.Tensor:
+        if device not in self._text:
+            with torch.no_grad():
+                self._text = {device: self.clip.encode_text([self.prompt]).to(device)}
+        return self._text[device]
+
+    def distances(
+        self, images: torch.Tensor, mask: torch.Tensor, generators: list[torch.Generator] | None = None
+    ) -> torch.Tensor:
+        """Per-sample D_CLIP, averaged over the augmented views when generators are given."""
+        masked = (images * mask).add(1).div(2)
+        size = self.clip.image_size
+        if self.augmentation is not None and generators:
+            views = self.augmentation(masked, size, generators)
+        else:
+            views = resize_for_clip(masked, size)
+        dists = clip_distance(self.clip.encode_image(views), self.text_embedding(images.device), self.distance)
+        return dists.view(-1, images.shape[0]).mean(0)
+
+    def loss(self, x0: torch.Tensor, ctx: GuidanceContext) -> torch.Tensor:
+        return self.weight * self.distances(x0, ctx.mask, ctx.generators)
+
+    def score(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Un-augmented D_CLIP, the ranking criterion (lower is better)."""
+        return self.distances(images, mask)
+
+    def to(self, device) -> "ClipGuidance":
+        self.clip.to(device)
+        return self
+
+
+class RangeLoss:
+    """Keeps x̂0 inside [-1, 1]; CLIP gradients otherwise push colours out of range."""
+
+    def __init__(self, weight: float = 50.0):
+        self.weight = float(weight)
+
+    def loss(self, x0: torch.Tensor, ctx: GuidanceContext) -> torch.Tensor:
+        return self.weight * (x0 - x0.clamp(-1, 1)).pow(2).mean(dim=(1, 2, 3))
+
+    def to(self, device) -> "RangeLoss":
+        return self
+
+
+class BackgroundLoss:
+    """D_bg of local CLIP-guided diffusion (Algorithm 1): MSE and LPIPS outside the mask.
+
+    Weighted as the reference code does (λ_l2·MSE + λ_lpips·LPIPS); the paper's λ·½(MSE+LPIPS)
+    is λ_l2 = λ_lpips = λ/2.
+    """
+
+    def __init__(self, lpips: torch.nn.Module, weight_lpips: float = 1000.0, weight_l2: float = 10000.0):
+        self.lpips, self.weight_lpips, self.weight_l2 = lpips, float(weight_lpips), float(weight_l2)
+
+    def loss(self, x0: torch.Tensor, ctx: GuidanceContext) -> torch.Tensor:
+        keep = 1 - ctx.mask
+        a, b = x0 * keep, ctx.source * keep
+        total = self.weight_l2 * (a - b).pow(2).mean(dim=(1, 2, 3))
+        if self.weight_lpips:
+            total = total + self.weight_lpips * self.lpips(a, b).view(-1)
+        return total
+
+    def to(self, device) -> "BackgroundLoss":
+        self.lpips.to(device)
+        return self
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """An immutable set of loss terms; nodes add terms by making a new Guidance."""
+
+    terms: tuple = ()
+
+    def with_term(self, term) -> "Guidance":
+        return replace(self, terms=self.terms + (term,))
+
+    @property
+    def clip(self) -> ClipGuidance | None:
+        return next((t for t in self.terms if isinstance(t, ClipGuidance)), None)
+
+    def loss(self, x0: torch.Tensor, ctx: GuidanceContext) -> torch.Tensor:
+        return sum(term.loss(x0, ctx) for term in self.terms)
+
+    def to(self, device) -> "Guidance":
+        for term in self.terms:
+            term.to(device)
+        return self

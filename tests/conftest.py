@@ -1,0 +1,37 @@
+"""Shared fixtures: tiny random models in the real key layouts, offline."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("BLENDED_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from blended.diffusion_model import DiffusionModel
+    from blended.unet import UNetModel
+    from tiny_unet import tiny_unet_config, tiny_unet_state_dict
+
+    unet = UNetModel(tiny_unet_config())
+    unet.load_state_dict(tiny_unet_state_dict(seed=0), strict=True)
+    return DiffusionModel(unet, unet.config if hasattr(unet, "config") else tiny_unet_config())
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    from blended.clip_model import load_clip
+    from tiny_clip import save_tiny_clip
+
+    return load_clip(save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def random_lpips():
+    from blended.lpips_model import load_lpips
+
+    return load_lpips(pretrained_backbone=False)
