@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -91,16 +90,30 @@ def timed(fn, device, repeats):
     return best
 
 
-def peak_memory(fn, device) -> float:
-    """MiB: CUDA max allocated, else growth of the process's max RSS (a lower bound on CPU)."""
-    gc.collect()
+def peak_memory(which: str, device) -> float:
+    """MiB: on CUDA the peak allocated above the set-up state; on CPU (no allocator statistics)
+    the bytes autograd saves for backward per step, which is what guidance adds to inference."""
+    model = make_model("small", device)
+    image, mask = scene(model.image_size, device)
+    guidance = Guidance((ClipGuidance(make_clip(device), "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+    settings = SamplerSettings(steps="4", skip_timesteps=1)
+    run = sample if which == "ours" else two_forward_sample
+    args = (model, image, mask, guidance, settings, list(range(4)))
     if torch.device(device).type == "cuda":
+        gc.collect()
         torch.cuda.reset_peak_memory_stats()
-        fn()
-        return torch.cuda.max_memory_allocated() / 2**20
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fn()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        base = torch.cuda.memory_allocated()
+        run(*args)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run(*args)
+    return sum(saved) / 3 / 2**20
 
 
 def main(argv=None):
@@ -129,16 +142,14 @@ def main(argv=None):
             print(f"{name:8} {batch:5d} {1e3 * ours / n_steps:13.1f} {1e3 * base / n_steps:17.1f} {base / ours:14.2f}x")
 
     print("\n2. peak memory (MiB), small config, batch 4")
+    mem_ours, mem_base = peak_memory("ours", device), peak_memory("baseline", device)
+    how = "peak allocated" if device.type == "cuda" else "autograd-saved per step"
+    print(f"ours {mem_ours:.0f}  baseline {mem_base:.0f}  baseline/ours {mem_base / max(mem_ours, 1e-9):.2f}x  ({how})")
+
+    print("\n3. cost growth, small config (time relative to batch 1 / to no augmentation)")
     model = make_model("small", device)
     image, mask = scene(model.image_size, device)
     guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
-    seeds = list(range(4))
-    mem_base = peak_memory(lambda: two_forward_sample(model, image, mask, guidance, settings, seeds), device)
-    mem_ours = peak_memory(lambda: sample(model, image, mask, guidance, settings, seeds), device)
-    note = "" if device.type == "cuda" else "  (CPU: max-RSS growth, first-run-biased; see CUDA for exact numbers)"
-    print(f"ours {mem_ours:.0f}  baseline {mem_base:.0f}{note}")
-
-    print("\n3. cost growth, small config (time relative to batch 1 / to no augmentation)")
     one = timed(lambda: sample(model, image, mask, guidance, settings, [0]), device, repeats)
     for batch in (2, 4, 8):
         t = timed(lambda: sample(model, image, mask, guidance, settings, list(range(batch))), device, repeats)
