@@ -1,0 +1,427 @@
+"""The ADM UNet of Dhariwal & Nichol, "Diffusion Models Beat GANs" (openai/guided-diffusion).
+
+A compact re-implementation whose ``state_dict`` has exactly OpenAI's key layout, so the released
+checkpoints (``256x256_diffusion_uncond.pt``, ``512x512_diffusion.pt``, ...) load with
+``strict=True``. What differs from the reference is only what we never need: no gradient
+checkpointing, no dropout, no in-module fp16 conversion (autocast is the caller's business) and
+no 1-D/3-D variants. Attention runs through ``scaled_dot_product_attention``; it is the same
+arithmetic as OpenAI's einsum version (which scales q and k by ``ch**-0.25`` each).
+
+The whole architecture can be read back from a state dict (``config_from_state_dict``) except the
+attention head count, which leaves no trace in the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import CheckpointError
+
+# safetensors metadata key under which we store a JSON UNetConfig (what the weights cannot tell).
+CONFIG_METADATA_KEY = "blended_diffusion.config"
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Hyper-parameters of OpenAI's ``UNetModel`` (names follow guided-diffusion).
+
+    ``attention_ds`` holds downsample factors (1 = full resolution), not resolutions: OpenAI's
+    ``attention_resolutions="32,16,8"`` at image size 256 is ``attention_ds=(8, 16, 32)``.
+    ``num_head_channels`` wins over ``num_heads`` unless it is -1, as in guided-diffusion.
+    """
+
+    image_size: int = 256
+    in_channels: int = 3
+    model_channels: int = 256
+    out_channels: int = 6
+    num_res_blocks: int = 2
+    attention_ds: tuple[int, ...] = (8, 16, 32)
+    channel_mult: tuple[float, ...] = (1, 1, 2, 2, 4, 4)
+    num_classes: int | None = None
+    num_head_channels: int = 64
+    num_heads: int = 1
+    use_scale_shift_norm: bool = True
+    resblock_updown: bool = True
+    use_new_attention_order: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "attention_ds", tuple(int(d) for d in self.attention_ds))
+        object.__setattr__(self, "channel_mult", tuple(_plain_number(m) for m in self.channel_mult))
+
+    @property
+    def learn_sigma(self) -> bool:
+        """True when the model also predicts the variance interpolation (6 output channels)."""
+        return self.out_channels == 2 * self.in_channels
+
+    @property
+    def levels(self) -> int:
+        return len(self.channel_mult)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (one halving per extra level)."""
+        return 2 ** (self.levels - 1)
+
+    def channels(self, mult: float) -> int:
+        # OpenAI truncates with int(); the epsilon only absorbs float error in an inferred mult.
+        return int(mult * self.model_channels + 1e-6)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "UNetConfig":
+        try:
+            fields = json.loads(text)
+            return cls(**fields)
+        except (TypeError, ValueError) as e:
+            names = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise CheckpointError(
+                f"The '{CONFIG_METADATA_KEY}' metadata is not a valid UNet config ({e}). "
+                f"It must be a JSON object with some of: {names}. Remove the metadata entry to let "
+                "the architecture be read from the weights."
+            ) from None
+
+
+def _plain_number(m):
+    m = float(m)
+    return int(m) if m.is_integer() else m
+
+
+# --- building blocks -----------------------------------------------------------------------------
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm computed in float32 whatever the weights' dtype, as guided-diffusion does."""
+
+    def __init__(self, channels: int):
+        super().__init__(32, channels)
+
+    def forward(self, x):
+        return F.group_norm(
+            x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps
+        ).to(x.dtype)
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: int = 10000) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps, cos half first like OpenAI."""
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
+    )
+    args = timesteps[:, None].float() * freqs[None]
+    embedding = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        embedding = torch.cat([embedding, torch.zeros_like(embedding[:, :1])], dim=-1)
+    return embedding
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.op(x)
+
+
+class ResBlock(nn.Module):
+    """Residual block conditioned on the timestep embedding; optionally resamples by 2.
+
+    Module names (in_layers / emb_layers / out_layers / skip_connection, with the same
+    Sequential indices) are OpenAI's, because they are the checkpoint's keys. Index 2 of
+    ``out_layers`` was OpenAI's dropout; it is kept as an identity so the conv stays at index 3.
+    """
+
+    def __init__(self, channels, emb_channels, out_channels=None, use_scale_shift_norm=False,
+                 up=False, down=False):
+        super().__init__()
+        out_channels = out_channels or channels
+        self.use_scale_shift_norm = use_scale_shift_norm
+        self.in_layers = nn.Sequential(
+            GroupNorm32(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+        )
+        self.resample = "up" if up else "down" if down else None
+        self.emb_layers = nn.Sequential(
+            nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels)
+        )
+        self.out_layers = nn.Sequential(
+            GroupNorm32(out_channels), nn.SiLU(), nn.Identity(),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+        )
+        if out_channels == channels:
+            self.skip_connection = nn.Identity()
+        else:
+            self.skip_connection = nn.Conv2d(channels, out_channels, 1)
+
+    def _resample(self, x):
+        if self.resample == "up":
+            return F.interpolate(x, scale_factor=2, mode="nearest")
+        if self.resample == "down":
+            return F.avg_pool2d(x, kernel_size=2, stride=2)
+        return x
+
+    def forward(self, x, emb):
+        # Resampling happens between the norm/activation and the conv, on both branches.
+        h = self.in_layers[1](self.in_layers[0](x))
+        h = self.in_layers[2](self._resample(h))
+        x = self._resample(x)
+        emb_out = self.emb_layers(emb).to(h.dtype)[:, :, None, None]
+        if self.use_scale_shift_norm:
+            scale, shift = emb_out.chunk(2, dim=1)
+            h = self.out_layers[0](h) * (1 + scale) + shift
+            h = self.out_layers[3](self.out_layers[1](h))
+        else:
+            h = self.out_layers(h + emb_out)
+        return self.skip_connection(x) + h
+
+
+class AttentionBlock(nn.Module):
+    """Self-attention over all spatial positions, with OpenAI's two qkv channel orders.
+
+    Legacy order (the released checkpoints except 64x64): qkv channels are grouped per head as
+    [q, k, v]; new order: [all q | all k | all v], each split into heads.
+    """
+
+    def __init__(self, channels, num_heads=1, num_head_channels=-1, new_order=False):
+        super().__init__()
+        if num_head_channels == -1:
+            self.num_heads = num_heads
+        else:
+            if channels % num_head_channels:
+                raise ValueError(
+                    f"attention width {channels} is not divisible by num_head_channels {num_head_channels}"
+                )
+            self.num_heads = channels // num_head_channels
+        if channels % self.num_heads:
+            raise ValueError(f"attention width {channels} is not divisible by num_heads {self.num_heads}")
+        self.new_order = new_order
+        self.norm = GroupNorm32(channels)
+        self.qkv = nn.Conv1d(channels, channels * 3, 1)
+        self.proj_out = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x):
+        b, c, *spatial = x.shape
+        x = x.reshape(b, c, -1)
+        qkv = self.qkv(self.norm(x))
+        length = qkv.shape[-1]
+        ch = c // self.num_heads
+        if self.new_order:
+            qkv = qkv.reshape(b, 3, self.num_heads, ch, length).transpose(0, 1)
+        else:
+            qkv = qkv.reshape(b, self.num_heads, 3, ch, length).permute(2, 0, 1, 3, 4)
+        q, k, v = (t.transpose(-1, -2) for t in qkv.unbind(0))  # [b, heads, length, ch]
+        h = F.scaled_dot_product_attention(q, k, v)
+        h = h.transpose(-1, -2).reshape(b, c, length)
+        return (x + self.proj_out(h)).reshape(b, c, *spatial)
+
+
+class TimestepEmbedSequential(nn.Sequential):
+    """A Sequential that hands the timestep embedding to the ResBlocks in it."""
+
+    def forward(self, x, emb):
+        for layer in self:
+            x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
+        return x
+
+
+# --- the UNet ------------------------------------------------------------------------------------
+
+
+class UNetModel(nn.Module):
+    """OpenAI's ADM UNet: ``forward(x, timesteps, y=None) -> [B, out_channels, H, W]``.
+
+    ``timesteps`` are the original (1000-step) timesteps, float. ``y`` holds class labels for a
+    class-conditional model; ``None`` leaves the class embedding out (a zero class vector).
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = cfg = config
+        emb_dim = cfg.model_channels * 4
+        res = dict(emb_channels=emb_dim, use_scale_shift_norm=cfg.use_scale_shift_norm)
+        attn = dict(num_heads=cfg.num_heads, num_head_channels=cfg.num_head_channels,
+                    new_order=cfg.use_new_attention_order)
+
+        self.time_embed = nn.Sequential(
+            nn.Linear(cfg.model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        if cfg.num_classes is not None:
+            self.label_emb = nn.Embedding(cfg.num_classes, emb_dim)
+
+        ch = input_ch = cfg.channels(cfg.channel_mult[0])
+        self.input_blocks = nn.ModuleList(
+            [TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, ch, 3, padding=1))]
+        )
+        skip_chans = [ch]
+        ds = 1
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                layers = [ResBlock(ch, out_channels=cfg.channels(mult), **res)]
+                ch = cfg.channels(mult)
+                if ds in cfg.attention_ds:
+                    layers.append(AttentionBlock(ch, **attn))
+                self.input_blocks.append(TimestepEmbedSequential(*layers))
+                skip_chans.append(ch)
+            if level != cfg.levels - 1:
+                down = ResBlock(ch, down=True, **res) if cfg.resblock_updown else Downsample(ch)
+                self.input_blocks.append(TimestepEmbedSequential(down))
+                skip_chans.append(ch)
+                ds *= 2
+
+        self.middle_block = TimestepEmbedSequential(
+            ResBlock(ch, **res), AttentionBlock(ch, **attn), ResBlock(ch, **res)
+        )
+
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for i in range(cfg.num_res_blocks + 1):
+                layers = [ResBlock(ch + skip_chans.pop(), out_channels=cfg.channels(mult), **res)]
+                ch = cfg.channels(mult)
+                if ds in cfg.attention_ds:
+                    layers.append(AttentionBlock(ch, **attn))
+                if level and i == cfg.num_res_blocks:
+                    layers.append(ResBlock(ch, up=True, **res) if cfg.resblock_updown else Upsample(ch))
+                    ds //= 2
+                self.output_blocks.append(TimestepEmbedSequential(*layers))
+
+        self.out = nn.Sequential(
+            GroupNorm32(ch), nn.SiLU(), nn.Conv2d(input_ch, cfg.out_channels, 3, padding=1)
+        )
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, y: torch.Tensor | None = None):
+        dtype = self.time_embed[0].weight.dtype
+        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(dtype))
+        if y is not None:
+            emb = emb + self.label_emb(y)
+        h = x.to(dtype)
+        skips = []
+        for module in self.input_blocks:
+            h = module(h, emb)
+            skips.append(h)
+        h = self.middle_block(h, emb)
+        for module in self.output_blocks:
+            h = module(torch.cat([h, skips.pop()], dim=1), emb)
+        return self.out(h)
+
+
+# --- reading the architecture back from the weights ----------------------------------------------
+
+# Released OpenAI checkpoints whose attention settings differ from the 256/512 defaults, keyed by
+# (model_channels, channel_mult, num_res_blocks, num_classes). Head settings leave no trace in the
+# weights, so without this a 128x128 model would load fine and silently compute something else.
+_KNOWN_ATTENTION = {
+    # 64x64_diffusion.pt: --num_head_channels 64 --use_new_attention_order True
+    (192, (1, 2, 3, 4), 3, 1000): dict(num_head_channels=64, use_new_attention_order=True),
+    # 128x128_diffusion.pt: --num_heads 4 (num_head_channels left at -1)
+    (256, (1, 1, 2, 3, 4), 2, 1000): dict(num_heads=4, num_head_channels=-1),
+}
+
+
+def _shape(sd, key, what):
+    try:
+        return tuple(sd[key].shape)
+    except KeyError:
+        raise CheckpointError(
+            f"The weights have no '{key}' ({what}), so they are not a complete guided-diffusion "
+            "(ADM) UNet. Use an OpenAI guided-diffusion checkpoint such as 256x256_diffusion_uncond.pt."
+        ) from None
+
+
+def _is_resblock(sd, prefix):
+    return f"{prefix}.in_layers.2.weight" in sd
+
+
+def config_from_state_dict(sd, num_head_channels: int | None = None) -> UNetConfig:
+    """Infer the UNetConfig from key names and shapes (works on meta tensors too).
+
+    ``num_head_channels=None`` means 64 (the 64/256/512 releases), except for released layouts
+    listed in ``_KNOWN_ATTENTION``; pass a number to force it.
+    """
+    in_ch = _shape(sd, "input_blocks.0.0.weight", "the input convolution")[1]
+    model_channels = _shape(sd, "time_embed.0.weight", "the timestep embedding")[1]
+    out_channels = _shape(sd, "out.2.weight", "the output convolution")[0]
+    num_classes = sd["label_emb.weight"].shape[0] if "label_emb.weight" in sd else None
+
+    def count(prefix):
+        n = 0
+        while any(k.startswith(f"{prefix}.{n}.") for k in sd):
+            n += 1
+        return n
+
+    n_out = count("output_blocks")
+    if n_out == 0:
+        _shape(sd, "output_blocks.0.0.in_layers.2.weight", "the decoder half")
+
+    # The first output block carrying an upsampler ends the deepest level: its index is
+    # num_res_blocks. Upsamplers are either a ResBlock after the first layer or an Upsample conv.
+    def upsampler(j):
+        layers = sorted({int(k.split(".")[2]) for k in sd if k.startswith(f"output_blocks.{j}.")})
+        for layer in layers[1:]:
+            p = f"output_blocks.{j}.{layer}"
+            if _is_resblock(sd, p):
+                return "resblock"
+            if f"{p}.conv.weight" in sd:
+                return "conv"
+        return None
+
+    ups = [(j, kind) for j in range(n_out) if (kind := upsampler(j))]
+    if ups:
+        num_res_blocks = ups[0][0]
+        resblock_updown = ups[0][1] == "resblock"
+    else:  # a single level: no resampling at all
+        num_res_blocks, resblock_updown = n_out - 1, True
+    levels = n_out // (num_res_blocks + 1)
+    if num_res_blocks < 1 or levels * (num_res_blocks + 1) != n_out:
+        raise CheckpointError(
+            f"The weights have {n_out} decoder blocks, which no guided-diffusion UNet layout "
+            "produces; the file is damaged or from a different architecture."
+        )
+
+    channel_mult, attention_ds = [], []
+    for level in range(levels):
+        first = 1 + level * (num_res_blocks + 1)
+        ch = _shape(sd, f"input_blocks.{first}.0.in_layers.2.weight", "a residual block")[0]
+        channel_mult.append(ch / model_channels)
+        if f"input_blocks.{first}.1.qkv.weight" in sd:
+            attention_ds.append(2**level)
+
+    emb_out = _shape(sd, "middle_block.0.emb_layers.1.weight", "the middle block")[0]
+    mid_ch = _shape(sd, "middle_block.0.in_layers.2.weight", "the middle block")[0]
+    fields = dict(
+        image_size=4 * 2**levels,
+        in_channels=in_ch,
+        model_channels=model_channels,
+        out_channels=out_channels,
+        num_res_blocks=num_res_blocks,
+        attention_ds=tuple(attention_ds),
+        channel_mult=tuple(channel_mult),
+        num_classes=num_classes,
+        use_scale_shift_norm=emb_out == 2 * mid_ch,
+        resblock_updown=resblock_updown,
+        num_head_channels=64,
+        num_heads=1,
+    )
+    cfg = UNetConfig(**fields)
+    if num_head_channels is None:
+        known = (cfg.model_channels, cfg.channel_mult, cfg.num_res_blocks, cfg.num_classes)
+        fields.update(_KNOWN_ATTENTION.get(known, {}))
+    else:
+        fields["num_head_channels"] = num_head_channels
+    return UNetConfig(**fields)
