@@ -110,7 +110,8 @@ def read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
             "'token_embedding.weight'), e.g. OpenAI's ViT-B-16.pt. Put diffusion models in "
             "models/blended_diffusion/ and CLIP files in models/clip/."
         )
-    return {k.removeprefix("module."): v for k, v in sd.items()}
+    # A TorchScript archive also carries the causal attention mask, which CLIP rebuilds itself.
+    return {k.removeprefix("module."): v for k, v in sd.items() if k != "attn_mask"}
 
 
 def clip_from_state_dict(sd: dict[str, torch.Tensor], name: str = "") -> ClipBundle:
