@@ -19,7 +19,7 @@ def tiny_model():
 
     unet = UNetModel(tiny_unet_config())
     unet.load_state_dict(tiny_unet_state_dict(seed=0), strict=True)
-    return DiffusionModel(unet, unet.config if hasattr(unet, "config") else tiny_unet_config())
+    return DiffusionModel(unet)
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,10 @@ def random_lpips():
     from blended.lpips_model import load_lpips
 
     return load_lpips(pretrained_backbone=False)
+
+
+@pytest.fixture(scope="session")
+def real_lpips_path(tmp_path_factory):
+    from real_lpips import real_lpips_file
+
+    return real_lpips_file(tmp_path_factory.mktemp("lpips"))
