@@ -1,0 +1,78 @@
+"""Mask shaping and the any-size context box."""
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from blended import masks, region
+from blended.errors import InputError
+
+
+def blob(h=40, w=60, box=(10, 30, 20, 45)):
+    m = torch.zeros(1, 1, h, w)
+    m[..., box[0] : box[1], box[2] : box[3]] = 1
+    return m
+
+
+def test_dilate_and_erode_are_exact():
+    m = blob()
+    d = masks.dilate(m, 3)
+    assert d[..., 7:33, 17:48].eq(1).all() and d.sum() == 26 * 31
+    assert torch.equal(masks.erode(d, 3), m)
+    assert torch.equal(masks.dilate(m, 0), m)
+
+
+def test_feather_never_leaks_outside_and_is_full_inside():
+    m = blob()
+    f = masks.feather(m, 4)
+    assert torch.equal(f[m == 0], torch.zeros_like(f[m == 0]))
+    assert f[..., 18:22, 30:35].eq(1).all()  # deeper than 2*px inside
+    edge = f[0, 0, 10, 20:45]
+    assert (edge > 0).all() and (edge < 1).all()
+    thin = torch.zeros(1, 1, 30, 30)
+    thin[..., 15, 5:25] = 1  # a 1-px scribble survives feathering
+    ft = masks.feather(thin, 3)
+    assert (ft[thin > 0] > 0).all() and ft[thin == 0].eq(0).all()
+
+
+def test_context_box_square_inside_image_and_min_size():
+    m = blob(100, 200, (40, 50, 90, 100))
+    box = region.context_box(m, margin=0.5)
+    assert box.height == box.width == 20
+    assert box.top <= 40 and box.top + box.height >= 50 and box.left <= 90 and box.left + box.width >= 100
+    big = region.context_box(m, margin=0.25, min_size=64)
+    assert (big.height, big.width) == (64, 64) and big.top >= 0 and big.top + 64 <= 100
+    edge = region.context_box(blob(100, 200, (0, 5, 195, 200)), min_size=64)
+    assert edge.left + edge.width == 200 and edge.top == 0
+
+
+def test_non_square_canvas_keeps_aspect():
+    m = torch.zeros(1, 1, 50, 200)
+    m[..., :, 150:] = 1  # outpainting strip on a panorama: box must be 50 high, wider than tall
+    box = region.context_box(m, margin=0.25)
+    assert box.height == 50 and box.width > 50
+    size = region.model_input_size(box, 32, multiple=8)
+    assert size[0] == 32 and size[1] % 8 == 0
+    ch, cw = region.content_size(box, size)
+    assert abs(cw / ch - box.width / box.height) < 1 / ch + 1e-9  # aspect within a pixel
+
+
+def test_crop_resize_round_trip_on_a_real_photo():
+    photo = torch.from_numpy(data.astronaut()[:300, :451].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    H, W = photo.shape[-2:]
+    m = torch.zeros(1, 1, H, W)
+    m[..., 100:180, 200:260] = 1
+    box = region.context_box(m, margin=0.3, min_size=64)
+    size = region.model_input_size(box, 64, multiple=16)
+    small = region.crop_resize(photo, box, size)
+    assert tuple(small.shape[-2:]) == size
+    out = region.paste_back(photo, small, box, m)
+    assert torch.equal(out[(m == 0).expand_as(out)], photo[(m == 0).expand_as(photo)])
+    inside = (out - photo).abs()[(m > 0).expand_as(out)]
+    assert inside.mean() < 0.08  # resampling error only (downscaled to 64 and back)
+
+
+def test_empty_mask_is_an_input_error():
+    with pytest.raises(InputError, match="mask is empty"):
+        region.context_box(torch.zeros(1, 1, 8, 8))
