@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -80,7 +81,9 @@ class LpipsDistance(torch.nn.Module):
 def _build(pnet_rand: bool) -> torch.nn.Module:
     import lpips
 
-    with contextlib.redirect_stdout(io.StringIO()):  # lpips prints its set-up
+    # lpips prints its set-up and passes torchvision's deprecated ``pretrained=`` argument.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         return lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=pnet_rand, verbose=False)
 
 
