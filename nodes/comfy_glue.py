@@ -1,0 +1,115 @@
+"""What every node needs from ComfyUI: model folders, devices, progress, interrupts and errors.
+
+The library knows nothing about ComfyUI, so this is the one place that translates: ComfyUI's
+device policy (``get_torch_device`` to work, ``unet_offload_device`` to rest), its progress bar
+with an x̂0 preview, its interrupt flag (checked once per sampling step), and the library's
+``BlendedError`` into an error ComfyUI shows on the node, while the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+import comfy.model_management as mm
+import comfy.utils
+import folder_paths
+from blended.errors import BlendedError
+
+from .images import preview
+
+# Our own model folders under ComfyUI/models/. CLIP files use ComfyUI's existing "clip" folder.
+MODEL_FOLDERS = ("blended_diffusion", "lpips")
+
+
+def register_model_folders() -> None:
+    """Make models/blended_diffusion and models/lpips known to ComfyUI (and to extra_model_paths.yaml)."""
+    for name in MODEL_FOLDERS:
+        default = os.path.join(folder_paths.models_dir, name)
+        entry = folder_paths.folder_names_and_paths.get(name)
+        if entry is None:
+            folder_paths.folder_names_and_paths[name] = ([default], set(folder_paths.supported_pt_extensions))
+            continue
+        paths, extensions = entry
+        if default not in paths:
+            paths.append(default)
+        if not extensions:  # registered by extra_model_paths.yaml, which lists every file: keep model files only
+            folder_paths.folder_names_and_paths[name] = (paths, set(folder_paths.supported_pt_extensions))
+
+
+def model_files(folder: str) -> list[str]:
+    try:
+        return folder_paths.get_filename_list(folder)
+    except KeyError:
+        return []
+
+
+def model_path(folder: str, name: str) -> str | None:
+    return folder_paths.get_full_path(folder, name)
+
+
+def default_folder(folder: str) -> str:
+    """Where a missing file belongs: the first search path of ``folder`` (models/<folder>)."""
+    return folder_paths.get_folder_paths(folder)[0]
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Show a library error as the node's error message, in the library's words."""
+    try:
+        yield
+    except BlendedError as e:
+        raise ValueError(str(e)) from e
+
+
+def work_device() -> torch.device:
+    return mm.get_torch_device()
+
+
+def offload_device() -> torch.device:
+    return mm.unet_offload_device()
+
+
+def make_room(modules, device: torch.device) -> None:
+    """Ask ComfyUI to unload its own models if ours will not fit next to them on the GPU."""
+    if device.type == "cpu":
+        return
+    needed = sum(mm.module_size(m) for m in modules if isinstance(m, torch.nn.Module))
+    mm.free_memory(int(needed * 1.5) + (512 << 20), device)
+
+
+@contextlib.contextmanager
+def models_on(device: torch.device, *movable):
+    """Move models (anything with ``.to``) to ``device`` for the block, then back to the offload device."""
+    try:
+        for m in movable:
+            if m is not None:
+                m.to(device)
+        yield device
+    finally:
+        rest = offload_device()
+        for m in movable:
+            if m is not None:
+                m.to(rest)
+        mm.soft_empty_cache()
+
+
+class StepProgress:
+    """Drives ComfyUI's progress bar over several sampling runs and checks for Cancel every step."""
+
+    def __init__(self, total_steps: int, preview_size: int = 512):
+        self.total = max(1, int(total_steps))
+        self.done = 0
+        self.bar = comfy.utils.ProgressBar(self.total)
+        self.preview_size = preview_size
+
+    def callback(self, step: int, steps: int, pred_x0: torch.Tensor) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        self.done += 1
+        self.bar.update_absolute(min(self.done, self.total), self.total, ("JPEG", preview(pred_x0), self.preview_size))
+
+
+def check_interrupt() -> None:
+    mm.throw_exception_if_processing_interrupted()

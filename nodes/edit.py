@@ -1,0 +1,83 @@
+"""One edit at any image size: crop a context box, sample at the model's size, paste back.
+
+The ADM works at 256x256 while photos do not, and squashing a photo to a square would distort
+what CLIP sees. So the mask's context box is cut out, resized (aspect kept) to the model's
+resolution, edited, resized back, and only the masked area is pasted into the *original*
+ComfyUI IMAGE tensor. The paste happens in ComfyUI's own 0..1 values with ``torch.where``, so a
+pixel outside the (dilated, feathered) mask is the very float the user passed in, not a value
+that went through a [-1,1] round trip.
+
+Plain torch, no ComfyUI import: the sampler node adds devices, progress and interrupts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from blended import masks, region
+from blended.sampler import SamplerSettings, sample
+
+from .images import check_image, to_library_image, to_library_mask
+
+
+@dataclass(frozen=True)
+class RegionSettings:
+    dilate: int = 0  # px at full resolution: grow the edit area before sampling
+    feather: int = 0  # px: soften the final paste inward, so no pixel outside the edit area changes
+    margin: float = 0.25  # context around the mask's box, as a fraction of the box size
+
+
+def prepare_masks(mask: torch.Tensor, settings: RegionSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(edit, paste): the binary area the sampler may change, and the soft paste weights inside it."""
+    edit = masks.dilate(masks.binarize(mask), settings.dilate)
+    paste = masks.feather(edit, settings.feather) if settings.feather > 0 else edit
+    return edit, paste
+
+
+def edit_image(
+    model,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    guidance,
+    sampler: SamplerSettings,
+    seeds: list[int],
+    region_settings: RegionSettings = RegionSettings(),
+    device: torch.device | str = "cpu",
+    callback=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edit every image of ``image`` (IMAGE [B,H,W,C] 0..1) inside ``mask`` (MASK [B|1,H,W]).
+
+    Returns (IMAGE [B*len(seeds),H,W,3], MASK [B*len(seeds),H,W] paste weights), image-major:
+    all samples of the first image, then of the second.
+    """
+    check_image(image)
+    library_mask = to_library_mask(mask, image)
+    outputs, paste_masks = [], []
+    for b in range(image.shape[0]):
+        original = image[b : b + 1, ..., :3].float()
+        if original.shape[-1] != 3:
+            original = original.expand(*original.shape[:-1], 3)
+        edit_mask, paste = prepare_masks(library_mask[b if library_mask.shape[0] > 1 else 0][None], region_settings)
+        box = region.context_box(edit_mask, region_settings.margin)
+        size = region.model_input_size(box, model.image_size, model.config.size_multiple)
+        source = region.crop_resize(to_library_image(original), box, size).to(device)
+        small_mask = (region.crop_resize(edit_mask, box, size) > 0).float().to(device)
+        edited = sample(model, source, small_mask, guidance, sampler, seeds, callback=callback)
+        edited01 = edited.float().add(1).div(2).clamp(0, 1).cpu()
+        full01 = region.resize_back(edited01, box, original.shape[1:3])  # [N,3,H,W] in 0..1
+        full01 = full01.movedim(1, -1)
+        weights = paste[0, 0][None, ..., None]  # [1,H,W,1]
+        pasted = torch.where(weights == 0, original, full01 * weights + original * (1 - weights))
+        outputs.append(pasted)
+        paste_masks.append(paste[0].expand(len(seeds), -1, -1))
+    return torch.cat(outputs).contiguous(), torch.cat(paste_masks).contiguous()
+
+
+def crop_to_mask(images: torch.Tensor, mask: torch.Tensor, margin: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [N,3,H,W] and masks [N|1,1,H,W] cut to the context box of all masks together, so a
+    small edit in a large photo fills CLIP's view when it is scored."""
+    union = (mask > 0).any(dim=0, keepdim=True).float()
+    box = region.context_box(union, margin)
+    return region.crop(images, box), region.crop(mask, box)

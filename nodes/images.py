@@ -1,0 +1,76 @@
+"""Between ComfyUI's IMAGE/MASK tensors and the library's, with the checks users trip over.
+
+ComfyUI passes IMAGE as ``[B,H,W,C]`` in 0..1 and MASK as ``[B,H,W]`` (or ``[H,W]``) in 0..1; the
+library wants ``[B,3,H,W]`` in [-1,1] and ``[B,1,H,W]``. A mask drawn on another image, or an
+empty one, is the most common mistake, so it is caught here with a message that says what to do
+instead of failing deep inside a resize.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from blended.errors import InputError
+
+
+def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
+    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] not in (1, 3, 4):
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise InputError(f"{name} must be a ComfyUI IMAGE [batch, height, width, channels]; got {shape}.")
+    if image.shape[0] == 0 or image.shape[1] == 0 or image.shape[2] == 0:
+        raise InputError(f"{name} is empty ({tuple(image.shape)}).")
+    return image
+
+
+def to_library_image(image: torch.Tensor) -> torch.Tensor:
+    """IMAGE [B,H,W,C] in 0..1 -> [B,3,H,W] in [-1,1]; alpha is dropped, grey is repeated."""
+    image = check_image(image).float()
+    if image.shape[-1] == 1:
+        image = image.expand(*image.shape[:-1], 3)
+    return image[..., :3].movedim(-1, 1).mul(2).sub(1)
+
+
+def to_comfy_image(x: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] in [-1,1] -> IMAGE [B,H,W,3] in 0..1 (contiguous, on the CPU, float32)."""
+    return x.detach().float().add(1).div(2).clamp(0, 1).movedim(1, -1).contiguous().cpu()
+
+
+def to_library_mask(mask: torch.Tensor, image: torch.Tensor, name: str = "mask") -> torch.Tensor:
+    """MASK [H,W] or [B,H,W] -> [B,1,H,W] float, checked against IMAGE [B,H,W,C]."""
+    if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3):
+        shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise InputError(f"{name} must be a ComfyUI MASK [batch, height, width]; got {shape}.")
+    if mask.dim() == 2:
+        mask = mask[None]
+    h, w = image.shape[1:3]
+    if tuple(mask.shape[-2:]) != (h, w):
+        raise InputError(
+            f"{name} is {mask.shape[-1]}x{mask.shape[-2]} pixels but the image is {w}x{h}: the mask must be drawn "
+            "on this image. Paint it in the image's mask editor (LoadImage's MASK output), or resize the "
+            "mask to the image's size first."
+        )
+    if mask.shape[0] not in (1, image.shape[0]):
+        raise InputError(
+            f"{name} has a batch of {mask.shape[0]} for {image.shape[0]} image(s): give one mask, or one per image."
+        )
+    mask = mask.float().clamp(0, 1)
+    if not (mask > 0).any():
+        raise InputError(
+            f"{name} is empty: nothing is marked for editing. White (1) = edit; with LoadImage erase the "
+            "area to edit (make it transparent) in the mask editor. For background replacement, invert "
+            "the subject's mask with InvertMask."
+        )
+    return mask[:, None]
+
+
+def to_comfy_mask(mask: torch.Tensor) -> torch.Tensor:
+    """[B,1,H,W] -> MASK [B,H,W] on the CPU."""
+    return mask.detach().float()[:, 0].contiguous().cpu()
+
+
+def preview(x0: torch.Tensor, index: int = 0):
+    """A PIL image of one predicted x̂0 for ComfyUI's progress preview."""
+    from PIL import Image
+
+    img = x0[index].detach().float().add(1).mul(127.5).clamp(0, 255).round().to(torch.uint8)
+    return Image.fromarray(img.movedim(0, -1).cpu().numpy())

@@ -1,0 +1,133 @@
+"""Loader nodes: the ADM diffusion model, CLIP and LPIPS.
+
+Models are loaded onto ComfyUI's offload device (the CPU unless VRAM is plentiful) and moved to
+the work device only while a sampler or metric runs, the way ComfyUI treats its own models.
+The diffusion loader always lists OpenAI's release files, present or not, so a new user sees
+what to get; picking a missing one downloads it when online or says where it goes.
+"""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from blended.checkpoint import load_diffusion_model
+from blended.clip_model import HUB_DEFAULT, load_clip
+from blended.errors import CheckpointError
+from blended.weights import KNOWN_WEIGHTS, ensure_file
+
+from . import comfy_glue as glue
+from .types import ClipModel, DiffusionModel, LpipsModel
+
+CATEGORY = "blended_diffusion"
+LPIPS_DOWNLOAD = "vgg16 (torchvision download)"
+
+
+class DiffusionModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        files = glue.model_files("blended_diffusion")
+        options = files + [name for name in KNOWN_WEIGHTS if name not in files]
+        return io.Schema(
+            node_id="BlendedDiffusionModelLoader",
+            display_name="Blended Diffusion Model Loader",
+            category=CATEGORY,
+            description="Loads an OpenAI guided-diffusion (ADM) UNet; the architecture is read off the weights.",
+            inputs=[
+                io.Combo.Input(
+                    "model_name",
+                    options=options,
+                    default="256x256_diffusion_uncond.pt" if "256x256_diffusion_uncond.pt" in options else options[0],
+                    tooltip="File in models/blended_diffusion. 256x256_diffusion_uncond.pt is the paper's model; "
+                    "a listed OpenAI file that is missing is downloaded on first use (2.2 GB) when online.",
+                ),
+            ],
+            outputs=[DiffusionModel.Output(display_name="model")],
+        )
+
+    @classmethod
+    def execute(cls, model_name) -> io.NodeOutput:
+        with glue.user_errors():
+            path = glue.model_path("blended_diffusion", model_name)
+            if path is None:
+                entry = KNOWN_WEIGHTS.get(model_name)
+                folder = glue.default_folder("blended_diffusion")
+                if entry is None:
+                    raise CheckpointError(
+                        f"Diffusion model '{model_name}' is not in {folder}. Put the file there (or pick another)."
+                    )
+                path = ensure_file(entry, folder)
+            model = load_diffusion_model(path, device=glue.offload_device())
+        return io.NodeOutput(model)
+
+
+class ClipLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BlendedCLIPLoader",
+            display_name="Blended CLIP Loader",
+            category=CATEGORY,
+            description="CLIP ViT for guidance, ranking and evaluation (OpenAI ViT-B/16 with QuickGELU by default).",
+            inputs=[
+                io.Combo.Input(
+                    "clip_name",
+                    options=[HUB_DEFAULT] + glue.model_files("clip"),
+                    default=HUB_DEFAULT,
+                    tooltip=f"'{HUB_DEFAULT}' fetches OpenAI's ViT-B/16 through open_clip once and caches it; "
+                    "or pick a CLIP file in models/clip (OpenAI's ViT-B-16.pt, or an open_clip .safetensors).",
+                ),
+            ],
+            outputs=[ClipModel.Output(display_name="clip")],
+        )
+
+    @classmethod
+    def execute(cls, clip_name) -> io.NodeOutput:
+        with glue.user_errors():
+            source = clip_name
+            if clip_name != HUB_DEFAULT:
+                source = glue.model_path("clip", clip_name)
+                if source is None:
+                    raise CheckpointError(
+                        f"CLIP file '{clip_name}' is not in {glue.default_folder('clip')}. Put it there, or choose "
+                        f"'{HUB_DEFAULT}'."
+                    )
+            clip = load_clip(source, device=glue.offload_device())
+        return io.NodeOutput(clip)
+
+
+class LpipsLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BlendedLPIPSLoader",
+            display_name="Blended LPIPS Loader",
+            category=CATEGORY,
+            description="LPIPS-VGG perceptual distance, for the background loss (Algorithm 1) and the evaluation node.",
+            inputs=[
+                io.Combo.Input(
+                    "lpips_name",
+                    options=[LPIPS_DOWNLOAD] + glue.model_files("lpips"),
+                    default=LPIPS_DOWNLOAD,
+                    tooltip="'vgg16 (torchvision download)' uses torchvision's ImageNet VGG16 (fetched once, 528 MB) "
+                    "with the linear heads shipped in the lpips package; or a converted LPIPS file in models/lpips.",
+                ),
+            ],
+            outputs=[LpipsModel.Output(display_name="lpips")],
+        )
+
+    @classmethod
+    def execute(cls, lpips_name) -> io.NodeOutput:
+        from blended.lpips_model import load_lpips
+
+        with glue.user_errors():
+            weights = None
+            if lpips_name != LPIPS_DOWNLOAD:
+                weights = glue.model_path("lpips", lpips_name)
+                if weights is None:
+                    raise CheckpointError(
+                        f"LPIPS file '{lpips_name}' is not in {glue.default_folder('lpips')}. Put it there, or choose "
+                        f"'{LPIPS_DOWNLOAD}'."
+                    )
+            model = load_lpips(weights, device=glue.offload_device())
+        return io.NodeOutput(model)
+

@@ -1,0 +1,101 @@
+"""The sampler node: Blended Diffusion (Algorithm 2) or local CLIP-guided diffusion (Algorithm 1)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from comfy_api.latest import io
+
+from blended.sampler import METHODS, MODES, SamplerSettings
+
+from . import comfy_glue as glue
+from .edit import RegionSettings, edit_image
+from .types import DiffusionModel, Guidance
+
+CATEGORY = "blended_diffusion"
+PRECISIONS = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
+
+
+class BlendedSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BlendedSampler",
+            display_name="Blended Sampler",
+            category=CATEGORY,
+            description="Edits the masked area of the image to match the guidance; every pixel outside the "
+            "(dilated) mask is returned exactly as it came in. Works at any image size.",
+            inputs=[
+                DiffusionModel.Input("model", tooltip="ADM from the Blended Diffusion Model Loader."),
+                Guidance.Input("guidance", tooltip="From Blended CLIP Guidance (and, for mode 'local', Blended "
+                               "Background Loss)."),
+                io.Image.Input("image", tooltip="The photo to edit, any size."),
+                io.Mask.Input("mask", tooltip="White (1) = edit here. LoadImage's MASK is 1 - alpha: erase the "
+                              "area to edit in the mask editor. Must have the image's size."),
+                io.String.Input("steps", default="100",
+                                tooltip="Respacing of the 1000-step schedule: '100' (the paper), 'ddim50' for DDIM "
+                                "striding, or section counts like '10,20,30'."),
+                io.Int.Input("skip_timesteps", default=25, min=0, max=999,
+                             tooltip="Steps skipped at the start: sampling begins from the input noised to step "
+                             "steps - skip. More keeps more of the input's layout and colours (scribbles: 40-60 of "
+                             "100); 0 starts from noise (outpainting)."),
+                io.Combo.Input("mode", options=list(MODES), default="blended",
+                               tooltip="blended: Blended Diffusion (Algorithm 2), the background is blended in at "
+                               "every step. local: local CLIP-guided diffusion (Algorithm 1), needs the background "
+                               "loss."),
+                io.Combo.Input("method", options=list(METHODS), default="ddpm",
+                               tooltip="ddpm: ancestral sampling (the paper). ddim: deterministic, use with "
+                               "steps like 'ddim50'."),
+                io.Int.Input("batch_size", default=8, min=1, max=256,
+                             tooltip="Samples per input image; rank them and keep the best (paper: 64)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Sample i uses seed + i, so a sample is reproducible whatever the batch size."),
+                io.Boolean.Input("enforce_background", default=True,
+                                 tooltip="Paste the input outside the mask after the last step (exact background). "
+                                 "Off shows what local mode really produced outside the mask."),
+                io.Int.Input("mask_dilate", default=0, min=0, max=512,
+                             tooltip="Grow the mask by this many pixels (full resolution) before editing."),
+                io.Int.Input("mask_feather", default=0, min=0, max=512,
+                             tooltip="Soften the paste over this many pixels inside the (dilated) mask edge, so "
+                             "seams vanish; pixels outside the mask never change."),
+                io.Float.Input("context_margin", default=0.25, min=0.0, max=4.0, step=0.05,
+                               tooltip="Context around the mask's bounding box that the model sees, as a fraction "
+                               "of the box size. The box is resized to the model's resolution (aspect kept)."),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="fp32",
+                               tooltip="UNet precision on a GPU: bf16/fp16 autocast is faster and uses less memory. "
+                               "Ignored on the CPU."),
+            ],
+            outputs=[
+                io.Image.Output("images", display_name="images"),
+                io.Mask.Output("paste_mask", display_name="mask",
+                               tooltip="Where each result differs from the input (paste weights), for ranking and "
+                               "evaluation."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, guidance, image, mask, steps, skip_timesteps, mode, method, batch_size, seed,
+                enforce_background, mask_dilate, mask_feather, context_margin, precision) -> io.NodeOutput:
+        with glue.user_errors():
+            settings = SamplerSettings(
+                steps=str(steps).strip(), method=method, skip_timesteps=int(skip_timesteps), mode=mode,
+                enforce_background=bool(enforce_background), autocast=PRECISIONS[precision],
+            )
+            schedule_steps = settings.schedule().num_timesteps
+            settings.validate(schedule_steps)
+            seeds = [int(seed) + i for i in range(int(batch_size))]
+            device = glue.work_device()
+            if device.type == "cpu" and settings.autocast != "none":
+                settings = replace(settings, autocast="none")
+            progress = glue.StepProgress((schedule_steps - settings.skip_timesteps) * image.shape[0])
+            glue.make_room([model] + ([guidance.clip.clip.model] if guidance.clip is not None else []), device)
+            # Nodes run under inference_mode; guidance needs autograd, and inference tensors cannot be
+            # saved for backward, so the inputs are cloned inside the grad-enabled block.
+            with torch.inference_mode(False), torch.enable_grad(), glue.models_on(device, model, guidance):
+                images, paste = edit_image(
+                    model, image.clone(), mask.clone(), guidance, settings, seeds,
+                    RegionSettings(int(mask_dilate), int(mask_feather), float(context_margin)),
+                    device=device, callback=progress.callback,
+                )
+        return io.NodeOutput(images, paste)

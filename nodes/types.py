@@ -1,0 +1,10 @@
+"""The pack's socket types. Distinct names keep ComfyUI from wiring our models into core nodes
+(or core MODEL/CLIP outputs into ours), which would only fail later with a confusing error."""
+
+from comfy_api.latest import io
+
+DiffusionModel = io.Custom("BLENDED_DIFFUSION_MODEL")  # blended.diffusion_model.DiffusionModel
+ClipModel = io.Custom("BLENDED_CLIP")  # blended.clip_model.ClipBundle
+LpipsModel = io.Custom("BLENDED_LPIPS")  # LPIPS module: (a, b) in [-1,1] -> [B]
+Augmentation = io.Custom("BLENDED_AUGMENTATION")  # blended.augment.ExtendingAugmentation
+Guidance = io.Custom("BLENDED_GUIDANCE")  # blended.guidance.Guidance

