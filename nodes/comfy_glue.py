@@ -80,19 +80,29 @@ def make_room(modules, device: torch.device) -> None:
     mm.free_memory(int(needed * 1.5) + (512 << 20), device)
 
 
+def normal_tensors():
+    """Nodes run under ``torch.inference_mode()``, and a weight created there (loaded, or copied to
+    another device) can never take part in autograd again: the sampler's guidance gradient would
+    fail with "Inference tensors cannot be saved for backward". Model loading and moving happen
+    inside this block."""
+    return torch.inference_mode(False)
+
+
+def _move(movable, device) -> None:
+    with normal_tensors():
+        for m in movable:
+            if m is not None:
+                m.to(device)
+
+
 @contextlib.contextmanager
 def models_on(device: torch.device, *movable):
     """Move models (anything with ``.to``) to ``device`` for the block, then back to the offload device."""
     try:
-        for m in movable:
-            if m is not None:
-                m.to(device)
+        _move(movable, device)
         yield device
     finally:
-        rest = offload_device()
-        for m in movable:
-            if m is not None:
-                m.to(rest)
+        _move(movable, offload_device())
         mm.soft_empty_cache()
 
 

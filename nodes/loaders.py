@@ -56,7 +56,8 @@ class DiffusionModelLoader(io.ComfyNode):
                         f"Diffusion model '{model_name}' is not in {folder}. Put the file there (or pick another)."
                     )
                 path = ensure_file(entry, folder)
-            model = load_diffusion_model(path, device=glue.offload_device())
+            with glue.normal_tensors():
+                model = load_diffusion_model(path, device=glue.offload_device())
         return io.NodeOutput(model)
 
 
@@ -91,7 +92,8 @@ class ClipLoader(io.ComfyNode):
                         f"CLIP file '{clip_name}' is not in {glue.default_folder('clip')}. Put it there, or choose "
                         f"'{HUB_DEFAULT}'."
                     )
-            clip = load_clip(source, device=glue.offload_device())
+            with glue.normal_tensors():
+                clip = load_clip(source, device=glue.offload_device())
         return io.NodeOutput(clip)
 
 
@@ -128,6 +130,7 @@ class LpipsLoader(io.ComfyNode):
                         f"LPIPS file '{lpips_name}' is not in {glue.default_folder('lpips')}. Put it there, or choose "
                         f"'{LPIPS_DOWNLOAD}'."
                     )
-            model = load_lpips(weights, device=glue.offload_device())
+            with glue.normal_tensors():
+                model = load_lpips(weights, device=glue.offload_device())
         return io.NodeOutput(model)
 

@@ -220,7 +220,7 @@ class ComfyServer:
             if entry is not None and entry.get("status", {}).get("completed") is not None:
                 if entry["status"].get("status_str") in ("success", "error"):
                     return entry
-            if not self.alive():
+            if self.proc is not None and not self.alive():  # a server we started ourselves
                 raise RuntimeError(f"ComfyUI died while running {prompt_id}:\n{self.log()[-4000:]}")
             if on_poll is not None:
                 on_poll()
