@@ -19,7 +19,7 @@ import torch
 from blended import masks, region
 from blended.sampler import SamplerSettings, sample
 
-from .images import check_image, to_library_image, to_library_mask
+from .images import check_image, to_library_mask
 
 
 @dataclass(frozen=True)
@@ -56,21 +56,21 @@ def edit_image(
     library_mask = to_library_mask(mask, image)
     outputs, paste_masks = [], []
     for b in range(image.shape[0]):
-        original = image[b : b + 1, ..., :3].float()
-        if original.shape[-1] != 3:
-            original = original.expand(*original.shape[:-1], 3)
+        original = image[b : b + 1, ..., :3].float().movedim(-1, 1)  # [1,3,H,W] in 0..1, values untouched
+        if original.shape[1] != 3:
+            original = original.expand(-1, 3, -1, -1)
         edit_mask, paste = prepare_masks(library_mask[b if library_mask.shape[0] > 1 else 0][None], region_settings)
         box = region.context_box(edit_mask, region_settings.margin)
         size = region.model_input_size(box, model.image_size, model.config.size_multiple)
-        source = region.crop_resize(to_library_image(original), box, size).to(device)
-        small_mask = (region.crop_resize(edit_mask, box, size) > 0).float().to(device)
+        source = region.crop_resize(original * 2 - 1, box, size).to(device)
+        small_mask = (region.crop_resize(edit_mask, box, size, pad_mode="constant") > 0).float().to(device)
         edited = sample(model, source, small_mask, guidance, sampler, seeds, callback=callback)
+        if not sampler.enforce_background:  # show everything the sampler did to the context box
+            paste = torch.zeros_like(paste)
+            paste[..., box.slices[0], box.slices[1]] = 1
         edited01 = edited.float().add(1).div(2).clamp(0, 1).cpu()
-        full01 = region.resize_back(edited01, box, original.shape[1:3])  # [N,3,H,W] in 0..1
-        full01 = full01.movedim(1, -1)
-        weights = paste[0, 0][None, ..., None]  # [1,H,W,1]
-        pasted = torch.where(weights == 0, original, full01 * weights + original * (1 - weights))
-        outputs.append(pasted)
+        pasted = region.paste_back(original, edited01, box, paste)
+        outputs.append(pasted.movedim(1, -1))
         paste_masks.append(paste[0].expand(len(seeds), -1, -1))
     return torch.cat(outputs).contiguous(), torch.cat(paste_masks).contiguous()
 

@@ -52,8 +52,8 @@ class BlendedSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Sample i uses seed + i, so a sample is reproducible whatever the batch size."),
                 io.Boolean.Input("enforce_background", default=True,
-                                 tooltip="Paste the input outside the mask after the last step (exact background). "
-                                 "Off shows what local mode really produced outside the mask."),
+                                 tooltip="Keep every pixel outside the mask exactly as given. Off returns the model's "
+                                 "whole context box, showing what local mode really did to the background there."),
                 io.Int.Input("mask_dilate", default=0, min=0, max=512,
                              tooltip="Grow the mask by this many pixels (full resolution) before editing."),
                 io.Int.Input("mask_feather", default=0, min=0, max=512,

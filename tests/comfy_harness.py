@@ -28,6 +28,8 @@ IMAGE_W, IMAGE_H = 64, 48  # small, with an odd aspect ratio on purpose
 class Comfy:
     server: ComfyServer
     base: Path
+    names: dict[str, str]  # role ("model", "clip", "clip_eval", "lpips") -> file name in models/
+    masks: dict[str, np.ndarray]  # input file -> where LoadImage's MASK is 1
 
     @property
     def input_dir(self) -> Path:
@@ -148,13 +150,12 @@ def comfy(tmp_path_factory) -> Comfy:
     root = tmp_path_factory.mktemp("comfy")
     engine = prepare_engine(root / "ComfyUI")
     base = prepare_base(root / "base")
-    write_inputs(base / "input")
-    Comfy.names = write_models(base / "models")
-    Comfy.masks = write_inputs(base / "input")
+    names = write_models(base / "models")
+    masks = write_inputs(base / "input")
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1", TORCH_HOME=str(root / "torch_home"))
     server = ComfyServer(engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
     server.start()
     try:
-        yield Comfy(server, base)
+        yield Comfy(server, base, names, masks)
     finally:
         server.stop()

@@ -102,6 +102,17 @@ def test_dilate_and_feather_stay_inside_the_grown_mask(tiny_model, guidance):
     assert soft.any() and (paste[0][~grown] == 0).all()
 
 
+def test_without_enforce_background_the_whole_context_box_is_returned(tiny_model, guidance):
+    img, mask = comfy_image(48, 64), box_mask(48, 64, 20, 28, 28, 36)
+    local = SamplerSettings(steps="4", skip_timesteps=1, mode="local", enforce_background=False)
+    out, paste = edit_image(tiny_model, img, mask, guidance, local, seeds=[0], region_settings=RegionSettings(margin=0.5))
+    box = paste[0] > 0
+    assert box.sum() == 16 * 16 and torch.equal(paste[0][20:28, 28:36], torch.ones(8, 8))  # 8 px grown by 50 %
+    assert torch.equal(out[0][~box], img[0][~box])  # the model never saw beyond its box
+    ring = box & (mask[0] == 0)
+    assert (out[0][ring] != img[0][ring]).any()  # local mode moved background pixels inside the box
+
+
 def test_samples_depend_on_their_seed_only(tiny_model, guidance):
     img, mask = comfy_image(24, 32), box_mask(24, 32, 4, 16, 8, 24)
     both, _ = edit_image(tiny_model, img, mask, guidance, FAST, seeds=[7, 8])

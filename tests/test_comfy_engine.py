@@ -1,0 +1,255 @@
+"""End-to-end in the real ComfyUI engine: the shipped workflows, bad inputs, bad graphs, Cancel.
+
+One ComfyUI server (0.3.75, unmodified) runs for the whole module on 127.0.0.1 with this pack in
+custom_nodes and tiny random models in the real key layouts in its models folders. Graphs are
+POSTed exactly as the UI or ``scripts/run_edit.py`` would send them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from comfy_harness import api_workflow, comfy  # noqa: F401  (the session fixture)
+from scripts.run_edit import PromptRejected, execution_error, output_images, output_texts, set_inputs
+
+SHIPPED = ["object_editing", "background_replacement", "scribble_editing", "text_extrapolation"]
+OUR_NODES = {
+    "BlendedDiffusionModelLoader", "BlendedCLIPLoader", "BlendedLPIPSLoader", "BlendedExtendingAugmentation",
+    "BlendedCLIPGuidance", "BlendedBackgroundLoss", "BlendedSampler", "BlendedRankResults", "BlendedEvaluate",
+}
+BATCH, TOP_K = 3, 2
+
+
+def fast(graph: dict, comfy, steps: str = "4", skip: int | None = None) -> dict:
+    """The shipped graph with the tiny models and a short schedule; everything else as shipped."""
+    graph = copy.deepcopy(graph)
+    set_inputs(graph, "BlendedDiffusionModelLoader", model_name=comfy.names["model"])
+    set_inputs(graph, "BlendedCLIPLoader", clip_name=comfy.names["clip"])
+    sampler = next(n for n in graph.values() if n["class_type"] == "BlendedSampler")
+    shipped_skip = sampler["inputs"]["skip_timesteps"]
+    # keep the shipped proportion of skipped steps (scribbles start later than object edits)
+    skip = skip if skip is not None else round(shipped_skip * int(steps) / 100)
+    set_inputs(graph, "BlendedSampler", steps=steps, skip_timesteps=skip, batch_size=BATCH)
+    if any(n["class_type"] == "BlendedRankResults" for n in graph.values()):
+        set_inputs(graph, "BlendedRankResults", top_k=TOP_K)
+    return graph
+
+
+def run_ok(comfy, graph: dict) -> dict:
+    entry = comfy.server.run(graph, timeout=300)
+    error = execution_error(entry)
+    assert error is None, f"{error['node_type']}: {error['exception_message']}"
+    return entry
+
+
+def run_error(comfy, graph: dict) -> dict:
+    """Run a graph that must fail in a node; returns ComfyUI's execution_error message."""
+    entry = comfy.server.run(graph, timeout=300)
+    error = execution_error(entry)
+    assert error is not None, "the graph was expected to fail"
+    return error
+
+
+def read_rgb(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def loaded_rgb(comfy, name: str) -> np.ndarray:
+    return read_rgb(comfy.input_dir / name)
+
+
+def assert_serving(comfy):
+    assert comfy.server.alive()
+    assert "BlendedSampler" in comfy.server.get("/object_info/BlendedSampler")
+
+
+# --- the pack in the engine -------------------------------------------------------------------------
+
+
+def test_pack_imports_and_every_input_has_a_tooltip(comfy):
+    log = comfy.server.log()
+    failed = [line for line in log.splitlines() if "IMPORT FAILED" in line and "blended" in line.lower()]
+    assert not failed, failed
+    info = comfy.server.object_info()
+    assert OUR_NODES <= set(info)
+    for name in OUR_NODES:
+        assert info[name]["category"] == "blended_diffusion"
+        for section in ("required", "optional"):
+            for input_name, spec in info[name]["input"].get(section, {}).items():
+                options = spec[1] if len(spec) > 1 else {}
+                assert options.get("tooltip"), f"{name}.{input_name} has no tooltip"
+
+
+def test_missing_diffusion_files_are_listed_for_new_users(comfy):
+    options = comfy.server.get("/object_info/BlendedDiffusionModelLoader")["BlendedDiffusionModelLoader"]
+    names = options["input"]["required"]["model_name"][1]["options"]
+    assert "256x256_diffusion_uncond.pt" in names and comfy.names["model"] in names
+
+
+# --- the shipped workflows --------------------------------------------------------------------------
+
+
+def expected_keep(comfy, name: str, graph: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(source RGB at the output's size, boolean map of pixels that must not change)."""
+    image = next(n for n in graph.values() if n["class_type"] == "LoadImage")["inputs"]["image"]
+    rgb = loaded_rgb(comfy, image)
+    edit = comfy.masks.get(image)
+    if name == "background_replacement":
+        return rgb, edit  # InvertMask: the subject is kept
+    if name == "text_extrapolation":
+        pad = next(n for n in graph.values() if n["class_type"] == "ImagePadForOutpaint")["inputs"]
+        dilate = next(n for n in graph.values() if n["class_type"] == "BlendedSampler")["inputs"]["mask_dilate"]
+        h, w = rgb.shape[:2]
+        canvas = np.zeros((h + pad["top"] + pad["bottom"], w + pad["left"] + pad["right"], 3), np.uint8)
+        canvas[pad["top"]:pad["top"] + h, pad["left"]:pad["left"] + w] = rgb
+        keep = np.zeros(canvas.shape[:2], bool)
+        keep[pad["top"] + dilate:pad["top"] + h - dilate, pad["left"] + dilate:pad["left"] + w - dilate] = True
+        return canvas, keep
+    return rgb, ~edit
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_workflow_edits_only_the_mask(comfy, name):
+    shipped = api_workflow(name)
+    entry = run_ok(comfy, fast(shipped, comfy))
+    images = output_images(entry)
+    assert len(images) == TOP_K
+    source, keep = expected_keep(comfy, name, shipped)
+    assert keep.any() and (~keep).any()
+    for img in images:
+        out = read_rgb(comfy.output_path(img))
+        assert out.shape == source.shape
+        assert np.array_equal(out[keep], source[keep]), "pixels outside the mask changed"
+        if name != "text_extrapolation":  # the outpainted canvas starts grey: any content differs
+            assert (out[~keep] != source[~keep]).any(), "nothing was edited inside the mask"
+    report = "\n".join(output_texts(entry))
+    assert f"ranked {BATCH} samples" in report and "#2:" in report and "#3:" not in report
+
+
+def test_ranked_scores_are_sorted_and_reproducible(comfy):
+    graph = fast(api_workflow("object_editing"), comfy)
+    first = "\n".join(output_texts(run_ok(comfy, graph)))
+    set_inputs(graph, "BlendedRankResults", top_k=BATCH)
+    again = "\n".join(output_texts(run_ok(comfy, graph)))
+    scores = [float(line.rsplit(" ", 1)[1]) for line in again.splitlines() if line.startswith("#")]
+    assert len(scores) == BATCH and scores == sorted(scores)
+    assert again.splitlines()[1:TOP_K + 1] == first.splitlines()[1:]  # same seeds, same ranking
+
+
+def test_local_baseline_with_background_loss_and_evaluation(comfy):
+    graph = fast(api_workflow("object_editing"), comfy)
+    graph["20"] = {"class_type": "BlendedLPIPSLoader", "inputs": {"lpips_name": comfy.names["lpips"]}}
+    graph["21"] = {"class_type": "BlendedBackgroundLoss",
+                   "inputs": {"guidance": ["5", 0], "lpips": ["20", 0], "lambda_lpips": 1000.0, "lambda_l2": 10000.0}}
+    graph["22"] = {"class_type": "BlendedCLIPLoader", "inputs": {"clip_name": comfy.names["clip_eval"]}}
+    graph["23"] = {"class_type": "BlendedEvaluate",
+                   "inputs": {"images": ["6", 0], "source": ["1", 0], "mask": ["1", 1], "prompt": "a bowl of cherries",
+                              "band_px": 2, "clip": ["22", 0], "lpips": ["20", 0]}}
+    graph["6"]["inputs"].update(guidance=["21", 0], mode="local", enforce_background=False)
+    entry = run_ok(comfy, graph)
+    report = json.loads(entry["outputs"]["23"]["text"][0])
+    assert len(report["background_psnr"]) == BATCH and len(report["clip_score"]) == BATCH
+    assert all(math.isfinite(p) for p in report["background_psnr"])  # local mode, no paste: background moved
+    assert all(v > 0 for v in report["background_lpips"]) and report["diversity_lpips"] > 0
+
+    graph["6"]["inputs"].update(mode="blended", enforce_background=True, guidance=["5", 0])
+    report = json.loads(run_ok(comfy, graph)["outputs"]["23"]["text"][0])
+    assert all(math.isinf(p) for p in report["background_psnr"])  # blended: background untouched
+    assert all(v == 0 for v in report["background_lpips"])
+
+
+# --- bad inputs: a clear error on the node, and the server keeps serving -----------------------------
+
+
+def with_changes(comfy, change) -> dict:
+    graph = fast(api_workflow("object_editing"), comfy)
+    change(graph)
+    return graph
+
+
+def mask_from(image: str):
+    def change(graph):
+        graph["30"] = {"class_type": "LoadImage", "inputs": {"image": image}}
+        graph["6"]["inputs"]["mask"] = ["30", 1]
+    return change
+
+
+BAD_INPUTS = {
+    "mask_size": (mask_from("blended_small.png"), "BlendedSampler", "mask is 32x32 pixels but the image is 64x48"),
+    "empty_mask": (lambda g: g["1"]["inputs"].update(image="blended_opaque.png"), "BlendedSampler", "mask is empty"),
+    "missing_model": (lambda g: g["2"]["inputs"].update(model_name="512x512_diffusion.pt"),
+                      "BlendedDiffusionModelLoader", "'512x512_diffusion.pt' is missing from"),
+    "wrong_checkpoint": (lambda g: g["2"]["inputs"].update(model_name="clip_in_wrong_folder.safetensors"),
+                         "BlendedDiffusionModelLoader", "CLIP"),
+    "long_prompt": (lambda g: g["5"]["inputs"].update(prompt="a very red ball " * 75), "BlendedCLIPGuidance",
+                    "CLIP tokens long"),
+    "skip_too_large": (lambda g: g["6"]["inputs"].update(steps="4", skip_timesteps=4), "BlendedSampler",
+                       "skip_timesteps 4 must be between 0 and 3"),
+    "bad_steps": (lambda g: g["6"]["inputs"].update(steps="fast"), "BlendedSampler", "steps 'fast'"),
+    # ComfyUI 0.3.75 does not check V3 combo values at validation: the node must
+    "unknown_method": (lambda g: g["6"]["inputs"].update(method="euler"), "BlendedSampler", "method 'euler'"),
+    "unknown_model_name": (lambda g: g["2"]["inputs"].update(model_name="nope.pt"), "BlendedDiffusionModelLoader",
+                           "'nope.pt' is not in"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_names_the_problem_and_server_survives(comfy, case):
+    change, node_type, message = BAD_INPUTS[case]
+    error = run_error(comfy, with_changes(comfy, change))
+    assert error["node_type"] == node_type
+    assert message in error["exception_message"], error["exception_message"]
+    assert "Traceback" not in error["exception_message"]
+    assert_serving(comfy)
+
+
+def test_good_run_after_errors(comfy):
+    for case in ("empty_mask", "missing_model"):
+        run_error(comfy, with_changes(comfy, BAD_INPUTS[case][0]))
+    assert len(output_images(run_ok(comfy, fast(api_workflow("object_editing"), comfy)))) == TOP_K
+
+
+# --- bad graphs: rejected at validation with node_errors ---------------------------------------------
+
+
+BAD_GRAPHS = {
+    "value_bigger_than_max": (lambda g: g["6"]["inputs"].update(batch_size=100000), "6", "batch_size"),
+    "return_type_mismatch": (lambda g: g["6"]["inputs"].update(model=["3", 0]), "6", "model"),
+    "missing_input": (lambda g: g["6"]["inputs"].pop("guidance"), "6", "guidance"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_GRAPHS))
+def test_bad_graph_is_rejected_with_node_errors(comfy, case):
+    change, node_id, field = BAD_GRAPHS[case]
+    with pytest.raises(PromptRejected) as info:
+        comfy.server.queue_prompt(with_changes(comfy, change))
+    errors = info.value.body["node_errors"]
+    assert node_id in errors and field in json.dumps(errors[node_id])
+    assert_serving(comfy)
+
+
+# --- Cancel -----------------------------------------------------------------------------------------
+
+
+def test_interrupt_stops_sampling_within_a_step(comfy):
+    long = fast(api_workflow("object_editing"), comfy, steps="1000", skip=0)
+    prompt_id = comfy.server.queue_prompt(long)
+    deadline = time.monotonic() + 60
+    while not comfy.server.running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well inside the sampling loop
+    started = time.monotonic()
+    comfy.server.interrupt()
+    entry = comfy.server.wait(prompt_id, timeout=60)
+    assert time.monotonic() - started < 20, "Cancel took effect only after the run"
+    kinds = [kind for kind, _ in entry["status"]["messages"]]
+    assert "execution_interrupted" in kinds and "execution_success" not in kinds
+    assert len(output_images(run_ok(comfy, fast(api_workflow("object_editing"), comfy)))) == TOP_K
