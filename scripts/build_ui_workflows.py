@@ -33,8 +33,9 @@ IMAGES = REPO / "docs" / "images"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# No first-run templates dialog, no minimap over the graph.
-SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}
+# No first-run templates dialog; nothing drawn over the graph in the screenshots.
+SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "Comfy.Graph.CanvasInfo": False,
+            "Comfy.Graph.CanvasMenu": False}
 VIEWPORT = {"width": 1600, "height": 900}
 
 # Columns by longest path from a source; within a column, by node id. Sizes are the frontend's own.
@@ -64,11 +65,10 @@ LAYOUT_JS = """([gapX, gapY]) => {
 # Fit the whole graph into the canvas (also stored as the workflow's initial view, extra.ds).
 FIT_JS = """() => {
   const c = app.canvas, el = c.canvas, r = window.devicePixelRatio || 1;
-  const w = el.width / r, h = el.height / r, pad = 40;
+  const w = el.width / r, h = el.height / r, pad = 40, title = 2 * LiteGraph.NODE_TITLE_HEIGHT;  // + badge
   let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  for (const n of app.graph.nodes) {
-    const [x, y, bw, bh] = n.boundingRect;
-    x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x + bw); y1 = Math.max(y1, y + bh);
+  for (const { pos: [x, y], size: [bw, bh] } of app.graph.nodes) {
+    x0 = Math.min(x0, x); y0 = Math.min(y0, y - title); x1 = Math.max(x1, x + bw); y1 = Math.max(y1, y + bh);
   }
   const s = Math.min((w - 2 * pad) / (x1 - x0), (h - 2 * pad) / (y1 - y0), 1);
   c.ds.scale = s;

@@ -1,0 +1,78 @@
+"""The README's main job (scripts/run_edit.py, what scripts/edit.sh runs) end to end.
+
+It starts its own ComfyUI server from the engine copy the session fixture made, with the tiny
+models given through --models-dir (an extra_model_paths.yaml), exactly as a user with models in
+another folder would run it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from comfy_harness import comfy, ellipse, photo  # noqa: F401  (the session fixture)
+from scripts.run_edit import REPO
+
+RUN_EDIT = REPO / "scripts" / "run_edit.py"
+
+
+def run_edit(*args, env=None, timeout=600) -> subprocess.CompletedProcess:
+    env = dict(os.environ if env is None else env, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
+    return subprocess.run([sys.executable, str(RUN_EDIT), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def write_photo_and_mask(folder, w=72, h=40):
+    rgb = photo(w, h, seed=3)
+    edit = ellipse(w, h, 50, 18, 9, 7)
+    Image.fromarray(rgb).save(folder / "photo.png")
+    Image.fromarray(edit.astype(np.uint8) * 255).save(folder / "mask.png")
+    return rgb, edit
+
+
+def test_main_job_writes_ranked_edits(comfy, tmp_path):
+    rgb, edit = write_photo_and_mask(tmp_path)
+    out = tmp_path / "results"
+    done = run_edit(
+        "--image", tmp_path / "photo.png", "--mask", tmp_path / "mask.png", "--prompt", "a bowl of cherries",
+        "--out", out, "--comfy-dir", comfy.server.engine, "--models-dir", comfy.base / "models",
+        "--model", comfy.names["model"], "--clip", comfy.names["clip"],
+        "--steps", "4", "--skip", "1", "--batch-size", "3", "--top-k", "2", "--cpu",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = sorted(out.glob("rank_*.png"))
+    assert [p.name for p in results] == ["rank_01.png", "rank_02.png"]
+    for path in results:
+        edited = np.asarray(Image.open(path).convert("RGB"))
+        assert edited.shape == rgb.shape
+        assert np.array_equal(edited[~edit], rgb[~edit])
+        assert (edited[edit] != rgb[edit]).any()
+    scores = (out / "scores.txt").read_text()
+    assert "ranked 3 samples" in scores and "#2:" in scores
+
+
+def test_main_job_offline_says_which_file_goes_where(comfy, tmp_path):
+    write_photo_and_mask(tmp_path)
+    models = tmp_path / "empty_models"
+    done = run_edit(
+        "--image", tmp_path / "photo.png", "--mask", tmp_path / "mask.png", "--prompt", "a red ball",
+        "--comfy-dir", comfy.server.engine, "--models-dir", models, timeout=120,
+    )
+    assert done.returncode != 0
+    assert "256x256_diffusion_uncond.pt" in done.stderr
+    assert str(models / "blended_diffusion") in done.stderr
+    assert "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_main_job_rejects_a_mask_of_another_size(comfy, tmp_path):
+    write_photo_and_mask(tmp_path)
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(tmp_path / "small_mask.png")
+    done = run_edit("--image", tmp_path / "photo.png", "--mask", tmp_path / "small_mask.png", "--prompt", "x",
+                    "--comfy-dir", comfy.server.engine, "--models-dir", comfy.base / "models",
+                    "--model", comfy.names["model"], timeout=120)
+    assert done.returncode != 0 and "--mask is 10x10 but --image is 72x40" in done.stderr
