@@ -65,6 +65,17 @@ def make_clip(device):
     return clip_from_state_dict(tiny_clip_state_dict(), name="tiny").to(device)
 
 
+def full_size_clip(device):
+    """ViT-B/16 with QuickGELU at its real size and random weights: the paper's CLIP costs the same
+    whatever its weights, and open_clip builds it without a download."""
+    import open_clip
+
+    from blended.clip_model import ClipBundle
+
+    model = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None, device=device).eval().requires_grad_(False)
+    return ClipBundle(model, open_clip.get_tokenizer("ViT-B-16-quickgelu"), 224, name="ViT-B-16 (random)")
+
+
 def scene(size, device):
     image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0), device="cpu") * 2 - 1
     mask = torch.zeros(1, 1, size, size)
@@ -164,12 +175,11 @@ def main(argv=None):
     if device.type != "cuda":
         print("\n4. GPU section skipped: CUDA not available.")
         return
-    print("\n4. CUDA: 256x256 ADM config (random weights), one edit = 75 steps of 100, batch 1")
+    print("\n4. CUDA: 256x256 ADM + ViT-B/16 (random weights), 8 augmentations, one edit = 75 steps of 100, batch 1")
     model = make_model("adm256", device)
     image, mask = scene(256, device)
-    from blended.clip_model import HUB_DEFAULT  # noqa: F401  (real CLIP not downloadable here: tiny CLIP stands in)
-
-    guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(8)), RangeLoss()))
+    vit = full_size_clip(device)
+    guidance = Guidance((ClipGuidance(vit, "a red ball", augmentation=ExtendingAugmentation(8)), RangeLoss()))
     full = SamplerSettings(steps="100", skip_timesteps=25)
     fast_steps = SamplerSettings(steps="100", skip_timesteps=90)
     for precision in ("none", "bf16"):

@@ -38,26 +38,41 @@ SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "Co
             "Comfy.Graph.CanvasMenu": False}
 VIEWPORT = {"width": 1600, "height": 900}
 
-# Columns by longest path from a source; within a column, by node id. Sizes are the frontend's own.
+# Columns by longest path from a source, but a source sits just left of its nearest consumer; each
+# column is ordered by (position of that consumer in its column, input slot), right to left, so links
+# rarely cross or pass behind nodes. Sizes are the frontend's own.
 LAYOUT_JS = """([gapX, gapY]) => {
-  const nodes = [...app.graph.nodes].sort((a, b) => a.id - b.id), col = new Map();
+  const nodes = [...app.graph.nodes].sort((a, b) => a.id - b.id), col = new Map(), targets = new Map();
+  nodes.forEach((n) => targets.set(n.id, []));
+  for (const t of nodes) (t.inputs ?? []).forEach((_, i) => { const s = t.getInputNode(i); if (s) targets.get(s.id).push([t, i]); });
   const depth = (n) => {
     if (!col.has(n.id)) {
-      col.set(n.id, 0);
       let d = 0;
-      (n.inputs ?? []).forEach((_, i) => { const src = n.getInputNode(i); if (src) d = Math.max(d, depth(src) + 1); });
+      (n.inputs ?? []).forEach((_, i) => { const s = n.getInputNode(i); if (s) d = Math.max(d, depth(s) + 1); });
       col.set(n.id, d);
     }
     return col.get(n.id);
   };
   nodes.forEach(depth);
+  for (const n of nodes) if (!(n.inputs ?? []).some((inp) => inp.link != null) && targets.get(n.id).length)
+    col.set(n.id, Math.min(...targets.get(n.id).map(([t]) => col.get(t.id))) - 1);
+  const last = Math.max(...col.values()), rank = new Map(), columns = [];
+  for (let c = last; c >= 0; c--) {
+    const key = (n) => {
+      const near = targets.get(n.id).sort((a, b) => col.get(a[0].id) - col.get(b[0].id) || rank.get(a[0].id) - rank.get(b[0].id) || a[1] - b[1])[0];
+      return near ? [rank.get(near[0].id), near[1]] : [0, 0];
+    };
+    const column = nodes.filter((n) => col.get(n.id) === c)
+      .map((n) => [key(n), n]).sort(([a], [b]) => a[0] - b[0] || a[1] - b[1]).map(([, n]) => n);
+    column.forEach((n, i) => rank.set(n.id, i));
+    columns[c] = column;
+  }
   const title = LiteGraph.NODE_TITLE_HEIGHT;
   let x = 0;
-  for (let c = 0; c <= Math.max(...col.values()); c++) {
-    const column = nodes.filter((n) => col.get(n.id) === c);
+  for (const column of columns.filter((c) => c.length)) {
     let y = title;
     for (const n of column) { n.pos = [x, y]; y += n.size[1] + title + gapY; }
-    x += Math.max(...column.map((n) => n.size[0])) + gapX;
+    x += Math.round(Math.max(...column.map((n) => n.size[0]))) + gapX;
   }
   app.graph.setDirtyCanvas(true, true);
 }"""
@@ -133,7 +148,8 @@ def build(page, name: str) -> None:
     if got != api:
         raise SystemExit(f"{name}: the frontend's graph does not reproduce the API workflow:\n"
                          f"{json.dumps(got, indent=1)}")
-    ui = page.evaluate("() => app.graph.serialize()")
+    # Through JSON.stringify, as the frontend saves it: undefined fields vanish instead of becoming null.
+    ui = json.loads(page.evaluate("() => JSON.stringify(app.graph.serialize())"))
     ui["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-blended-diffusion/{name}"))  # stable diffs
     (WORKFLOWS / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
     page.wait_for_timeout(300)

@@ -1,0 +1,95 @@
+"""The shipped UI workflows, loaded in the real ComfyUI frontend, queue exactly their API twins.
+
+Users drag ``workflows/<name>.json`` onto the canvas; the engine tests run ``<name>.api.json``.
+Here the bundled frontend (comfyui-frontend-package, in headless Chromium) loads each UI file the
+way a drop does (``app.loadGraphData``) and converts it the way Queue does (``app.graphToPrompt``);
+the result must equal the API twin: same node ids, class types, widget values and links. A UI file
+that drifts from its twin, or uses a node the server does not register, fails. Fix by editing the
+API workflow and rerunning ``scripts/build_ui_workflows.py``. Needs /usr/bin/chromium and playwright
+(``scripts/install_deps.sh --tests``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from scripts.build_ui_workflows import PROMPT_JS, WORKFLOWS, as_api, comfy_frontend
+
+API_NAMES = sorted(p.name[: -len(".api.json")] for p in WORKFLOWS.glob("*.api.json"))
+UI_NAMES = sorted(p.stem for p in WORKFLOWS.glob("*.json") if not p.name.endswith(".api.json"))
+
+# Records what the frontend reports while loading: uncaught exceptions, console errors (except
+# requests refused because the page is offline), missing-node and missing-model dialogs.
+WATCH_JS = """() => {
+  window.__problems = [];
+  for (const f of ["showMissingNodesError", "showMissingModelsError"]) {
+    const orig = app[f].bind(app);
+    app[f] = (...args) => { window.__problems.push(`${f}: ${JSON.stringify(args[0])}`); return orig(...args); };
+  }
+}"""
+# Warning and error toasts (workflow validation, link fixes) and open dialogs after a load.
+SHOWN_JS = """() => [...document.querySelectorAll('.p-toast-message-warn, .p-toast-message-error, .p-dialog')]
+  .map((e) => e.innerText.trim().slice(0, 300))"""
+
+
+@pytest.fixture(scope="module")
+def frontend(tmp_path_factory):
+    with comfy_frontend(tmp_path_factory.mktemp("frontend")) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+        page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
+                and errors.append(f"console: {m.text}"))
+        page.evaluate(WATCH_JS)
+
+        def load(workflow: dict, name: str) -> tuple[dict, list[str]]:
+            """Load a UI workflow as a drop does; the prompt Queue would send, without _meta."""
+            errors.clear()
+            page.evaluate("() => { window.__problems.length = 0; }")
+            page.evaluate("async ([wf, name]) => { await app.loadGraphData(wf, true, true, name); }", [workflow, name])
+            prompt = as_api(page.evaluate(PROMPT_JS))
+            page.wait_for_timeout(200)  # let toasts and dialogs render
+            problems = errors + page.evaluate("() => window.__problems") + page.evaluate(SHOWN_JS)
+            return prompt, problems
+
+        yield page, load
+
+
+def api_workflow(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+
+
+def ui_workflow(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def test_every_api_workflow_has_a_ui_twin():
+    assert API_NAMES, "no workflows/*.api.json"
+    assert UI_NAMES == API_NAMES, "each workflows/<name>.api.json needs a <name>.json (scripts/build_ui_workflows.py)"
+
+
+@pytest.mark.parametrize("name", UI_NAMES)
+def test_ui_workflow_queues_its_api_twin(frontend, name):
+    page, load = frontend
+    api = api_workflow(name)
+    unknown = page.evaluate("(types) => types.filter((t) => !(t in LiteGraph.registered_node_types))",
+                            sorted({n["class_type"] for n in api.values()}))
+    assert unknown == [], f"node types the frontend does not know: {unknown}"
+    prompt, problems = load(ui_workflow(name), name)
+    assert problems == [], f"the frontend complained while loading {name}.json"
+    assert prompt == api, f"{name}.json has drifted from {name}.api.json: rerun scripts/build_ui_workflows.py"
+
+
+def test_a_changed_widget_value_is_caught(frontend):
+    """The comparison reads the UI file's own values (not node defaults): change one, it shows."""
+    _, load = frontend
+    name = "object_editing"
+    ui = copy.deepcopy(ui_workflow(name))
+    sampler = next(n for n in ui["nodes"] if n["type"] == "BlendedSampler")
+    sampler["widgets_values"][1] += 1  # skip_timesteps
+    prompt, problems = load(ui, name)
+    assert problems == []
+    assert prompt != api_workflow(name)
+    assert prompt[str(sampler["id"])]["inputs"]["skip_timesteps"] == sampler["widgets_values"][1]
