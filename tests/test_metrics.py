@@ -64,3 +64,36 @@ def test_clip_score_and_evaluate(scene, lpips, tiny_clip):
     report = evaluate(torch.cat([src, inside_only]), src, mask, "a cup of coffee", tiny_clip, lpips, band_px=2)
     assert report["background_psnr"] == [math.inf, math.inf]
     assert len(report["clip_score"]) == 2 and report["diversity_lpips"] > 0
+
+
+def test_evaluate_script_on_files(tmp_path, real_lpips_path, tiny_clip):
+    from PIL import Image
+
+    from scripts.evaluate import main
+
+    def save(t, name):
+        Image.fromarray((t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / name)
+        return tmp_path / name
+
+    src = photo("astronaut")
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 20:40, 20:40] = 1
+    Image.fromarray((mask[0, 0].numpy() * 255).astype(np.uint8)).save(tmp_path / "mask.png")
+    clip_file = tmp_path / "eval_clip.safetensors"
+    from tiny_clip import save_tiny_clip
+
+    save_tiny_clip(clip_file, seed=1)
+    edits = [save(torch.where(mask > 0, photo("coffee"), src), "a.png"), save(photo("chelsea"), "b.png")]
+    argv = ["--source", str(save(src, "src.png")), "--mask", str(tmp_path / "mask.png"), "--prompt", "a cup",
+            "--clip", str(clip_file), "--lpips", str(real_lpips_path), "--band", "1", "--json", str(tmp_path / "r.json"),
+            *map(str, edits)]
+    assert main(argv) == 0
+    import json
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert math.isinf(report["background_psnr"][0]) and report["background_psnr"][1] < 30
+    assert report["background_lpips"][0] == pytest.approx(0, abs=1e-6) and report["background_lpips"][1] > 0.1
+    assert len(report["clip_score"]) == 2 and report["files"] == [str(e) for e in edits]
+    with pytest.raises(SystemExit, match="all black"):
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "black.png")
+        main([*argv[:2], "--mask", str(tmp_path / "black.png"), *argv[4:]])
