@@ -208,8 +208,9 @@ class ComfyServer:
     def object_info(self) -> dict:
         return self.get("/object_info")
 
-    def queue_prompt(self, graph: dict) -> str:
-        status, body = self.post("/prompt", {"prompt": graph, "client_id": "blended-headless"})
+    def queue_prompt(self, graph: dict, client_id: str = "blended-headless") -> str:
+        """Queue a graph; progress and previews go to the websocket of ``client_id``."""
+        status, body = self.post("/prompt", {"prompt": graph, "client_id": client_id})
         if status != 200:
             raise PromptRejected(body or {})
         return body["prompt_id"]

@@ -52,6 +52,12 @@ def frontend(tmp_path_factory):
             prompt = as_api(page.evaluate(PROMPT_JS))
             page.wait_for_timeout(200)  # let toasts and dialogs render
             problems = errors + page.evaluate("() => window.__problems") + page.evaluate(SHOWN_JS)
+            page.evaluate("() => app.extensionManager.toast.removeAll()")  # a clean slate for the next load
+            for _ in range(5):
+                if not page.locator(".p-dialog").count():
+                    break
+                page.keyboard.press("Escape")
+                page.wait_for_timeout(100)
             return prompt, problems
 
         yield page, load
