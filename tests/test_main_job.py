@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from comfy_harness import comfy, ellipse, photo  # noqa: F401  (the session fixture)
-from scripts.run_edit import REPO
+from scripts.run_edit import EXAMPLE_IMAGE, EXAMPLE_PROMPT, REPO
 
 RUN_EDIT = REPO / "scripts" / "run_edit.py"
 
@@ -44,15 +44,30 @@ def test_main_job_writes_ranked_edits(comfy, tmp_path):
         "--steps", "4", "--skip", "1", "--batch-size", "3", "--top-k", "2", "--cpu",
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    check_results(out, rgb, edit, ranked=3, kept=2)
+
+
+def test_main_job_default_is_the_shipped_example(comfy, tmp_path):
+    rgba = np.asarray(Image.open(EXAMPLE_IMAGE))
+    out = tmp_path / "results"
+    done = run_edit("--out", out, "--comfy-dir", comfy.server.engine, "--models-dir", comfy.base / "models",
+                    "--model", comfy.names["model"], "--clip", comfy.names["clip"],
+                    "--steps", "3", "--skip", "1", "--batch-size", "2", "--top-k", "1", "--cpu")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert EXAMPLE_PROMPT in done.stdout
+    check_results(out, rgba[..., :3], rgba[..., 3] == 0, ranked=2, kept=1)
+
+
+def check_results(out, rgb, edit, ranked, kept):
     results = sorted(out.glob("rank_*.png"))
-    assert [p.name for p in results] == ["rank_01.png", "rank_02.png"]
+    assert [p.name for p in results] == [f"rank_{i:02d}.png" for i in range(1, kept + 1)]
     for path in results:
         edited = np.asarray(Image.open(path).convert("RGB"))
         assert edited.shape == rgb.shape
         assert np.array_equal(edited[~edit], rgb[~edit])
         assert (edited[edit] != rgb[edit]).any()
     scores = (out / "scores.txt").read_text()
-    assert "ranked 3 samples" in scores and "#2:" in scores
+    assert f"ranked {ranked} samples" in scores and f"#{kept}:" in scores and f"#{kept + 1}:" not in scores
 
 
 def test_main_job_offline_says_which_file_goes_where(comfy, tmp_path):
