@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -111,14 +112,18 @@ def as_api(output: dict) -> dict:
 
 
 @contextmanager
-def comfy_frontend(root: Path, port: int | None = None):
-    """A ComfyUI server with the test images, and a Chromium page on its frontend with the app ready."""
+def comfy_frontend(root: Path, port: int | None = None, examples: bool = False):
+    """A ComfyUI server with input images (the shipped examples, or the tests' small ones), and a
+    Chromium page on its frontend with the app ready."""
     from comfy_harness import write_inputs
     from playwright.sync_api import sync_playwright
 
     engine = prepare_engine(root / "ComfyUI")
     base = prepare_base(root / "base")
-    write_inputs(base / "input")
+    if examples:  # the screenshots preview the photos a user gets
+        shutil.copytree(WORKFLOWS / "examples", base / "input", dirs_exist_ok=True)
+    else:
+        write_inputs(base / "input")
     (base / "user" / "default").mkdir(parents=True, exist_ok=True)
     (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps(SETTINGS))
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
@@ -160,7 +165,7 @@ def build(page, name: str) -> None:
 def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     names = sorted(p.name[: -len(".api.json")] for p in WORKFLOWS.glob("*.api.json"))
-    with tempfile.TemporaryDirectory(prefix="blended-ui-") as tmp, comfy_frontend(Path(tmp)) as page:
+    with tempfile.TemporaryDirectory(prefix="blended-ui-") as tmp, comfy_frontend(Path(tmp), examples=True) as page:
         page.evaluate("() => app.extensionManager.command.execute('Workspace.ToggleFocusMode')")  # canvas only
         for name in names:
             build(page, name)
