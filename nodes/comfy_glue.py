@@ -16,7 +16,7 @@ import torch
 import comfy.model_management as mm
 import comfy.utils
 import folder_paths
-from blended.errors import BlendedError
+from blended.errors import BlendedError, CheckpointError
 
 from .images import preview
 
@@ -53,6 +53,14 @@ def model_path(folder: str, name: str) -> str | None:
 def default_folder(folder: str) -> str:
     """Where a missing file belongs: the first search path of ``folder`` (models/<folder>)."""
     return folder_paths.get_folder_paths(folder)[0]
+
+
+def require_file(folder: str, name: str, what: str, instead: str) -> str:
+    """Full path of ``name`` in model folder ``folder``, or an error saying where it belongs."""
+    path = model_path(folder, name)
+    if path is None:
+        raise CheckpointError(f"{what} '{name}' is not in {default_folder(folder)}. Put it there, or {instead}.")
+    return path
 
 
 @contextlib.contextmanager

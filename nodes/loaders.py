@@ -12,7 +12,6 @@ from comfy_api.latest import io
 
 from blended.checkpoint import load_diffusion_model
 from blended.clip_model import HUB_DEFAULT, load_clip
-from blended.errors import CheckpointError
 from blended.weights import KNOWN_WEIGHTS, ensure_file
 
 from . import comfy_glue as glue
@@ -47,15 +46,11 @@ class DiffusionModelLoader(io.ComfyNode):
     @classmethod
     def execute(cls, model_name) -> io.NodeOutput:
         with glue.user_errors():
-            path = glue.model_path("blended_diffusion", model_name)
-            if path is None:
-                entry = KNOWN_WEIGHTS.get(model_name)
-                folder = glue.default_folder("blended_diffusion")
-                if entry is None:
-                    raise CheckpointError(
-                        f"Diffusion model '{model_name}' is not in {folder}. Put the file there (or pick another)."
-                    )
-                path = ensure_file(entry, folder)
+            entry = KNOWN_WEIGHTS.get(model_name)
+            if entry is not None and glue.model_path("blended_diffusion", model_name) is None:
+                path = ensure_file(entry, glue.default_folder("blended_diffusion"))  # download, or say from where
+            else:
+                path = glue.require_file("blended_diffusion", model_name, "Diffusion model", "pick another file")
             with glue.normal_tensors():
                 model = load_diffusion_model(path, device=glue.offload_device())
         return io.NodeOutput(model)
@@ -86,12 +81,7 @@ class ClipLoader(io.ComfyNode):
         with glue.user_errors():
             source = clip_name
             if clip_name != HUB_DEFAULT:
-                source = glue.model_path("clip", clip_name)
-                if source is None:
-                    raise CheckpointError(
-                        f"CLIP file '{clip_name}' is not in {glue.default_folder('clip')}. Put it there, or choose "
-                        f"'{HUB_DEFAULT}'."
-                    )
+                source = glue.require_file("clip", clip_name, "CLIP file", f"choose '{HUB_DEFAULT}'")
             with glue.normal_tensors():
                 clip = load_clip(source, device=glue.offload_device())
         return io.NodeOutput(clip)
@@ -124,12 +114,7 @@ class LpipsLoader(io.ComfyNode):
         with glue.user_errors():
             weights = None
             if lpips_name != LPIPS_DOWNLOAD:
-                weights = glue.model_path("lpips", lpips_name)
-                if weights is None:
-                    raise CheckpointError(
-                        f"LPIPS file '{lpips_name}' is not in {glue.default_folder('lpips')}. Put it there, or choose "
-                        f"'{LPIPS_DOWNLOAD}'."
-                    )
+                weights = glue.require_file("lpips", lpips_name, "LPIPS file", f"choose '{LPIPS_DOWNLOAD}'")
             with glue.normal_tensors():
                 model = load_lpips(weights, device=glue.offload_device())
         return io.NodeOutput(model)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfy_harness import api_workflow, comfy  # noqa: F401  (the session fixture)
+from comfy_harness import api_workflow
 from scripts.run_edit import PromptRejected, execution_error, output_images, output_texts, set_inputs
 
 SHIPPED = ["object_editing", "background_replacement", "scribble_editing", "text_extrapolation"]

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from comfy_harness import comfy, ellipse, photo  # noqa: F401  (the session fixture)
+from comfy_harness import ellipse, photo
 from scripts.run_edit import EXAMPLE_IMAGE, EXAMPLE_PROMPT, REPO
 
 RUN_EDIT = REPO / "scripts" / "run_edit.py"
