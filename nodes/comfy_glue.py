@@ -127,7 +127,3 @@ class StepProgress:
         mm.throw_exception_if_processing_interrupted()
         self.done += 1
         self.bar.update_absolute(min(self.done, self.total), self.total, ("JPEG", preview(pred_x0), self.preview_size))
-
-
-def check_interrupt() -> None:
-    mm.throw_exception_if_processing_interrupted()

@@ -30,11 +30,6 @@ def to_library_image(image: torch.Tensor) -> torch.Tensor:
     return image[..., :3].movedim(-1, 1).mul(2).sub(1)
 
 
-def to_comfy_image(x: torch.Tensor) -> torch.Tensor:
-    """[B,3,H,W] in [-1,1] -> IMAGE [B,H,W,3] in 0..1 (contiguous, on the CPU, float32)."""
-    return x.detach().float().add(1).div(2).clamp(0, 1).movedim(1, -1).contiguous().cpu()
-
-
 def to_library_mask(mask: torch.Tensor, image: torch.Tensor, name: str = "mask") -> torch.Tensor:
     """MASK [H,W] or [B,H,W] -> [B,1,H,W] float, checked against IMAGE [B,H,W,C]."""
     if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3):
@@ -61,11 +56,6 @@ def to_library_mask(mask: torch.Tensor, image: torch.Tensor, name: str = "mask")
             "the subject's mask with InvertMask."
         )
     return mask[:, None]
-
-
-def to_comfy_mask(mask: torch.Tensor) -> torch.Tensor:
-    """[B,1,H,W] -> MASK [B,H,W] on the CPU."""
-    return mask.detach().float()[:, 0].contiguous().cpu()
 
 
 def preview(x0: torch.Tensor, index: int = 0):

@@ -15,7 +15,7 @@ from blended.errors import InputError
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
 from blended.sampler import SamplerSettings
 from nodes.edit import RegionSettings, crop_to_mask, edit_image
-from nodes.images import to_comfy_image, to_comfy_mask, to_library_image, to_library_mask
+from nodes.images import to_library_image, to_library_mask
 from scripts.run_edit import compose_input, describe_rejection, set_inputs, write_model_paths
 
 FAST = SamplerSettings(steps="4", skip_timesteps=1)
@@ -45,7 +45,7 @@ def test_image_round_trip_and_channels():
     img = comfy_image(5, 7)
     x = to_library_image(img)
     assert x.shape == (1, 3, 5, 7) and x.min() >= -1 and x.max() <= 1
-    assert torch.allclose(to_comfy_image(x), img, atol=1e-6)
+    assert torch.allclose(x.add(1).div(2).movedim(1, -1), img, atol=1e-6)
     rgba = torch.cat([img, torch.ones(1, 5, 7, 1)], -1)
     assert torch.equal(to_library_image(rgba), x)
     grey = img[..., :1]
@@ -61,7 +61,7 @@ def test_mask_checks_name_the_problem():
         to_library_mask(torch.zeros(1, 8, 6), img)
     with pytest.raises(InputError, match="batch of 3 for 2 image"):
         to_library_mask(box_mask(8, 6, 1, 3, 1, 3, b=3), comfy_image(8, 6, b=2))
-    m = to_comfy_mask(to_library_mask(box_mask(8, 6, 1, 3, 1, 3), img))
+    m = to_library_mask(box_mask(8, 6, 1, 3, 1, 3), img)[:, 0]
     assert m.shape == (1, 8, 6)
 
 
