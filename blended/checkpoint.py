@@ -1,27 +1,24 @@
 """Reading ADM UNet checkpoints from disk, safely and with errors a user can act on.
 
-Pickled files are opened with ``weights_only=True``: a model file is data, and loading one must
-never run code from it. Everything that can go wrong with a file someone picked in a dropdown
+Files are read by ``model_file.read_model_file``, which never runs code from a model file.
+Everything that can go wrong with a file someone picked in a dropdown
 (missing, half downloaded, an HTML error page saved as .pt, a Stable Diffusion or CLIP checkpoint
 in the wrong folder) becomes a ``CheckpointError`` that says what the file is and what is needed.
 """
 
 from __future__ import annotations
 
-import re
-import zipfile
-from pathlib import Path
+import json
+import math
 
 import torch
 
 from .diffusion_model import DiffusionModel
 from .errors import CheckpointError
+from .model_file import flat_state_dict, read_model_file
 from .unet import CONFIG_METADATA_KEY, UNetConfig, UNetModel, config_from_state_dict
 from .weights import ADM_256_UNCOND
 
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
-SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
-_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 
 EXPECTED = (
     f"Expected an OpenAI guided-diffusion (ADM) UNet such as {ADM_256_UNCOND.filename} "
@@ -31,120 +28,12 @@ EXPECTED = (
 
 def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Return ``(state_dict, metadata)``; metadata is only ever non-empty for .safetensors."""
-    if path is None or str(path).strip() == "":
-        raise CheckpointError(f"No diffusion model file was given. {EXPECTED}")
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(
-            f"Model file not found: '{path}'. Put the file there or pick an existing one. {EXPECTED}"
-        )
-    if path.is_dir():
-        raise CheckpointError(f"'{path}' is a folder, not a model file. {EXPECTED}")
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise CheckpointError(
-            f"'{path.name}' has the extension '{path.suffix}', which is not a model file format this "
-            f"loader reads. Use one of: {', '.join(SUFFIXES)}."
-        )
-    _reject_non_weights(path)
-    if suffix == ".safetensors":
-        sd, metadata = _read_safetensors(path)
-    else:
-        sd, metadata = _read_pickle(path), {}
-    return _normalise(sd, path), metadata
+    contents, metadata = read_model_file(path, "diffusion model file", EXPECTED)
+    return flat_state_dict(contents, path, EXPECTED), metadata
 
 
 def read_state_dict(path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)[0]
-
-
-def _reject_non_weights(path: Path):
-    """Catch the usual wrong files by their first bytes: an empty or HTML/XML error download,
-    or a Git LFS pointer cloned without LFS."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-    if not head:
-        raise CheckpointError(
-            f"'{path}' is empty (0 bytes); the download probably failed. Delete it and download it again."
-        )
-    stripped = head.lstrip().lower()
-    if stripped.startswith((b"<!doctype", b"<html", b"<?xml", b"<error")):
-        raise CheckpointError(
-            f"'{path}' is a web page or XML error message saved under a model's name, not model "
-            "weights: the download failed. Delete it and download the file again."
-        )
-    if stripped.startswith(b"version https://git-lfs"):
-        raise CheckpointError(
-            f"'{path}' is a Git LFS pointer, not the weights. Fetch the real file (git lfs pull) or "
-            "download it directly."
-        )
-
-
-def _read_safetensors(path: Path):
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-        return load_file(str(path), device="cpu"), metadata
-    except Exception as e:  # safetensors raises its own error types for every header problem
-        raise CheckpointError(
-            f"'{path}' could not be read as a .safetensors file ({type(e).__name__}: {e}). The file is "
-            "damaged or incomplete (an interrupted download?); download it again."
-        ) from None
-
-
-def _read_pickle(path: Path):
-    # mmap keeps a 2 GB checkpoint out of RAM until it is used; only the zip format supports it.
-    mmap = zipfile.is_zipfile(path)
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as e:
-        message = str(e)
-        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
-        if unsafe:
-            raise CheckpointError(
-                f"'{path}' contains pickled Python objects besides weights (it refers to "
-                f"'{unsafe.group(1)}'), and loading it could run code from the file, so it is refused. "
-                "Save just the model's state dict (torch.save(model.state_dict(), ...)) or convert it "
-                "to .safetensors."
-            ) from None
-        raise CheckpointError(
-            f"'{path}' could not be read as a PyTorch checkpoint ({type(e).__name__}: "
-            f"{_first_sentence(message)}). The file is damaged or incomplete (an interrupted "
-            "download?), or not a PyTorch file at all; download it again."
-        ) from None
-
-
-def _first_sentence(text: str) -> str:
-    text = text.strip().splitlines()[0] if text.strip() else "no details"
-    return text.split(". ")[0][:200]
-
-
-def _normalise(obj, path: Path) -> dict[str, torch.Tensor]:
-    """Unwrap training-checkpoint containers and DataParallel prefixes down to a flat state dict."""
-    for _ in range(3):
-        if isinstance(obj, dict) and not _all_tensors(obj):
-            inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, dict) or not obj or not _all_tensors(obj):
-        what = type(obj).__name__
-        if isinstance(obj, dict):
-            odd = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)][:5]
-            what = f"a dict whose entries {odd} are not tensors" if obj else "an empty dict"
-        raise CheckpointError(
-            f"'{path}' does not hold a model state dict (name -> tensor); it holds {what}. {EXPECTED}"
-        )
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
-
-
-def _all_tensors(d: dict) -> bool:
-    return all(isinstance(v, torch.Tensor) for v in d.values())
 
 
 # --- recognising what a file is --------------------------------------------------------------------
@@ -196,7 +85,7 @@ def _describe_keys(sd, n=4) -> str:
 def config_for(sd, metadata: dict, path) -> UNetConfig:
     """The architecture: the config stored in safetensors metadata if any, else read off the keys."""
     if CONFIG_METADATA_KEY in metadata:
-        return UNetConfig.from_json(metadata[CONFIG_METADATA_KEY])
+        return config_from_metadata(metadata[CONFIG_METADATA_KEY], sd, path)
     foreign = identify_foreign(sd)
     if foreign is not None:
         raise CheckpointError(f"'{path}' looks like {foreign}. {EXPECTED}")
@@ -209,6 +98,82 @@ def config_for(sd, metadata: dict, path) -> UNetConfig:
         return config_from_state_dict(sd)
     except CheckpointError as e:
         raise CheckpointError(f"'{path}': {e}") from None
+
+
+# What a stored config may say. A file is untrusted input: a wrong type or an absurd size must be
+# refused before anything is built (400 res blocks would take seconds of CPU and gigabytes).
+_INT_FIELDS = {"image_size": (8, 4096), "in_channels": (1, 64), "model_channels": (32, 4096),
+               "out_channels": (1, 128), "num_res_blocks": (1, 16), "num_heads": (1, 256)}
+_BOOL_FIELDS = ("use_scale_shift_norm", "resblock_updown", "use_new_attention_order")
+# Fields the weights determine: the stored config must agree with them.
+_STRUCTURAL = ("in_channels", "model_channels", "out_channels", "num_res_blocks", "channel_mult",
+               "attention_ds", "num_classes", "use_scale_shift_norm", "resblock_updown")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _metadata_problems(fields: dict) -> list[str]:
+    problems = []
+    for name, (lo, hi) in _INT_FIELDS.items():
+        if name in fields and not (_is_int(fields[name]) and lo <= fields[name] <= hi):
+            problems.append(f"{name} must be a whole number from {lo} to {hi}, not {fields[name]!r}")
+    for name in _BOOL_FIELDS:
+        if name in fields and not isinstance(fields[name], bool):
+            problems.append(f"{name} must be true or false, not {fields[name]!r}")
+    heads = fields.get("num_head_channels", 64)
+    if not (_is_int(heads) and (heads == -1 or 1 <= heads <= 4096)):
+        problems.append(f"num_head_channels must be -1 or a whole number from 1 to 4096, not {heads!r}")
+    classes = fields.get("num_classes")
+    if classes is not None and not (_is_int(classes) and 1 <= classes <= 1_000_000):
+        problems.append(f"num_classes must be null or a whole number from 1 to 1000000, not {classes!r}")
+    mult = fields.get("channel_mult", (1,))
+    if not (isinstance(mult, list | tuple) and 1 <= len(mult) <= 8 and all(
+            isinstance(m, int | float) and not isinstance(m, bool) and math.isfinite(m) and 0 < m <= 64 for m in mult)):
+        problems.append(f"channel_mult must be a list of 1 to 8 positive numbers up to 64, not {mult!r}")
+    else:
+        attention = fields.get("attention_ds", ())
+        allowed = [2**i for i in range(len(mult))]
+        if not (isinstance(attention, list | tuple) and all(_is_int(d) and d in allowed for d in attention)):
+            problems.append(f"attention_ds must list downsample factors from {allowed}, not {attention!r}")
+    return problems
+
+
+def config_from_metadata(text: str, sd, path) -> UNetConfig:
+    """The UNetConfig stored in a .safetensors file, checked for types, ranges and agreement with the
+    weights before anything is built."""
+    fix = (f"Remove the '{CONFIG_METADATA_KEY}' metadata entry to let the architecture be read from the "
+           "weights, or re-save the file with a correct config.")
+    try:
+        fields = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"'{path}': the '{CONFIG_METADATA_KEY}' metadata is not a valid UNet config "
+                              f"(not JSON: {e}). {fix}") from None
+    if not isinstance(fields, dict):
+        raise CheckpointError(f"'{path}': the '{CONFIG_METADATA_KEY}' metadata is not a valid UNet config "
+                              f"(a JSON object is needed, not {type(fields).__name__}). {fix}")
+    problems = _metadata_problems(fields)
+    if problems:
+        raise CheckpointError(f"'{path}': the '{CONFIG_METADATA_KEY}' metadata is not a valid UNet config: "
+                              + "; ".join(problems[:4]) + f". {fix}")
+    config = UNetConfig.from_json(text)  # unknown field names are reported there
+    if config.image_size % config.size_multiple:
+        raise CheckpointError(f"'{path}': the '{CONFIG_METADATA_KEY}' metadata is not a valid UNet config: "
+                              f"image_size {config.image_size} is not a multiple of {config.size_multiple} "
+                              f"(one halving per level of channel_mult). {fix}")
+    try:
+        inferred = config_from_state_dict(sd)
+    except CheckpointError as e:
+        raise CheckpointError(f"'{path}': {e}") from None
+    differ = [f"{name} is {getattr(config, name)!r} there but {getattr(inferred, name)!r} in the weights"
+              for name in _STRUCTURAL if getattr(config, name) != getattr(inferred, name)]
+    if differ:
+        raise CheckpointError(
+            f"The weights in '{path}' do not fit the UNet architecture that its '{CONFIG_METADATA_KEY}' "
+            f"metadata describes (wrong shape: {'; '.join(differ[:3])}). {fix}"
+        )
+    return config
 
 
 def _check_layout(model: torch.nn.Module, sd, path):

