@@ -200,9 +200,15 @@ def _check_layout(model: torch.nn.Module, sd, path):
     )
 
 
-def load_diffusion_model(path, device="cpu", dtype: torch.dtype = torch.float32) -> DiffusionModel:
-    """Read a checkpoint, infer its architecture, and return the frozen model on ``device``."""
+def _no_check() -> None:
+    pass
+
+
+def load_diffusion_model(path, device="cpu", dtype: torch.dtype = torch.float32, check=_no_check) -> DiffusionModel:
+    """Read a checkpoint, infer its architecture, and return the frozen model on ``device``.
+    ``check`` runs between the phases that take seconds on a 2 GB file (a caller's Cancel)."""
     sd, metadata = read_checkpoint(path)
+    check()
     config = config_for(sd, metadata, path)
     try:
         with torch.device("meta"):  # no random init of 550M parameters that are overwritten anyway
@@ -211,5 +217,6 @@ def load_diffusion_model(path, device="cpu", dtype: torch.dtype = torch.float32)
         raise CheckpointError(f"'{path}': the stored UNet config cannot be built ({e}).") from None
     _check_layout(unet, sd, path)
     unet.load_state_dict(sd, strict=True, assign=True)
+    check()
     unet.to(device=device, dtype=dtype)
     return DiffusionModel(unet, config)

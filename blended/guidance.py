@@ -39,11 +39,22 @@ def clip_distance(image_embeds: torch.Tensor, text_embeds: torch.Tensor, kind: s
     raise InputError(f"distance '{kind}': choose one of {', '.join(DISTANCES)}.")
 
 
+MAX_CHARS_PER_TOKEN = 33  # the longest token of CLIP's vocabulary, plus a separating space
+
+
 def check_prompt(clip: ClipBundle, prompt: str) -> str:
     """Reject prompts CLIP would silently truncate or cannot use."""
     prompt = (prompt or "").strip()
     if not prompt:
         raise InputError("prompt is empty: describe what should appear inside the mask, e.g. 'a red ball'.")
+    # CLIP's longest vocabulary entry is 32 characters, so a longer text cannot fit, and its BPE on one
+    # very long word takes seconds: refuse by length before tokenizing.
+    compact = " ".join(prompt.split())
+    if len(compact) > MAX_CHARS_PER_TOKEN * clip.context_length:
+        raise InputError(
+            f"prompt is {len(compact)} characters long; CLIP reads at most {clip.context_length} tokens (a few "
+            "hundred characters). Shorten it to a short phrase: CLIP guidance works best with a few words."
+        )
     encode = getattr(clip.tokenizer, "encode", None)
     if encode is not None:
         n = len(encode(prompt)) + 2  # start and end tokens

@@ -52,17 +52,24 @@ def context_box(mask: torch.Tensor, margin: float = 0.25, min_size: int = 0) -> 
     return Box(_fit(cy - h / 2, h, H), _fit(cx - w / 2, w, W), h, w)
 
 
+MAX_ASPECT = 4  # the model input is at most this many times as long as it is wide
+
+
 def model_input_size(box: Box, model_size: int, multiple: int = 1) -> tuple[int, int]:
-    """Short side = the model's size; long side rounded up to the UNet's multiple (padding fills it)."""
+    """Short side = the model's size; long side rounded up to the UNet's multiple (padding fills it).
+
+    The long side stops at MAX_ASPECT x the model's size: a 1x300 strip would otherwise ask for a
+    256x76800 input, memory no GPU has. A box more elongated than that is scaled to fit the
+    long side and padded across, so its short side gets fewer than ``model_size`` pixels."""
     short, long_ = sorted((box.height, box.width))
-    long_px = math.ceil(model_size * long_ / short / multiple) * multiple
+    long_px = math.ceil(min(model_size * long_ / short, MAX_ASPECT * model_size) / multiple) * multiple
     return (model_size, long_px) if box.height <= box.width else (long_px, model_size)
 
 
 def content_size(box: Box, size: tuple[int, int]) -> tuple[int, int]:
     """The part of a model input of ``size`` that holds the box's pixels (the rest is padding)."""
     scale = min(size[0] / box.height, size[1] / box.width)
-    return min(size[0], round(box.height * scale)), min(size[1], round(box.width * scale))
+    return (min(size[0], max(1, round(box.height * scale))), min(size[1], max(1, round(box.width * scale))))
 
 
 def crop(x: torch.Tensor, box: Box) -> torch.Tensor:

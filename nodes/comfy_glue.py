@@ -72,6 +72,11 @@ def user_errors():
         raise ValueError(str(e)) from e
 
 
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt if the user pressed Cancel; called between phases that take seconds."""
+    mm.throw_exception_if_processing_interrupted()
+
+
 def work_device() -> torch.device:
     return mm.get_torch_device()
 
@@ -124,6 +129,6 @@ class StepProgress:
         self.preview_size = preview_size
 
     def callback(self, step: int, steps: int, pred_x0: torch.Tensor) -> None:
-        mm.throw_exception_if_processing_interrupted()
+        check_interrupt()
         self.done += 1
         self.bar.update_absolute(min(self.done, self.total), self.total, ("JPEG", preview(pred_x0), self.preview_size))

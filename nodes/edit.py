@@ -29,10 +29,18 @@ class RegionSettings:
     margin: float = 0.25  # context around the mask's box, as a fraction of the box size
 
 
-def prepare_masks(mask: torch.Tensor, settings: RegionSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """(edit, paste): the binary area the sampler may change, and the soft paste weights inside it."""
+def _no_check() -> None:
+    pass
+
+
+def prepare_masks(mask: torch.Tensor, settings: RegionSettings, check=_no_check) -> tuple[torch.Tensor, torch.Tensor]:
+    """(edit, paste): the binary area the sampler may change, and the soft paste weights inside it.
+    ``check`` runs between phases (each about a second on a 24 MP mask) so Cancel is heard."""
+    check()
     edit = masks.dilate(masks.binarize(mask), settings.dilate)
+    check()
     paste = masks.feather(edit, settings.feather) if settings.feather > 0 else edit
+    check()
     return edit, paste
 
 
@@ -46,6 +54,7 @@ def edit_image(
     region_settings: RegionSettings = RegionSettings(),
     device: torch.device | str = "cpu",
     callback=None,
+    check=_no_check,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Edit every image of ``image`` (IMAGE [B,H,W,C] 0..1) inside ``mask`` (MASK [B|1,H,W]).
 
@@ -53,13 +62,13 @@ def edit_image(
     all samples of the first image, then of the second.
     """
     check_image(image)
-    library_mask = to_library_mask(mask, image)
+    library_mask = to_library_mask(mask, image, threshold=masks.EDIT_THRESHOLD)
     outputs, paste_masks = [], []
     for b in range(image.shape[0]):
         original = image[b : b + 1, ..., :3].float().movedim(-1, 1)  # [1,3,H,W] in 0..1, values untouched
         if original.shape[1] != 3:
             original = original.expand(-1, 3, -1, -1)
-        edit_mask, paste = prepare_masks(library_mask[b if library_mask.shape[0] > 1 else 0][None], region_settings)
+        edit_mask, paste = prepare_masks(library_mask[b if library_mask.shape[0] > 1 else 0][None], region_settings, check)
         box = region.context_box(edit_mask, region_settings.margin)
         size = region.model_input_size(box, model.image_size, model.config.size_multiple)
         source = region.crop_resize(original * 2 - 1, box, size).to(device)

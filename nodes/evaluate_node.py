@@ -17,6 +17,7 @@ from blended.metrics import evaluate
 from . import comfy_glue as glue
 from .images import check_image, to_library_mask
 from .types import ClipModel, LpipsModel
+from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
 
@@ -46,7 +47,7 @@ def format_report(report: dict) -> str:
     return json.dumps(report, indent=1, allow_nan=True)
 
 
-class EvaluateResults(io.ComfyNode):
+class EvaluateResults(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(

@@ -14,11 +14,12 @@ from blended.guidance import DISTANCES, BackgroundLoss, ClipGuidance, Guidance, 
 from . import comfy_glue as glue
 from .types import Augmentation, ClipModel, LpipsModel
 from .types import Guidance as GuidanceType
+from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
 
 
-class ExtendingAugmentationNode(io.ComfyNode):
+class ExtendingAugmentationNode(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -47,7 +48,7 @@ class ExtendingAugmentationNode(io.ComfyNode):
             return io.NodeOutput(ExtendingAugmentation(count, degrees, translate, perspective))
 
 
-class ClipGuidanceNode(io.ComfyNode):
+class ClipGuidanceNode(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -84,7 +85,7 @@ class ClipGuidanceNode(io.ComfyNode):
             return io.NodeOutput(Guidance(terms))
 
 
-class BackgroundLossNode(io.ComfyNode):
+class BackgroundLossNode(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(

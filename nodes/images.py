@@ -19,6 +19,8 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
         raise InputError(f"{name} must be a ComfyUI IMAGE [batch, height, width, channels]; got {shape}.")
     if image.shape[0] == 0 or image.shape[1] == 0 or image.shape[2] == 0:
         raise InputError(f"{name} is empty ({tuple(image.shape)}).")
+    if not torch.isfinite(image).all():
+        raise InputError(f"{name} contains NaN or infinite values; check the node that made it.")
     return image
 
 
@@ -30,13 +32,36 @@ def to_library_image(image: torch.Tensor) -> torch.Tensor:
     return image[..., :3].movedim(-1, 1).mul(2).sub(1)
 
 
-def to_library_mask(mask: torch.Tensor, image: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """MASK [H,W] or [B,H,W] -> [B,1,H,W] float, checked against IMAGE [B,H,W,C]."""
+def to_library_mask(mask: torch.Tensor, image: torch.Tensor, name: str = "mask",
+                    threshold: float | None = None) -> torch.Tensor:
+    """MASK [H,W] or [B,H,W] -> [B,1,H,W] float, checked against IMAGE [B,H,W,C]. With ``threshold``
+    (the sampler's edit mask) a mask with nothing above it is reported as too faint; soft masks such
+    as the sampler's paste weights are fine for ranking and evaluation."""
     if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3):
         shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise InputError(f"{name} must be a ComfyUI MASK [batch, height, width]; got {shape}.")
     if mask.dim() == 2:
         mask = mask[None]
+    if mask.numel() and not torch.isfinite(mask).all():
+        raise InputError(f"{name} contains NaN or infinite values; a mask must hold numbers from 0 to 1. "
+                         "Check the node that made it.")
+    # Emptiness first: LoadImage gives an image without alpha (JPEG, RGB or grey PNG) an empty 64x64
+    # mask, and "nothing is painted" is the problem to report then, not the size.
+    strongest = float(mask.max()) if mask.numel() else 0.0
+    if strongest <= 0:
+        raise InputError(
+            f"{name} is empty: nothing is painted for editing. LoadImage takes the mask from the image's "
+            "transparency, so an image without alpha (JPEG, RGB or grey PNG) gives an empty mask: right-click "
+            "LoadImage > Open in MaskEditor and paint the area to edit, or erase it to transparent in an image "
+            "editor and save as PNG. White (1) = edit; for background replacement invert the subject's mask "
+            "with InvertMask."
+        )
+    if threshold is not None and strongest <= threshold:
+        raise InputError(
+            f"{name} is too faint: its strongest value is {strongest:.2f}, and only values above "
+            f"{threshold} count as 'edit here'. Paint the mask at full opacity, or raise it with a "
+            f"threshold node (e.g. ThresholdMask with a value below {strongest:.2f})."
+        )
     h, w = image.shape[1:3]
     if tuple(mask.shape[-2:]) != (h, w):
         raise InputError(
@@ -49,12 +74,6 @@ def to_library_mask(mask: torch.Tensor, image: torch.Tensor, name: str = "mask")
             f"{name} has a batch of {mask.shape[0]} for {image.shape[0]} image(s): give one mask, or one per image."
         )
     mask = mask.float().clamp(0, 1)
-    if not (mask > 0).any():
-        raise InputError(
-            f"{name} is empty: nothing is marked for editing. White (1) = edit; with LoadImage erase the "
-            "area to edit (make it transparent) in the mask editor. For background replacement, invert "
-            "the subject's mask with InvertMask."
-        )
     return mask[:, None]
 
 

@@ -16,12 +16,15 @@ from blended.weights import KNOWN_WEIGHTS, ensure_file
 
 from . import comfy_glue as glue
 from .types import ClipModel, DiffusionModel, LpipsModel
+from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
 LPIPS_DOWNLOAD = "vgg16 (torchvision download)"
 
 
-class DiffusionModelLoader(io.ComfyNode):
+class DiffusionModelLoader(BlendedNode):
+    FILE_INPUTS = ("model_name",)  # a missing file gets the loader's own message
+
     @classmethod
     def define_schema(cls):
         files = glue.model_files("blended_diffusion")
@@ -51,12 +54,15 @@ class DiffusionModelLoader(io.ComfyNode):
                 path = ensure_file(entry, glue.default_folder("blended_diffusion"))  # download, or say from where
             else:
                 path = glue.require_file("blended_diffusion", model_name, "Diffusion model", "pick another file")
+            glue.check_interrupt()
             with glue.normal_tensors():
-                model = load_diffusion_model(path, device=glue.offload_device())
+                model = load_diffusion_model(path, device=glue.offload_device(), check=glue.check_interrupt)
         return io.NodeOutput(model)
 
 
-class ClipLoader(io.ComfyNode):
+class ClipLoader(BlendedNode):
+    FILE_INPUTS = ("clip_name",)  # a missing file gets the loader's own message
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -82,12 +88,16 @@ class ClipLoader(io.ComfyNode):
             source = clip_name
             if clip_name != HUB_DEFAULT:
                 source = glue.require_file("clip", clip_name, "CLIP file", f"choose '{HUB_DEFAULT}'")
+            glue.check_interrupt()
             with glue.normal_tensors():
                 clip = load_clip(source, device=glue.offload_device())
+            glue.check_interrupt()
         return io.NodeOutput(clip)
 
 
-class LpipsLoader(io.ComfyNode):
+class LpipsLoader(BlendedNode):
+    FILE_INPUTS = ("lpips_name",)  # a missing file gets the loader's own message
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -115,7 +125,9 @@ class LpipsLoader(io.ComfyNode):
             weights = None
             if lpips_name != LPIPS_DOWNLOAD:
                 weights = glue.require_file("lpips", lpips_name, "LPIPS file", f"choose '{LPIPS_DOWNLOAD}'")
+            glue.check_interrupt()
             with glue.normal_tensors():
                 model = load_lpips(weights, device=glue.offload_device())
+            glue.check_interrupt()
         return io.NodeOutput(model)
 

@@ -12,6 +12,7 @@ from . import comfy_glue as glue
 from .images import to_library_image, to_library_mask
 from .edit import crop_to_mask
 from .types import Guidance
+from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
 
@@ -22,7 +23,7 @@ def format_scores(order: torch.Tensor, scores: torch.Tensor, total: int) -> str:
     return "\n".join(lines)
 
 
-class RankResults(io.ComfyNode):
+class RankResults(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(

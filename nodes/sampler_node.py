@@ -12,12 +12,13 @@ from blended.sampler import METHODS, MODES, SamplerSettings
 from . import comfy_glue as glue
 from .edit import RegionSettings, edit_image
 from .types import DiffusionModel, Guidance
+from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
 PRECISIONS = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
 
 
-class BlendedSampler(io.ComfyNode):
+class BlendedSampler(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -50,7 +51,8 @@ class BlendedSampler(io.ComfyNode):
                 io.Int.Input("batch_size", default=8, min=1, max=256,
                              tooltip="Samples per input image; rank them and keep the best (paper: 64)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Sample i uses seed + i, so a sample is reproducible whatever the batch size."),
+                             tooltip="Sample i uses seed + i. Same seed and batch size: the same image bit for bit; in a "
+                             "batch of another size float rounding can move a pixel by about 1/255."),
                 io.Boolean.Input("enforce_background", default=True,
                                  tooltip="Keep every pixel outside the mask exactly as given. Off returns the model's "
                                  "whole context box, showing what local mode really did to the background there."),
@@ -96,6 +98,6 @@ class BlendedSampler(io.ComfyNode):
                 images, paste = edit_image(
                     model, image.clone(), mask.clone(), guidance, settings, seeds,
                     RegionSettings(int(mask_dilate), int(mask_feather), float(context_margin)),
-                    device=device, callback=progress.callback,
+                    device=device, callback=progress.callback, check=glue.check_interrupt,
                 )
         return io.NodeOutput(images, paste)

@@ -76,3 +76,47 @@ def test_crop_resize_round_trip_on_a_real_photo():
 def test_empty_mask_is_an_input_error():
     with pytest.raises(InputError, match="mask is empty"):
         region.context_box(torch.zeros(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_radius_independent_dilate_and_box_mean_equal_the_pooling_they_replace(seed):
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(8):
+        h, w = torch.randint(1, 70, (2,), generator=g).tolist()
+        m = (torch.rand(2, 1, h, w, generator=g) > 0.85).float()
+        for px in (1, 3, 8, 40):
+            assert torch.equal(masks.dilate(m, px), F.max_pool2d(m, 2 * px + 1, 1, px))
+            assert torch.equal(masks.box_mean(m, px),
+                               F.avg_pool2d(m, 2 * px + 1, 1, px, count_include_pad=False))
+
+
+def test_huge_radii_on_a_large_mask_finish():
+    """dilate 200 on 2000x1500 used to run for minutes (a (2r+1)^2 window); now the cost does not grow
+    with the radius. The bound is generous on purpose; benchmarks/bench_masks.py measures the ratio."""
+    import time
+
+    m = torch.zeros(1, 1, 1500, 2000)
+    m[..., 400:1100, 500:1500] = 1
+    start = time.monotonic()
+    grown = masks.dilate(m, 512)
+    soft = masks.feather(grown, 512)
+    assert time.monotonic() - start < 120
+    assert grown[..., 0, 0] == 1 and soft[m > 0].eq(1).all() and soft[grown == 0].eq(0).all()
+
+
+def test_model_input_of_an_extreme_strip_stays_bounded():
+    """A 1x300 image once asked for a 32x9600 model input (256x76800 at real size) and the server was
+    killed for memory; the input is now at most MAX_ASPECT times as long as the model's size."""
+    for h, w in ((1, 300), (300, 1), (2, 5000)):
+        box = region.Box(0, 0, h, w)
+        size = region.model_input_size(box, 32, 8)
+        assert max(size) <= region.MAX_ASPECT * 32 and min(size) == 32
+        ch, cw = region.content_size(box, size)
+        assert 1 <= ch <= size[0] and 1 <= cw <= size[1]
+        x = torch.rand(1, 3, h, w)
+        small = region.crop_resize(x, box, size)
+        assert small.shape[-2:] == size
+        back = region.resize_back(small, box, (h, w))
+        assert back.shape[-2:] == (h, w)

@@ -59,6 +59,14 @@ def test_mask_checks_name_the_problem():
         to_library_mask(box_mask(4, 4, 1, 2, 1, 2), img)
     with pytest.raises(InputError, match="mask is empty"):
         to_library_mask(torch.zeros(1, 8, 6), img)
+    # LoadImage's 64x64 empty mask for an image without alpha: say nothing is painted, not the size
+    with pytest.raises(InputError, match="nothing is painted.*without alpha.*MaskEditor"):
+        to_library_mask(torch.zeros(1, 64, 64), img)
+    with pytest.raises(InputError, match=r"too faint: its strongest value is 0\.40.*above 0\.5"):
+        to_library_mask(box_mask(8, 6, 1, 3, 1, 3) * 0.4, img, threshold=0.5)
+    assert to_library_mask(box_mask(8, 6, 1, 3, 1, 3) * 0.4, img).max() == 0.4  # soft weights, for ranking
+    with pytest.raises(InputError, match="NaN"):
+        to_library_mask(box_mask(8, 6, 1, 3, 1, 3) * float("nan"), img)
     with pytest.raises(InputError, match="batch of 3 for 2 image"):
         to_library_mask(box_mask(8, 6, 1, 3, 1, 3, b=3), comfy_image(8, 6, b=2))
     m = to_library_mask(box_mask(8, 6, 1, 3, 1, 3), img)[:, 0]

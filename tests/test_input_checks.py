@@ -1,0 +1,45 @@
+"""Library-level input checks behind the hostile-inputs engine tests: fast, no server."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from blended.errors import InputError
+from blended.guidance import ClipGuidance
+from nodes.edit import RegionSettings, prepare_masks
+
+
+class Cancelled(Exception):
+    pass
+
+
+def test_mask_preparation_checks_for_cancel_between_phases():
+    mask = torch.zeros(1, 1, 300, 400)
+    mask[..., 100:200, 100:300] = 1
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 2:  # after dilation, before feathering
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        prepare_masks(mask, RegionSettings(dilate=50, feather=50), check)
+    assert len(calls) == 2
+    calls.clear()
+    edit, paste = prepare_masks(mask, RegionSettings(dilate=5, feather=5), lambda: calls.append(1))
+    assert len(calls) == 3 and edit.sum() > mask.sum() and paste[edit == 0].eq(0).all()
+
+
+def test_a_huge_single_word_prompt_is_refused_before_tokenizing(tiny_clip, monkeypatch):
+    def no_tokenizing(text):  # BPE on this one word took 4-7 s
+        raise AssertionError("the tokenizer ran")
+
+    monkeypatch.setattr(tiny_clip.tokenizer, "encode", no_tokenizing, raising=False)
+    with pytest.raises(InputError, match="12000 characters long.*77 tokens"):
+        ClipGuidance(tiny_clip, "x" * 12000)
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="CLIP tokens long"):  # under the length bound: counted exactly
+        ClipGuidance(tiny_clip, "ball " * 200)
+    ClipGuidance(tiny_clip, "a red ball" + " " * 5000)  # whitespace does not count
