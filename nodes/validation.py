@@ -51,7 +51,7 @@ def check_value(spec, value) -> None:
         options = list(spec.options or [])
         if value not in options:
             shown = ", ".join(repr(o) for o in options[:12]) + (" ..." if len(options) > 12 else "")
-            raise InputError(f"{name} is {value!r}, which is not one of its choices: {shown}.")
+            raise InputError(f"{name} {value!r} is not one of its choices: {shown}.")
     elif isinstance(spec, io.String.Input):
         if not isinstance(value, str):
             raise InputError(f"{name} must be text, not {type(value).__name__}.")
