@@ -28,6 +28,7 @@ from .metrics import seam_score
 from .prompts import combine, parse_prompts
 
 CRITERIA = ("clip", "seam", "scene")
+LABELS = {"clip": "D_CLIP", "seam": "seam", "scene": "scene"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,15 @@ class RankTable:
     total: torch.Tensor  # [N] weighted sum, lower is better
     criteria: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N]
     weights: RankingWeights = RankingWeights()
+
+    def format(self, top_k: int | None = None) -> str:
+        """A line per kept sample with every criterion; the total (what the order is by) comes last."""
+        used = [f"{getattr(self.weights, k):g} x {LABELS[k]}" for k in CRITERIA if getattr(self.weights, k)]
+        lines = [f"ranked {self.total.shape[0]} samples by {' + '.join(used)} (lower is better):"]
+        for r, i in enumerate(self.order[:top_k].tolist()):
+            cells = "  ".join(f"{LABELS[k]} {float(v[i]):.4f}" for k, v in self.criteria.items())
+            lines.append(f"#{r + 1}: sample {i}  {cells}  total {float(self.total[i]):.4f}")
+        return "\n".join(lines)
 
 
 class SceneScore:

@@ -8,10 +8,14 @@ look like writing: its embedding of each positive prompt *rendered as text* (dra
 on light and light on dark, and embedded with the same CLIP), and its embedding of the generic
 prompts "text", "letters", "watermark".
 
-The penalty is ``strength · (D_max − D)`` averaged over those targets: its gradient is that of
-a negative prompt of weight ``strength``, and as a score it is never negative and largest for an
-image that *is* the written prompt, so ranking with the guard demotes samples that drift into
-lettering. The two groups (rendered prompts, generic prompts) count half each, whatever their sizes.
+The penalty is ``strength · max(0, D(blank, t) − D(x, t))`` averaged over those targets t, where
+blank is a plain grey view (what CLIP sees of an empty masked area). While x looks more like
+writing than a blank does, its gradient is that of a negative prompt of weight ``strength``;
+beyond that it stops pushing, so the guard never drags an edit ever further from anything
+text-like (which would fight the prompt: a photo of cherries shares meaning with the word). As a
+score it is 0 for ordinary content and largest for an image that *is* the written prompt, so
+ranking with the guard demotes samples that drift into lettering while D_CLIP keeps its scale.
+The two groups (rendered prompts, generic prompts) count half each, whatever their sizes.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ import math
 
 import torch
 
+from .augment import resize_for_clip
 from .clip_model import ClipBundle
 from .errors import InputError
+from .guidance import DISTANCES, clip_distance
 
 GENERIC_TEXT_PROMPTS = ("text", "letters", "watermark")
 RENDER_SIZE = 224  # drawn at CLIP ViT's own input size, so the letters are legible where CLIP looks
-MAX_DISTANCE = {"spherical": math.pi**2 / 2, "cosine": 2.0}
 
 
 def _font(size: int):
@@ -90,23 +95,25 @@ class TypographyGuard:
         strength = float(strength)
         if not math.isfinite(strength) or strength < 0:
             raise InputError(f"typography_strength {strength}: use a finite number of 0 or more (e.g. 0.5).")
-        if distance not in MAX_DISTANCE:
-            raise InputError(f"distance '{distance}': choose one of {', '.join(MAX_DISTANCE)}.")
+        if distance not in DISTANCES:
+            raise InputError(f"distance '{distance}': choose one of {', '.join(DISTANCES)}.")
         if not prompts and not generic:
             raise InputError("the typography guard needs a prompt to render or generic text prompts.")
         self.clip, self.prompts, self.generic = clip, list(prompts), tuple(generic)
         self.strength, self.distance = strength, distance
-        self._targets: dict[torch.device, list[torch.Tensor]] = {}
+        self._targets: dict[torch.device, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def rendered_images(self) -> torch.Tensor:
         """Every prompt, dark on light and light on dark, at CLIP's input size: [2P,3,S,S] in 0..1."""
-        from .augment import resize_for_clip
-
         views = [render_text(p, RENDER_SIZE, dark) for p in self.prompts for dark in (True, False)]
         return resize_for_clip(torch.cat(views), self.clip.image_size)
 
     def targets(self, device: torch.device) -> list[torch.Tensor]:
         """Embedding groups [K,D] the guard pushes away from (rendered prompts, generic prompts)."""
+        return [t for t, _ in self._groups(device)]
+
+    def _groups(self, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(targets [K,D], D(blank, target) [K]) per group, computed once per device."""
         if device not in self._targets:
             groups = []
             with torch.no_grad():
@@ -114,16 +121,17 @@ class TypographyGuard:
                     groups.append(self.clip.encode_image(self.rendered_images().to(self.clip.device)))
                 if self.generic:
                     groups.append(self.clip.encode_text(list(self.generic)))
-            self._targets = {device: [g.to(device) for g in groups]}
+                size = self.clip.image_size
+                blank = self.clip.encode_image(torch.full((1, 3, size, size), 0.5, device=self.clip.device))
+                refs = [clip_distance(blank, g, self.distance) for g in groups]
+            self._targets = {device: [(g.to(device), r.to(device)) for g, r in zip(groups, refs)]}
         return self._targets[device]
 
     def closeness(self, image_embeds: torch.Tensor) -> torch.Tensor:
-        """Per-embedding mean of ``D_max − D`` over each group, groups averaged: [N], 0 (far) .. D_max."""
-        from .guidance import clip_distance
-
-        dmax = MAX_DISTANCE[self.distance]
-        groups = self.targets(image_embeds.device)
-        per_group = [(dmax - clip_distance(image_embeds[:, None], g[None], self.distance)).mean(-1) for g in groups]
+        """Mean of ``max(0, D(blank, t) − D(x, t))`` over each group, groups averaged: [N], 0 for content
+        no more text-like than a blank view."""
+        per_group = [(ref - clip_distance(image_embeds[:, None], g[None], self.distance)).clamp(min=0).mean(-1)
+                     for g, ref in self._groups(image_embeds.device)]
         return torch.stack(per_group).mean(0)
 
     def penalty(self, image_embeds: torch.Tensor) -> torch.Tensor:
@@ -132,8 +140,6 @@ class TypographyGuard:
     def loss(self, x0: torch.Tensor, ctx) -> torch.Tensor:
         """As a guidance term on its own (un-augmented masked x̂0); ClipGuidance folds it in instead,
         sharing its CLIP forward."""
-        from .augment import resize_for_clip
-
         views = resize_for_clip((x0 * ctx.mask).add(1).div(2), self.clip.image_size)
         return self.penalty(self.clip.encode_image(views))
 

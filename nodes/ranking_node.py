@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io, ui
 
 from blended.errors import InputError
-from blended.ranking import RankingWeights, RankTable, score_samples
+from blended.ranking import RankingWeights, score_samples
 
 from . import comfy_glue as glue
 from .images import to_library_image, to_library_mask
@@ -15,18 +14,6 @@ from .types import Guidance
 
 CATEGORY = "blended_diffusion"
 SCENE_VIEWS = ("context_box", "whole_image")
-LABELS = {"clip": "D_CLIP", "seam": "seam", "scene": "scene"}
-
-
-def format_scores(table: RankTable, top_k: int) -> str:
-    """A line per kept sample with every criterion; the total (what the order is by) comes last."""
-    w = table.weights
-    used = [f"{getattr(w, k):g} x {LABELS[k]}" for k in LABELS if getattr(w, k)]
-    lines = [f"ranked {table.total.shape[0]} samples by {' + '.join(used)} (lower is better):"]
-    for r, i in enumerate(table.order[:top_k].tolist()):
-        cells = "  ".join(f"{LABELS[k]} {float(v[i]):.4f}" for k, v in table.criteria.items())
-        lines.append(f"#{r + 1}: sample {i}  {cells}  total {float(table.total[i]):.4f}")
-    return "\n".join(lines)
 
 
 class RankResults(io.ComfyNode):
@@ -92,5 +79,5 @@ class RankResults(io.ComfyNode):
                 table = score_samples(x.to(device), m.to(device), clip_guidance, weights, scene_prompt, views)
             order = table.order.cpu()[: int(top_k)]
             full_mask = library_mask[:, 0].expand(images.shape[0], -1, -1)
-            text = format_scores(table, int(top_k))
+            text = table.format(int(top_k))
         return io.NodeOutput(images[order], full_mask[order].contiguous(), text, ui=ui.PreviewText(text))
