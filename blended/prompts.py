@@ -103,10 +103,8 @@ def combine(
 ) -> PromptSet:
     """One normalised set: negatives enter with a minus sign, duplicates are merged, zeros dropped."""
     if not positive:
-        raise InputError(
-            f"{input_name} is empty: describe what should appear inside the mask, e.g. 'a red ball'. "
-            + SYNTAX_HELP
-        )
+        what = "what should appear inside the mask" if input_name == "prompt" else "the whole picture"
+        raise InputError(f"{input_name} is empty: describe {what}, e.g. 'a red ball'. " + SYNTAX_HELP)
     for p in negative:
         if p.weight < 0:
             raise InputError(
@@ -124,7 +122,7 @@ def combine(
         asked = [p for p in positive if p.weight > 0]
         if asked:
             raise InputError(
-                f"the weights cancel out: every prompt of {input_name} with a positive weight "
+                f"the weights cancel out: what {input_name} asks for "
                 f"({', '.join(repr(_short(p.text)) for p in asked)}) is taken back by an equal or larger negative "
                 f"weight for the same text (in {input_name} or {negative_name}). Remove the repeat, or give "
                 "something a net positive weight."
