@@ -66,12 +66,14 @@ def render_text(text: str, size: int = RENDER_SIZE, dark_on_light: bool = True) 
     box = int(size * 0.9)
     spacing = 0.25
     if _font(12) is None:  # bitmap font (Pillow < 10.1): draw small, then scale up with sharp edges
-        small = max(64, size // 3)
+        small = max(48, size // 4)
         font = ImageFont.load_default()
         tmp = Image.new("RGB", (small, small), paper)
         d = ImageDraw.Draw(tmp)
-        lines = _wrap(d, words, font, int(small * 0.9))
-        d.multiline_text((small // 2, small // 2), "\n".join(lines), fill=ink, font=font, anchor="mm", align="center")
+        text = "\n".join(_wrap(d, words, font, int(small * 0.9)))
+        l, t, r, b = d.multiline_textbbox((0, 0), text, font=font, align="center")
+        d.multiline_text(((small - (r - l)) // 2 - l, (small - (b - t)) // 2 - t), text, fill=ink, font=font,
+                         align="center")
         canvas = tmp.resize((size, size), Image.NEAREST)
     else:
         for font_size in range(size // 2, 5, -2):

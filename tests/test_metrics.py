@@ -120,6 +120,8 @@ def test_evaluate_script_on_files(tmp_path, real_lpips_path, tiny_clip):
     assert report["background_lpips"][0] == pytest.approx(0, abs=1e-6) and report["background_lpips"][1] > 0.1
     assert len(report["clip_score"]) == 2 and report["files"] == [str(e) for e in edits]
     assert len(report["seam"]) == 2 and report["seam"][0] > 0.1  # the coffee pasted with a hard edge
+    with pytest.raises(SystemExit, match="--seam-px 0: use 1 or more"):
+        main([*argv, "--seam-px", "0"])
     with pytest.raises(SystemExit, match="all black"):
         Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "black.png")
         main([*argv[:2], "--mask", str(tmp_path / "black.png"), *argv[4:]])

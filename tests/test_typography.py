@@ -22,6 +22,16 @@ def test_rendered_text_is_large_and_legible():
     assert not torch.equal(render_text("a cup of tea", 224), img)
 
 
+def test_older_pillow_bitmap_font_still_renders(monkeypatch):
+    import blended.typography as typography
+
+    monkeypatch.setattr(typography, "_font", lambda size: None)  # Pillow < 10.1 cannot size the built-in font
+    img = typography.render_text("a bowl of cherries", 224)
+    ink = img[0, 0] < 0.5
+    cols = ink.any(0).nonzero()
+    assert img.shape == (1, 3, 224, 224) and cols.max() - cols.min() > 0.5 * 224 and 0.02 < ink.float().mean() < 0.5
+
+
 def test_targets_are_the_rendered_prompts_and_generic_text(tiny_clip):
     guard = TypographyGuard(tiny_clip, ["a bowl of cherries", "red fruit"])
     rendered, generic = guard.targets(torch.device("cpu"))
