@@ -66,7 +66,11 @@ def check_prompts(clip: ClipBundle, entries: list[WeightedPrompt], input_name: s
 
 
 def check_weight(value: float, name: str, example: str) -> float:
-    value = float(value)
+    """A user-set number: finite, or an error that names the input."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} is {value!r}: use a number, e.g. {example}.") from None
     if not math.isfinite(value):
         raise InputError(f"{name} is {value}: use a finite number, e.g. {example}.")
     return value

@@ -184,3 +184,5 @@ def test_prompt_errors_name_the_input(tiny_clip):
         ClipGuidance(tiny_clip, "a red ball", typography=-1.0)
     with pytest.raises(InputError, match="typography_strength is inf"):
         ClipGuidance(tiny_clip, "a red ball", typography=float("inf"))
+    with pytest.raises(InputError, match="clip_lambda is 'lots': use a number"):
+        ClipGuidance(tiny_clip, "a red ball", weight="lots")
