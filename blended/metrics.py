@@ -2,7 +2,8 @@
 
 Background numbers skip a band around the mask: a feathered paste and the box resize legitimately
 touch pixels next to the mask, and counting them would blur the one question that matters there
-(did anything far from the edit change?). The CLIP score should use a *different* CLIP than the
+(did anything far from the edit change?). The seam score looks exactly there instead: is the
+step across the mask's border larger than the image's own variation on either side of it? The CLIP score should use a *different* CLIP than the
 guidance one, since the guiding model has been optimised against and would flatter the result.
 """
 
@@ -11,9 +12,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .augment import resize_for_clip
 from .clip_model import ClipBundle
+from .errors import InputError
 from .masks import dilate
 from .region import context_box, crop
 
@@ -51,6 +54,53 @@ def clip_score_in_box(images: torch.Tensor, mask: torch.Tensor, prompt: str, cli
     return 100 * (img @ txt.T).view(-1).cpu()
 
 
+def _seam_one_side(images: torch.Tensor, inside: torch.Tensor, band: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seam excess where the mask's inside is at column c and its outside at c + 1 (summed, counted)."""
+    width = images.shape[-1]
+    cols = torch.arange(2 * band - 1, width - 2 * band, device=images.device)
+    if cols.numel() == 0:
+        zero = images.new_zeros(images.shape[0])
+        return zero, zero
+    band_mean = F.avg_pool2d(images, (1, band), stride=1)  # [..., x]: mean of columns x .. x+band-1
+    coverage = F.avg_pool2d(inside, (1, 2 * band), stride=1)  # [..., x]: share of inside in x .. x+2band-1
+    in1, in2 = band_mean[..., cols - band + 1], band_mean[..., cols - 2 * band + 1]
+    out1, out2 = band_mean[..., cols + 1], band_mean[..., cols + band + 1]
+    valid = (coverage[..., cols - 2 * band + 1] == 1) & (coverage[..., cols + 1] == 0)
+    jump = (in1 - out1).abs().mean(1, keepdim=True)
+    within = ((in1 - in2).abs().mean(1, keepdim=True) + (out1 - out2).abs().mean(1, keepdim=True)) / 2
+    excess = (jump - within).clamp(min=0) * valid
+    return excess.flatten(1).sum(1), valid.flatten(1).sum(1).to(images.dtype)
+
+
+def seam_score(images: torch.Tensor, mask: torch.Tensor, band_px: int = 2) -> torch.Tensor:
+    """How much the step across the mask's border exceeds the variation on either side of it: [N].
+
+    For each border pixel, the mean colour of a ``band_px`` band just inside is compared with a band
+    just outside (the jump), and each band with the next band further in or out (the image's own
+    variation there). The score is the mean of max(0, jump - variation), in 0..1 colour units, over
+    the border in all four directions. Content that continues the background smoothly scores 0
+    whether it copies the background or not (a ramp, a texture, a new object that blends in), so
+    the score does not reward copying; a pasted-in discontinuity scores its height. Images in
+    [0,1] [N,3,H,W], mask [N|1,1,H,W] (> 0 = edited). 0 where the border has no room for the bands.
+    """
+    band = int(band_px)
+    if band < 1:
+        raise InputError(f"seam band_px {band_px}: use 1 or more pixels.")
+    images = images.float()
+    inside = (mask > 0).to(images.dtype).expand(images.shape[0], 1, *images.shape[-2:])
+    total = images.new_zeros(images.shape[0])
+    count = images.new_zeros(images.shape[0])
+    for flip, transpose in ((False, False), (True, False), (False, True), (True, True)):
+        x, m = images, inside
+        if transpose:
+            x, m = x.transpose(-1, -2), m.transpose(-1, -2)
+        if flip:
+            x, m = x.flip(-1), m.flip(-1)
+        s, c = _seam_one_side(x, m, band)
+        total, count = total + s, count + c
+    return total / count.clamp(min=1)
+
+
 def diversity(images: torch.Tensor, lpips: torch.nn.Module) -> float:
     """Mean pairwise LPIPS between samples (0 for a single sample), images in [0,1]."""
     n = images.shape[0]
@@ -69,10 +119,16 @@ def evaluate(
     clip: ClipBundle | None = None,
     lpips: torch.nn.Module | None = None,
     band_px: int = 4,
+    seam_px: int = 2,
 ) -> dict[str, float | list[float]]:
-    """All metrics for a batch of edits [N,3,H,W] of one source [1,3,H,W] in [0,1], mask [1,1,H,W]."""
+    """All metrics for a batch of edits [N,3,H,W] of one source [1,3,H,W] in [0,1], mask [1,1,H,W].
+
+    ``seam`` (``seam_score``, bands of ``seam_px``) is measured at the mask's own border: give the
+    area that was actually pasted (the sampler's mask output) to measure exactly where the seam is.
+    """
     psnr = background_psnr(edited, source, mask, band_px)
     out: dict[str, float | list[float]] = {"background_psnr": psnr.tolist(), "band_px": band_px}
+    out["seam"] = seam_score(edited, mask, seam_px).tolist()
     if lpips is not None:
         out["background_lpips"] = background_lpips(edited, source, mask, lpips, band_px).tolist()
         out["diversity_lpips"] = diversity(edited, lpips)

@@ -55,13 +55,17 @@ class EvaluateResults(BlendedNode):
             display_name="Blended Evaluate",
             category=CATEGORY,
             is_output_node=True,  # a report is an end product: ComfyUI runs it with nothing connected after it
-            description="Background PSNR/LPIPS outside the mask (an edge band excluded), CLIP score in the mask's box "
-            "and diversity (pairwise LPIPS) across samples, as a JSON report.",
+            description="Background PSNR/LPIPS outside the mask (an edge band excluded), the seam score along the "
+            "mask's border (how much the step from inside to outside exceeds the image's own variation there; "
+            "0 = seamless), CLIP score in the mask's box and diversity (pairwise LPIPS) across samples, as a "
+            "JSON report.",
             inputs=[
                 io.Image.Input("images", tooltip="Edited samples (from the Blended Sampler or Blended Rank Results)."),
                 io.Image.Input("source", tooltip="The image the samples were edited from (batch of 1)."),
                 io.Mask.Input("mask", tooltip="The mask you painted (the one given to the sampler): background metrics "
-                              "look only outside it, the CLIP score only at its box."),
+                              "look only outside it, the CLIP score only at its box, the seam score at its border "
+                              "(connect the sampler's mask output to measure exactly where a dilated or feathered "
+                              "edit was pasted)."),
                 io.String.Input("prompt", multiline=True, default="a red ball",
                                 tooltip="The text the CLIP score compares the edited region with."),
                 io.Int.Input("band_px", default=4, min=0, max=256,

@@ -9,7 +9,9 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from blended.augment import ExtendingAugmentation
-from blended.guidance import DISTANCES, BackgroundLoss, ClipGuidance, Guidance, RangeLoss
+from blended.errors import InputError
+from blended.guidance import DISTANCES, BackgroundLoss, ClipGuidance, Guidance, RangeLoss, check_weight
+from blended.prompts import SYNTAX_HELP
 
 from . import comfy_glue as glue
 from .types import Augmentation, ClipModel, LpipsModel
@@ -55,12 +57,18 @@ class ClipGuidanceNode(BlendedNode):
             node_id="BlendedCLIPGuidance",
             display_name="Blended CLIP Guidance",
             category=CATEGORY,
-            description="D_CLIP between the masked x̂0 and the prompt, plus the range loss.",
+            description="D_CLIP between the masked x̂0 and the prompt, plus the range loss. Prompts: "
+            + SYNTAX_HELP + " A negative weight, or the negative prompt, pushes away; weights are divided by "
+            "the sum of the positive ones, so one prompt of weight 1 and no negative prompt is the paper's D_CLIP. "
+            "The typography guard pushes away from CLIP's embedding of the prompt written as text (and of "
+            "'text', 'letters', 'watermark'), against CLIP's habit of writing the prompt instead of drawing it.",
             inputs=[
                 ClipModel.Input("clip", tooltip="CLIP from the Blended CLIP Loader."),
                 io.String.Input("prompt", multiline=True, default="a red ball",
                                 tooltip="What should appear inside the mask: a short phrase works best "
-                                "(CLIP reads at most 77 tokens)."),
+                                "(CLIP reads at most 77 tokens per prompt). Several prompts: one per line (or "
+                                "separated by |), each optionally ending in :weight, e.g. 'a bowl of cherries:1 | "
+                                "red fruit:0.5'; a negative weight pushes away."),
                 io.Float.Input("clip_lambda", default=1000.0, min=0.0, max=1e6, step=10.0,
                                tooltip="Strength of the CLIP gradient (paper: 1000). Higher follows the prompt "
                                "harder but invites adversarial textures."),
@@ -72,15 +80,31 @@ class ClipGuidanceNode(BlendedNode):
                 Augmentation.Input("augmentation", optional=True,
                                    tooltip="Extending augmentations for the CLIP gradient; without them "
                                    "the gradient sees only the un-warped image."),
+                io.String.Input("negative_prompt", multiline=True, default="", optional=True,
+                                tooltip="What the masked area should move away from, e.g. 'blurry | text'. Same "
+                                "syntax as prompt; a weight here is a strength (default 1, relative to the "
+                                "prompt's weights). Empty = none (the paper)."),
+                io.Boolean.Input("typography_guard", default=False, optional=True,
+                                 tooltip="Push away from the prompt rendered as text and from 'text, letters, "
+                                 "watermark', so CLIP's typographic bias does not write the prompt into the image. "
+                                 "Off = the paper. Ranking with this guidance also demotes lettering."),
+                io.Float.Input("typography_strength", default=0.5, min=0.0, max=10.0, step=0.05, optional=True,
+                               tooltip="Weight of the typography guard relative to the prompt (like a negative "
+                               "prompt of this weight); used only when typography_guard is on."),
             ],
             outputs=[GuidanceType.Output(display_name="guidance")],
         )
 
     @classmethod
-    def execute(cls, clip, prompt, clip_lambda, range_lambda, distance, augmentation=None) -> io.NodeOutput:
+    def execute(cls, clip, prompt, clip_lambda, range_lambda, distance, augmentation=None, negative_prompt="",
+                typography_guard=False, typography_strength=0.5) -> io.NodeOutput:
         with glue.user_errors():
-            terms = (ClipGuidance(clip, prompt, weight=clip_lambda, distance=distance, augmentation=augmentation),)
-            if range_lambda > 0:
+            if not isinstance(typography_guard, bool):
+                raise InputError(f"typography_guard is {typography_guard!r}: use true (on) or false (off, the paper).")
+            typography = check_weight(typography_strength, "typography_strength", "0.5") if typography_guard else 0.0
+            terms = (ClipGuidance(clip, prompt, weight=clip_lambda, distance=distance, augmentation=augmentation,
+                                  negative_prompt=negative_prompt, typography=typography),)
+            if check_weight(range_lambda, "range_lambda", "50") > 0:
                 terms += (RangeLoss(range_lambda),)
             return io.NodeOutput(Guidance(terms))
 

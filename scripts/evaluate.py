@@ -2,11 +2,12 @@
 
     python scripts/evaluate.py --source photo.png --mask mask.png --prompt "a bowl of cherries" results/*.png
         [--clip ViT-B-32-quickgelu:openai | models/clip/other_clip.safetensors] [--lpips models/lpips/lpips_vgg.safetensors]
-        [--band 4] [--json report.json]
+        [--band 4] [--seam-px 2] [--json report.json]
 
 The CLIP score should come from a CLIP *other* than the guiding ViT-B/16, which was optimised
 against; the default is OpenAI's ViT-B/32. Without --lpips the LPIPS numbers use torchvision's
-VGG16 (downloaded once when online); --no-lpips skips them.
+VGG16 (downloaded once when online); --no-lpips skips them. The seam score (how much the step across
+the mask's border exceeds the image's own variation beside it; 0 = seamless) needs no model.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def read_mask(path: Path, size: tuple[int, int]):
     return m
 
 
-def evaluate_files(source: Path, mask: Path, edits: list[Path], prompt: str, clip=None, lpips=None, band: int = 4):
+def evaluate_files(source: Path, mask: Path, edits: list[Path], prompt: str, clip=None, lpips=None, band: int = 4,
+                   seam_px: int = 2):
     import torch
 
     from blended.metrics import evaluate
@@ -57,7 +59,8 @@ def evaluate_files(source: Path, mask: Path, edits: list[Path], prompt: str, cli
         edited.append(img)
     if not edited:
         raise SystemExit("no edited images given.")
-    report = evaluate(torch.cat(edited), src, read_mask(mask, tuple(src.shape[-2:])), prompt, clip, lpips, band)
+    report = evaluate(torch.cat(edited), src, read_mask(mask, tuple(src.shape[-2:])), prompt, clip, lpips, band,
+                      seam_px)
     report["files"] = [str(p) for p in edits]
     return report
 
@@ -72,8 +75,11 @@ def main(argv=None) -> int:
     p.add_argument("--lpips", help="LPIPS-VGG or torchvision VGG16 file (default: torchvision's download)")
     p.add_argument("--no-lpips", action="store_true")
     p.add_argument("--band", type=int, default=4, help="pixels around the mask left out of the background metrics")
+    p.add_argument("--seam-px", type=int, default=2, help="width of the bands the seam score compares (pixels)")
     p.add_argument("--json", type=Path, help="also write the report here")
     args = p.parse_args(argv)
+    if args.seam_px < 1:
+        raise SystemExit(f"--seam-px {args.seam_px}: use 1 or more pixels.")
 
     sys.path.insert(0, str(REPO))
     from blended.clip_model import load_clip
@@ -85,7 +91,7 @@ def main(argv=None) -> int:
         lpips = None if args.no_lpips else load_lpips(args.lpips)
     except BlendedError as e:
         raise SystemExit(f"error: {e}") from None
-    report = evaluate_files(args.source, args.mask, args.edits, args.prompt, clip, lpips, args.band)
+    report = evaluate_files(args.source, args.mask, args.edits, args.prompt, clip, lpips, args.band, args.seam_px)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

@@ -8,7 +8,8 @@ import torch
 from skimage import data, transform
 
 from blended.lpips_model import load_lpips
-from blended.metrics import background_lpips, background_psnr, clip_score_in_box, diversity, evaluate
+from blended.errors import InputError
+from blended.metrics import background_lpips, background_psnr, clip_score_in_box, diversity, evaluate, seam_score
 
 
 def photo(name, size=64):
@@ -47,6 +48,29 @@ def test_band_excludes_pixels_next_to_the_mask(scene):
     assert math.isinf(background_psnr(seam, src, mask, band_px=2).item())
 
 
+def test_seam_score_sees_steps_not_changes(scene):
+    src, mask, inside_only = scene  # inside_only: another photo pasted into the mask with a hard edge
+    ramp = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64)
+    assert seam_score(ramp, mask).item() == 0  # a smooth gradient across the border is no seam
+    assert seam_score(inside_only, mask).item() > 0.1
+    # copying the background earns nothing over new content with the same texture: fresh noise
+    # inside a noise background scores like the noise itself, a pasted brightness step does not
+    g = torch.Generator().manual_seed(0)
+    noise = torch.rand(1, 3, 64, 64, generator=g)
+    fresh = torch.where(mask > 0, torch.rand(1, 3, 64, 64, generator=g), noise)
+    stepped = torch.where(mask > 0, noise * 0.5 + 0.5, noise * 0.5)
+    copy, new, step = (seam_score(x, mask).item() for x in (noise, fresh, stepped))
+    assert abs(copy - new) < 0.01 and step > 5 * max(copy, new)
+    # per sample, any band width; a mask per sample or one for all
+    both = torch.cat([src, inside_only])
+    per = seam_score(both, mask.expand(2, -1, -1, -1), band_px=3)
+    assert per.shape == (2,) and per[0] < per[1] and torch.equal(per, seam_score(both, mask, band_px=3))
+    whole = torch.ones_like(mask)  # no border inside the image: nothing to measure
+    assert seam_score(both, whole).tolist() == [0.0, 0.0]
+    with pytest.raises(InputError, match="seam band_px 0"):
+        seam_score(both, mask, band_px=0)
+
+
 def test_background_lpips_and_diversity(scene, lpips):
     src, mask, inside_only = scene
     assert background_lpips(inside_only, src, mask, lpips).item() == pytest.approx(0, abs=1e-6)
@@ -64,6 +88,7 @@ def test_clip_score_and_evaluate(scene, lpips, tiny_clip):
     report = evaluate(torch.cat([src, inside_only]), src, mask, "a cup of coffee", tiny_clip, lpips, band_px=2)
     assert report["background_psnr"] == [math.inf, math.inf]
     assert len(report["clip_score"]) == 2 and report["diversity_lpips"] > 0
+    assert report["seam"] == seam_score(torch.cat([src, inside_only]), mask).tolist() and report["seam"][1] > 0.1
 
 
 def test_evaluate_script_on_files(tmp_path, real_lpips_path, tiny_clip):
@@ -94,6 +119,9 @@ def test_evaluate_script_on_files(tmp_path, real_lpips_path, tiny_clip):
     assert math.isinf(report["background_psnr"][0]) and report["background_psnr"][1] < 30
     assert report["background_lpips"][0] == pytest.approx(0, abs=1e-6) and report["background_lpips"][1] > 0.1
     assert len(report["clip_score"]) == 2 and report["files"] == [str(e) for e in edits]
+    assert len(report["seam"]) == 2 and report["seam"][0] > 0.1  # the coffee pasted with a hard edge
+    with pytest.raises(SystemExit, match="--seam-px 0: use 1 or more"):
+        main([*argv, "--seam-px", "0"])
     with pytest.raises(SystemExit, match="all black"):
         Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "black.png")
         main([*argv[:2], "--mask", str(tmp_path / "black.png"), *argv[4:]])
