@@ -84,8 +84,17 @@ class SceneScore:
         return self.targets(self.clip.encode_image(views))
 
 
-def _chunked(fn, n: int, chunk: int) -> torch.Tensor:
-    return torch.cat([fn(slice(i, i + chunk)) for i in range(0, n, chunk)])
+def _no_check() -> None:
+    pass
+
+
+def _chunked(fn, n: int, chunk: int, check=_no_check) -> torch.Tensor:
+    """``fn`` over slices of ``chunk`` samples; ``check`` (a caller's Cancel) runs before each."""
+    parts = []
+    for i in range(0, n, chunk):
+        check()
+        parts.append(fn(slice(i, i + chunk)))
+    return torch.cat(parts)
 
 
 @torch.no_grad()
@@ -98,6 +107,7 @@ def score_samples(
     scene_images: torch.Tensor | None = None,
     band_px: int = 2,
     chunk: int = 16,
+    check=_no_check,
 ) -> RankTable:
     """Scores of samples [N,3,H,W] in [-1,1] with mask [N|1,1,H,W].
 
@@ -111,14 +121,14 @@ def score_samples(
         raise InputError("no images to rank.")
     if mask.shape[0] == 1:
         mask = mask.expand(n, *mask.shape[1:])
-    criteria = {"clip": _chunked(lambda s: clip_guidance.score(images[s], mask[s]), n, chunk)}
+    criteria = {"clip": _chunked(lambda s: clip_guidance.score(images[s], mask[s]), n, chunk, check)}
     criteria["seam"] = seam_score(images.add(1).div(2), mask, band_px)
     if (scene_prompt or "").strip():
         scene = SceneScore(clip_guidance, scene_prompt)
         views = images if scene_images is None else scene_images
         if views.shape[0] != n:
             raise InputError(f"scene images: {views.shape[0]} views for {n} samples.")
-        criteria["scene"] = _chunked(lambda s: scene(views[s]), n, chunk)
+        criteria["scene"] = _chunked(lambda s: scene(views[s]), n, chunk, check)
     elif weights.scene:
         raise InputError(
             f"scene_weight is {weights.scene:g} but scene_prompt is empty: describe the whole picture "

@@ -77,7 +77,8 @@ class RankResults(BlendedNode):
             device = glue.work_device()
             with glue.models_on(device, clip_guidance):
                 views = (x if scene_view == "context_box" else full).to(device)
-                table = score_samples(x.to(device), m.to(device), clip_guidance, weights, scene_prompt, views)
+                table = score_samples(x.to(device), m.to(device), clip_guidance, weights, scene_prompt, views,
+                                      check=glue.check_interrupt)
             order = table.order.cpu()[: int(top_k)]
             full_mask = library_mask[:, 0].expand(images.shape[0], -1, -1)
             text = table.format(int(top_k))

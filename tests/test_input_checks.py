@@ -43,3 +43,20 @@ def test_a_huge_single_word_prompt_is_refused_before_tokenizing(tiny_clip, monke
     with pytest.raises(InputError, match="CLIP tokens long"):  # under the length bound: counted exactly
         ClipGuidance(tiny_clip, "ball " * 200)
     ClipGuidance(tiny_clip, "a red ball" + " " * 5000)  # whitespace does not count
+
+
+def test_ranking_checks_for_cancel_before_every_chunk(tiny_clip):
+    from blended.guidance import ClipGuidance
+    from blended.ranking import score_samples
+
+    images = torch.rand(5, 3, 32, 32) * 2 - 1
+    mask = torch.ones(1, 1, 32, 32)
+    calls = []
+    score_samples(images, mask, ClipGuidance(tiny_clip, "a red ball"), chunk=2, check=lambda: calls.append(1))
+    assert len(calls) == 3
+
+    def cancel():
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        score_samples(images, mask, ClipGuidance(tiny_clip, "a red ball"), chunk=2, check=cancel)
