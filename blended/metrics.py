@@ -57,10 +57,10 @@ def clip_score_in_box(images: torch.Tensor, mask: torch.Tensor, prompt: str, cli
 def _seam_one_side(images: torch.Tensor, inside: torch.Tensor, band: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Seam excess where the mask's inside is at column c and its outside at c + 1 (summed, counted)."""
     width = images.shape[-1]
-    cols = torch.arange(2 * band - 1, width - 2 * band, device=images.device)
-    if cols.numel() == 0:
+    if width - 2 * band <= 2 * band - 1:  # no room for two bands on each side (a tiny image)
         zero = images.new_zeros(images.shape[0])
         return zero, zero
+    cols = torch.arange(2 * band - 1, width - 2 * band, device=images.device)
     band_mean = F.avg_pool2d(images, (1, band), stride=1)  # [..., x]: mean of columns x .. x+band-1
     coverage = F.avg_pool2d(inside, (1, 2 * band), stride=1)  # [..., x]: share of inside in x .. x+2band-1
     in1, in2 = band_mean[..., cols - band + 1], band_mean[..., cols - 2 * band + 1]

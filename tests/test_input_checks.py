@@ -60,3 +60,16 @@ def test_ranking_checks_for_cancel_before_every_chunk(tiny_clip):
 
     with pytest.raises(Cancelled):
         score_samples(images, mask, ClipGuidance(tiny_clip, "a red ball"), chunk=2, check=cancel)
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (2, 2), (1, 300), (300, 1), (3, 5), (7, 7)])
+def test_seam_score_on_images_too_small_for_its_bands(h, w):
+    from blended.metrics import seam_score
+
+    images = torch.rand(2, 3, h, w)
+    mask = torch.zeros(1, 1, h, w)
+    mask[..., : max(1, h // 2), : max(1, w // 2)] = 1
+    score = seam_score(images, mask, 2)  # raised in torch.arange before
+    assert torch.isfinite(score).all() and (score >= 0).all()
+    if max(h, w) < 8:  # no room for two 2-px bands on each side in either direction
+        assert torch.equal(score, torch.zeros(2))
