@@ -349,3 +349,18 @@ def test_many_queued_prompts_all_finish(comfy):
         entry = comfy.server.wait(prompt_id, timeout=300)
         assert execution_error(entry) is None
     assert_serving(comfy)
+
+
+def test_a_seed_drawn_alone_or_in_a_batch_differs_at_most_by_the_stated_tolerance(comfy):
+    """The README and the seed tooltip promise: same seed, another batch size -> at most about 1/255."""
+
+    def unranked(seed: int, batch: int) -> list[np.ndarray]:
+        graph = edit_graph(comfy, seed=seed, batch_size=batch)
+        del graph["7"]
+        graph["8"]["inputs"]["images"] = ["6", 0]
+        graph["8"]["inputs"]["filename_prefix"] = f"blended/seed_{seed}_{batch}"
+        return [np.asarray(Image.open(comfy.output_path(i))).astype(int) for i in output_images(run_ok(comfy, graph))]
+
+    alone, in_batch, other = unranked(777, 1)[0], unranked(777, 3)[0], unranked(778, 1)[0]
+    assert np.abs(alone - in_batch).max() <= 2
+    assert np.abs(alone - other).max() > 2  # a different seed is a different picture
