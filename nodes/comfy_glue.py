@@ -16,7 +16,7 @@ import torch
 import comfy.model_management as mm
 import comfy.utils
 import folder_paths
-from blended.errors import BlendedError, CheckpointError
+from ..blended.errors import BlendedError, CheckpointError
 
 from .images import preview
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
 from comfy_api.latest import ComfyExtension, io
-
-import blended
 
 from . import comfy_glue
 from .evaluate_node import EvaluateResults
@@ -14,13 +10,6 @@ from .guidance_nodes import BackgroundLossNode, ClipGuidanceNode, ExtendingAugme
 from .loaders import ClipLoader, DiffusionModelLoader, LpipsLoader
 from .ranking_node import RankResults
 from .sampler_node import BlendedSampler
-
-_PACK = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-if os.path.dirname(os.path.dirname(os.path.realpath(blended.__file__))) != _PACK:
-    raise ImportError(
-        f"another package named 'blended' ({blended.__file__}) shadows this pack's library in {_PACK}; "
-        "uninstall it or rename it."
-    )
 
 NODES = [
     DiffusionModelLoader,

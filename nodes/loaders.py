@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from blended.checkpoint import load_diffusion_model
-from blended.clip_model import HUB_DEFAULT, load_clip
-from blended.weights import KNOWN_WEIGHTS, ensure_file
+from ..blended.checkpoint import load_diffusion_model
+from ..blended.clip_model import HUB_DEFAULT, load_clip
+from ..blended.weights import KNOWN_WEIGHTS, ensure_file
 
 from . import comfy_glue as glue
 from .types import ClipModel, DiffusionModel, LpipsModel
@@ -119,7 +119,7 @@ class LpipsLoader(BlendedNode):
 
     @classmethod
     def execute(cls, lpips_name) -> io.NodeOutput:
-        from blended.lpips_model import load_lpips
+        from ..blended.lpips_model import load_lpips
 
         with glue.user_errors():
             weights = None

@@ -142,6 +142,17 @@ def ui_workflow(name: str) -> dict:
     return json.loads((WORKFLOWS / f"{name}.json").read_text())
 
 
+def write_decoy_library(folder: Path) -> Path:
+    """A top-level ``blended`` package that fails on import, on the server's PYTHONPATH: another
+    pack or library with that generic name must not disable ours (the nodes import the library
+    relatively), so every engine test runs with one in the way."""
+    (folder / "blended").mkdir(parents=True, exist_ok=True)
+    (folder / "blended" / "__init__.py").write_text(
+        'raise ImportError("decoy: the Blended Diffusion pack imported a top-level blended")\n'
+    )
+    return folder
+
+
 # --- the session fixture ----------------------------------------------------------------------------
 
 
@@ -153,6 +164,7 @@ def comfy(tmp_path_factory) -> Comfy:
     names = write_models(base / "models")
     masks = write_inputs(base / "input")
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1", TORCH_HOME=str(root / "torch_home"))
+    env["PYTHONPATH"] = str(write_decoy_library(root / "decoy"))
     server = ComfyServer(engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
     server.start()
     try:

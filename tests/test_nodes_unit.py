@@ -14,8 +14,8 @@ from PIL import Image
 from blended.errors import InputError
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
 from blended.sampler import SamplerSettings
-from nodes.edit import RegionSettings, crop_to_mask, edit_image
-from nodes.images import to_library_image, to_library_mask
+from blended_diffusion_pack.nodes.edit import RegionSettings, crop_to_mask, edit_image
+from blended_diffusion_pack.nodes.images import to_library_image, to_library_mask
 from scripts.run_edit import compose_input, describe_rejection, set_inputs, write_model_paths
 
 FAST = SamplerSettings(steps="4", skip_timesteps=1)
