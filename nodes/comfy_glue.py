@@ -39,6 +39,11 @@ def register_model_folders() -> None:
             folder_paths.folder_names_and_paths[name] = (paths, set(folder_paths.supported_pt_extensions))
 
 
+def input_directory() -> str:
+    """ComfyUI's input/ folder, where Load Image finds the templates' example photos."""
+    return folder_paths.get_input_directory()
+
+
 def model_files(folder: str) -> list[str]:
     try:
         return folder_paths.get_filename_list(folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from . import comfy_glue
+from .examples import install_example_inputs
 from .evaluate_node import EvaluateResults
 from .guidance_nodes import BackgroundLossNode, ClipGuidanceNode, ExtendingAugmentationNode
 from .loaders import ClipLoader, DiffusionModelLoader, LpipsLoader
@@ -30,4 +31,5 @@ class BlendedDiffusionExtension(ComfyExtension):
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         comfy_glue.register_model_folders()  # ComfyUI 0.3.x does not call on_load
+        install_example_inputs(comfy_glue.input_directory())
         return list(NODES)

@@ -3,7 +3,7 @@
     python scripts/run_edit.py --image photo.png --mask mask.png --prompt "a bowl of cherries" --out results/
 
 It starts ComfyUI (the copy ``scripts/setup_comfy.sh`` made in ``.comfy/ComfyUI``) on a loopback
-port, POSTs ``workflows/object_editing.api.json`` with the given inputs, waits, and copies the
+port, POSTs ``workflows/api/object_editing.api.json`` with the given inputs, waits, and copies the
 ranked results to ``--out``. Running the shipped workflow through the server, rather than calling
 the library directly, means the command exercises exactly what a ComfyUI user runs.
 
@@ -30,7 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACK_DIR_NAME = "comfyui-blended-diffusion"
 DEFAULT_COMFY = REPO / ".comfy" / "ComfyUI"
-WORKFLOW = REPO / "workflows" / "object_editing.api.json"
+# UI-format workflows sit directly in workflows/ (ComfyUI lists every *.json there as a template);
+# their API-format twins, which the template browser cannot open, in workflows/api/.
+WORKFLOWS = REPO / "workflows"
+API_WORKFLOWS = WORKFLOWS / "api"
+WORKFLOW = API_WORKFLOWS / "object_editing.api.json"
 MODEL_SUBFOLDERS = ("blended_diffusion", "clip", "lpips")
 # scikit-image's "coffee" photo (CC0, Rachel Michetti); the coffee is transparent = to be edited
 EXAMPLE_IMAGE = REPO / "workflows" / "examples" / "blended_object.png"

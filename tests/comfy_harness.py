@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.run_edit import REPO, ComfyServer, prepare_base, prepare_engine
+from scripts.run_edit import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine
 
-WORKFLOWS = REPO / "workflows"
 # Names the shipped workflows' LoadImage nodes use; the tests provide these files.
 IMAGE_W, IMAGE_H = 64, 48  # small, with an odd aspect ratio on purpose
 
@@ -135,7 +134,7 @@ def write_lpips(folder: Path) -> str:
 
 
 def api_workflow(name: str) -> dict:
-    return json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    return json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
 
 
 def ui_workflow(name: str) -> dict:

@@ -87,6 +87,18 @@ def test_pack_imports_and_every_input_has_a_tooltip(comfy):
                 assert options.get("tooltip"), f"{name}.{input_name} has no tooltip"
 
 
+def test_pack_keeps_the_files_already_in_input(comfy):
+    """The harness wrote its own blended_object.png etc. before the server started: the pack's
+    example copies (issue 11) must not have replaced them."""
+    from comfy_harness import IMAGE_H, IMAGE_W
+    from scripts.run_edit import WORKFLOWS
+
+    for example in sorted((WORKFLOWS / "examples").glob("*.png")):
+        ours = comfy.input_dir / example.name
+        assert ours.read_bytes() != example.read_bytes()
+        assert Image.open(ours).size == (IMAGE_W, IMAGE_H)
+
+
 def test_missing_diffusion_files_are_listed_for_new_users(comfy):
     options = comfy.server.get("/object_info/BlendedDiffusionModelLoader")["BlendedDiffusionModelLoader"]
     names = options["input"]["required"]["model_name"][1]["options"]

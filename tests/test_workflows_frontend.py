@@ -1,6 +1,7 @@
 """The shipped UI workflows, loaded in the real ComfyUI frontend, queue exactly their API twins.
 
-Users drag ``workflows/<name>.json`` onto the canvas; the engine tests run ``<name>.api.json``.
+Users open ``workflows/<name>.json`` from the template browser or drag it onto the canvas; the engine
+tests run ``workflows/api/<name>.api.json``.
 Here the bundled frontend (comfyui-frontend-package, in headless Chromium) loads each UI file the
 way a drop does (``app.loadGraphData``) and converts it the way Queue does (``app.graphToPrompt``);
 the result must equal the API twin: same node ids, class types, widget values and links. A UI file
@@ -16,10 +17,11 @@ import json
 
 import pytest
 
-from scripts.build_ui_workflows import PROMPT_JS, WORKFLOWS, as_api, comfy_frontend
+from scripts.build_ui_workflows import PROMPT_JS, as_api, api_names, comfy_frontend
+from scripts.run_edit import API_WORKFLOWS, PACK_DIR_NAME, WORKFLOWS
 
-API_NAMES = sorted(p.name[: -len(".api.json")] for p in WORKFLOWS.glob("*.api.json"))
-UI_NAMES = sorted(p.stem for p in WORKFLOWS.glob("*.json") if not p.name.endswith(".api.json"))
+API_NAMES = api_names()
+UI_NAMES = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
 
 # Records what the frontend reports while loading: uncaught exceptions, console errors (except
 # requests refused because the page is offline), missing-node and missing-model dialogs.
@@ -36,8 +38,15 @@ SHOWN_JS = """() => [...document.querySelectorAll('.p-toast-message-warn, .p-toa
 
 
 @pytest.fixture(scope="module")
-def frontend(tmp_path_factory):
-    with comfy_frontend(tmp_path_factory.mktemp("frontend")) as page:
+def frontend_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("frontend")
+
+
+@pytest.fixture(scope="module")
+def frontend(frontend_root):
+    """The frontend of a server whose input/ starts empty: the workflows find the example photos
+    only if the pack copied them there, as it does for a user."""
+    with comfy_frontend(frontend_root, test_inputs=False) as page:
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
         page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
@@ -64,7 +73,7 @@ def frontend(tmp_path_factory):
 
 
 def api_workflow(name: str) -> dict:
-    return json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    return json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
 
 
 def ui_workflow(name: str) -> dict:
@@ -72,8 +81,8 @@ def ui_workflow(name: str) -> dict:
 
 
 def test_every_api_workflow_has_a_ui_twin():
-    assert API_NAMES, "no workflows/*.api.json"
-    assert UI_NAMES == API_NAMES, "each workflows/<name>.api.json needs a <name>.json (scripts/build_ui_workflows.py)"
+    assert API_NAMES, "no workflows/api/*.api.json"
+    assert UI_NAMES == API_NAMES, "each workflows/api/<name>.api.json needs a workflows/<name>.json (scripts/build_ui_workflows.py)"
 
 
 @pytest.mark.parametrize("name", UI_NAMES)
@@ -99,3 +108,40 @@ def test_a_changed_widget_value_is_caught(frontend):
     assert problems == []
     assert prompt != api_workflow(name)
     assert prompt[str(sampler["id"])]["inputs"]["skip_timesteps"] == sampler["widgets_values"][1]
+
+
+# --- the template browser ---------------------------------------------------------------------------
+
+FETCH_JS = """async (path) => { const r = await fetch(app.api.apiURL(path));
+  return {status: r.status, type: r.headers.get('content-type'), json: r.ok && !path.endsWith('.jpg') ? await r.json() : null}; }"""
+GRAPH_JS = """() => ({nodes: app.graph.nodes.length,
+  missing: app.graph.nodes.map((n) => n.type).filter((t) => !(t in LiteGraph.registered_node_types))})"""
+
+
+def test_template_browser_lists_exactly_the_ui_workflows(frontend):
+    page, _ = frontend
+    listed = page.evaluate(FETCH_JS, "/workflow_templates")["json"]
+    assert sorted(listed.get(PACK_DIR_NAME, [])) == UI_NAMES, listed
+
+
+@pytest.mark.parametrize("name", UI_NAMES)
+def test_template_opens_as_the_template_browser_opens_it(frontend, name):
+    """The browser fetches /api/workflow_templates/<pack>/<name>.json and hands it to loadGraphData;
+    its card shows <name>.jpg from the same place."""
+    page, load = frontend
+    template = page.evaluate(FETCH_JS, f"/workflow_templates/{PACK_DIR_NAME}/{name}.json")
+    assert template["status"] == 200
+    _, problems = load(template["json"], name)
+    assert problems == [], f"the frontend complained while opening the template {name}"
+    graph = page.evaluate(GRAPH_JS)
+    assert graph["nodes"] == len(ui_workflow(name)["nodes"]) > 0 and graph["missing"] == []
+    thumbnail = page.evaluate(FETCH_JS, f"/workflow_templates/{PACK_DIR_NAME}/{name}.jpg")
+    assert (thumbnail["status"], thumbnail["type"]) == (200, "image/jpeg")
+
+
+def test_example_inputs_were_copied_into_comfyui_input(frontend, frontend_root):
+    examples = sorted((WORKFLOWS / "examples").glob("*.png"))
+    assert examples
+    for src in examples:
+        dest = frontend_root / "base" / "input" / src.name
+        assert dest.is_file() and dest.read_bytes() == src.read_bytes(), src.name
