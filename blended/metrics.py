@@ -57,7 +57,11 @@ def clip_score_in_box(images: torch.Tensor, mask: torch.Tensor, prompt: str, cli
 def _seam_one_side(images: torch.Tensor, inside: torch.Tensor, band: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Seam excess where the mask's inside is at column c and its outside at c + 1 (summed, counted)."""
     width = images.shape[-1]
-    cols = torch.arange(2 * band - 1, width - 2 * band, device=images.device)
+    first, end = 2 * band - 1, width - 2 * band
+    if end <= first:  # narrower than two bands each side (torch.arange refuses end < start)
+        zero = images.new_zeros(images.shape[0])
+        return zero, zero
+    cols = torch.arange(first, end, device=images.device)
     if cols.numel() == 0:
         zero = images.new_zeros(images.shape[0])
         return zero, zero

@@ -9,6 +9,7 @@ with an x̂0 preview, its interrupt flag (checked once per sampling step), and t
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 
 import torch
@@ -16,16 +17,21 @@ import torch
 import comfy.model_management as mm
 import comfy.utils
 import folder_paths
+from ..blended.clip_model import CLIP_FOLDER
 from ..blended.errors import BlendedError, CheckpointError
 
 from .images import preview
 
-# Our own model folders under ComfyUI/models/. CLIP files use ComfyUI's existing "clip" folder.
-MODEL_FOLDERS = ("blended_diffusion", "lpips")
+# Our own model folders under ComfyUI/models/, registered under names no core loader lists.
+MODEL_FOLDERS = ("blended_diffusion", CLIP_FOLDER, "lpips")
+# Where the README sent CLIP files before the pack had its own folder: ComfyUI's "clip" key, the
+# legacy alias of "text_encoders" (models/clip, models/text_encoders, extra_model_paths' clip:).
+LEGACY_CLIP_FOLDER = "clip"
 
 
 def register_model_folders() -> None:
-    """Make models/blended_diffusion and models/lpips known to ComfyUI (and to extra_model_paths.yaml)."""
+    """Make models/blended_diffusion, models/blended_clip and models/lpips known to ComfyUI (and to
+    extra_model_paths.yaml)."""
     for name in MODEL_FOLDERS:
         default = os.path.join(folder_paths.models_dir, name)
         entry = folder_paths.folder_names_and_paths.get(name)
@@ -53,6 +59,21 @@ def model_files(folder: str) -> list[str]:
 
 def model_path(folder: str, name: str) -> str | None:
     return folder_paths.get_full_path(folder, name)
+
+
+def clip_file(name: str, hint: bool = True) -> str | None:
+    """Path of a CLIP file in the pack's folder or, for files put there before it existed, in
+    models/clip; the latter is used once more with a one-line hint to move it."""
+    path = model_path(CLIP_FOLDER, name)
+    if path is None:
+        try:
+            path = model_path(LEGACY_CLIP_FOLDER, name)
+        except KeyError:  # a ComfyUI without the legacy folder name
+            return None
+        if path is not None and hint:
+            logging.warning("Blended Diffusion: CLIP file %s is in ComfyUI's text-encoder folder; move it to %s "
+                            "(the Blended CLIP Loader lists only that folder).", path, default_folder(CLIP_FOLDER))
+    return path
 
 
 def default_folder(folder: str) -> str:

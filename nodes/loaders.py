@@ -11,7 +11,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..blended.checkpoint import load_diffusion_model
-from ..blended.clip_model import HUB_DEFAULT, load_clip
+from ..blended.clip_model import CLIP_FOLDER, HUB_DEFAULT, load_clip
+from ..blended.errors import CheckpointError
 from ..blended.weights import KNOWN_WEIGHTS, ensure_file
 
 from . import comfy_glue as glue
@@ -73,21 +74,40 @@ class ClipLoader(BlendedNode):
             inputs=[
                 io.Combo.Input(
                     "clip_name",
-                    options=[HUB_DEFAULT] + glue.model_files("clip"),
+                    options=[HUB_DEFAULT] + glue.model_files(CLIP_FOLDER),
                     default=HUB_DEFAULT,
                     tooltip=f"'{HUB_DEFAULT}' fetches OpenAI's ViT-B/16 through open_clip once and caches it; "
-                    "or pick a CLIP file in models/clip (OpenAI's ViT-B-16.pt, or an open_clip .safetensors).",
+                    f"or pick a CLIP file in models/{CLIP_FOLDER} (OpenAI's ViT-B-16.pt, or an open_clip "
+                    ".safetensors).",
                 ),
             ],
             outputs=[ClipModel.Output(display_name="clip")],
         )
 
     @classmethod
+    def validate_inputs(cls, clip_name) -> bool | str:
+        """Instead of ComfyUI's "value not in list": a workflow may name a file a user put in
+        models/clip before the pack had its own folder (found, with a hint), and a missing file is
+        told where it belongs."""
+        if not isinstance(clip_name, str):
+            return f"clip_name must be a file name or '{HUB_DEFAULT}', not {type(clip_name).__name__}."
+        if clip_name == HUB_DEFAULT or glue.clip_file(clip_name, hint=False):
+            return True
+        return cls._missing(clip_name)
+
+    @staticmethod
+    def _missing(clip_name: str) -> str:
+        return (f"CLIP file '{clip_name}' is not in {glue.default_folder(CLIP_FOLDER)}. Put it there, "
+                f"or choose '{HUB_DEFAULT}'.")
+
+    @classmethod
     def execute(cls, clip_name) -> io.NodeOutput:
         with glue.user_errors():
             source = clip_name
             if clip_name != HUB_DEFAULT:
-                source = glue.require_file("clip", clip_name, "CLIP file", f"choose '{HUB_DEFAULT}'")
+                source = glue.clip_file(clip_name)
+                if source is None:
+                    raise CheckpointError(cls._missing(clip_name))
             glue.check_interrupt()
             with glue.normal_tensors():
                 clip = load_clip(source, device=glue.offload_device())

@@ -35,7 +35,7 @@ DEFAULT_COMFY = REPO / ".comfy" / "ComfyUI"
 WORKFLOWS = REPO / "workflows"
 API_WORKFLOWS = WORKFLOWS / "api"
 WORKFLOW = API_WORKFLOWS / "object_editing.api.json"
-MODEL_SUBFOLDERS = ("blended_diffusion", "clip", "lpips")
+MODEL_SUBFOLDERS = ("blended_diffusion", "blended_clip", "lpips")
 # scikit-image's "coffee" photo (CC0, Rachel Michetti); the coffee is transparent = to be edited
 EXAMPLE_IMAGE = REPO / "workflows" / "examples" / "blended_object.png"
 EXAMPLE_PROMPT = "a cup of green matcha tea"
@@ -90,6 +90,8 @@ def write_model_paths(models_dir: Path, path: Path) -> Path:
     """An extra_model_paths.yaml that adds ``models_dir``'s subfolders to ComfyUI's search paths."""
     lines = ["blended_models:", f"    base_path: {json.dumps(str(Path(models_dir).resolve()))}"]
     lines += [f"    {sub}: {sub}" for sub in MODEL_SUBFOLDERS]
+    if (Path(models_dir) / "clip").is_dir():  # CLIP files put there before the pack had blended_clip/
+        lines.append("    clip: clip")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -353,10 +355,10 @@ def parse_args(argv=None):
     p.add_argument("--prompt", default=EXAMPLE_PROMPT, help="what should appear inside the mask")
     p.add_argument("--out", type=Path, default=Path("results"), help="folder for the ranked results")
     p.add_argument("--comfy-dir", type=Path, default=DEFAULT_COMFY, help="ComfyUI engine copy (setup_comfy.sh)")
-    p.add_argument("--models-dir", type=Path, help="a models folder with blended_diffusion/, clip/, lpips/ "
+    p.add_argument("--models-dir", type=Path, help="a models folder with blended_diffusion/, blended_clip/, lpips/ "
                    "(default: the engine's own models/)")
     p.add_argument("--model", default="256x256_diffusion_uncond.pt", help="file in models/blended_diffusion")
-    p.add_argument("--clip", help="file in models/clip, or an open_clip hub tag (default: the workflow's)")
+    p.add_argument("--clip", help="file in models/blended_clip, or an open_clip hub tag (default: the workflow's)")
     p.add_argument("--batch-size", type=int, help="samples to draw (default: the workflow's)")
     p.add_argument("--top-k", type=int, help="ranked results to keep (default: the workflow's)")
     p.add_argument("--steps", help="respacing, e.g. 100 or ddim50 (default: the workflow's)")

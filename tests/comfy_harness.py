@@ -109,14 +109,19 @@ def write_models(models: Path) -> dict[str, str]:
     from tiny_unet import save_tiny_unet
 
     save_tiny_unet(models / "blended_diffusion" / "tiny_adm.pt", seed=0)
-    save_tiny_clip(models / "clip" / "tiny_clip.safetensors", seed=0)
-    save_tiny_clip(models / "clip" / "tiny_clip_eval.safetensors", seed=1)
+    save_tiny_clip(models / "blended_clip" / "tiny_clip.safetensors", seed=0)
+    save_tiny_clip(models / "blended_clip" / "tiny_clip_eval.safetensors", seed=1)
+    # Where CLIP files went before the pack had its own folder (still found), and a text encoder of
+    # the user's own that the Blended CLIP Loader must not list.
+    save_tiny_clip(models / "clip" / "legacy_clip.safetensors", seed=0)
+    save_tiny_clip(models / "text_encoders" / "users_text_encoder.safetensors", seed=3)
     # A CLIP file where the diffusion model belongs: the loader must say what it is.
     save_tiny_clip(models / "blended_diffusion" / "clip_in_wrong_folder.safetensors", seed=2)
     names = {
         "model": "tiny_adm.pt",
         "clip": "tiny_clip.safetensors",
         "clip_eval": "tiny_clip_eval.safetensors",
+        "legacy_clip": "legacy_clip.safetensors",
         "lpips": write_lpips(models / "lpips"),
     }
     return names

@@ -105,6 +105,40 @@ def test_missing_diffusion_files_are_listed_for_new_users(comfy):
     assert "256x256_diffusion_uncond.pt" in names and comfy.names["model"] in names
 
 
+# --- the pack's own CLIP folder (issue 11) --------------------------------------------------------
+
+
+def combo_options(comfy, node: str, name: str) -> list:
+    spec = comfy.server.get(f"/object_info/{node}")[node]["input"]["required"][name]
+    return spec[1]["options"] if spec[0] == "COMBO" else spec[0]
+
+
+def test_clip_loader_lists_only_its_own_folder(comfy):
+    options = combo_options(comfy, "BlendedCLIPLoader", "clip_name")
+    assert options == ["ViT-B-16-quickgelu:openai", comfy.names["clip"], comfy.names["clip_eval"]]
+    core = combo_options(comfy, "CLIPLoader", "clip_name") + combo_options(comfy, "DualCLIPLoader", "clip_name1")
+    assert "users_text_encoder.safetensors" in core and comfy.names["legacy_clip"] in core
+    assert comfy.names["clip"] not in core and comfy.names["clip_eval"] not in core
+
+
+def test_clip_file_left_in_models_clip_still_loads_with_a_hint(comfy):
+    graph = fast(api_workflow("object_editing"), comfy)
+    set_inputs(graph, "BlendedCLIPLoader", clip_name=comfy.names["legacy_clip"])
+    assert len(output_images(run_ok(comfy, graph))) == TOP_K
+    hints = [line for line in comfy.server.log().splitlines() if "legacy_clip.safetensors is in ComfyUI's text" in line]
+    assert hints and "move it to" in hints[-1] and "blended_clip" in hints[-1]
+
+
+def test_missing_clip_file_is_told_where_it_belongs(comfy):
+    graph = fast(api_workflow("object_editing"), comfy)
+    set_inputs(graph, "BlendedCLIPLoader", clip_name="ViT-B-16.pt")
+    with pytest.raises(PromptRejected) as info:
+        comfy.server.queue_prompt(graph)
+    text = json.dumps(info.value.body["node_errors"])
+    assert "'ViT-B-16.pt' is not in" in text and "blended_clip" in text and "ViT-B-16-quickgelu:openai" in text
+    assert_serving(comfy)
+
+
 # --- the shipped workflows --------------------------------------------------------------------------
 
 

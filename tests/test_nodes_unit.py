@@ -187,7 +187,7 @@ def test_model_paths_yaml_and_rejection_text(tmp_path):
     data = yaml.safe_load(write_model_paths(tmp_path / "models", tmp_path / "p.yaml").read_text())
     entry = data["blended_models"]
     assert entry["base_path"] == str((tmp_path / "models").resolve())
-    assert entry["blended_diffusion"] == "blended_diffusion" and entry["clip"] == "clip"
+    assert entry["blended_diffusion"] == "blended_diffusion" and entry["blended_clip"] == "blended_clip"
     body = {
         "error": {"message": "Prompt outputs failed validation"},
         "node_errors": {"6": {"class_type": "BlendedSampler",
