@@ -158,3 +158,19 @@ class StepProgress:
         check_interrupt()
         self.done += 1
         self.bar.update_absolute(min(self.done, self.total), self.total, ("JPEG", preview(pred_x0), self.preview_size))
+
+
+class DownloadProgress:
+    """A download on the node's progress bar (in MB), with Cancel checked at every chunk: a
+    cancelled download keeps its partial file and the next run resumes it."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        check_interrupt()
+        if total:
+            steps = max(1, total >> 20)
+            if self.bar is None:
+                self.bar = comfy.utils.ProgressBar(steps)
+            self.bar.update_absolute(min(done >> 20, steps), steps)

@@ -13,7 +13,7 @@ from comfy_api.latest import io
 from ..blended.checkpoint import load_diffusion_model
 from ..blended.clip_model import CLIP_FOLDER, HUB_DEFAULT, load_clip
 from ..blended.errors import CheckpointError
-from ..blended.weights import KNOWN_WEIGHTS, ensure_file
+from ..blended.weights import CLIP_VIT_B16, KNOWN_WEIGHTS, downloads_disabled, ensure_file
 
 from . import comfy_glue as glue
 from .types import ClipModel, DiffusionModel, LpipsModel
@@ -52,7 +52,8 @@ class DiffusionModelLoader(BlendedNode):
         with glue.user_errors():
             entry = KNOWN_WEIGHTS.get(model_name)
             if entry is not None and glue.model_path("blended_diffusion", model_name) is None:
-                path = ensure_file(entry, glue.default_folder("blended_diffusion"))  # download, or say from where
+                # download (progress on the node, resumable, verified), or say from where
+                path = ensure_file(entry, glue.default_folder("blended_diffusion"), progress=glue.DownloadProgress())
             else:
                 path = glue.require_file("blended_diffusion", model_name, "Diffusion model", "pick another file")
             glue.check_interrupt()
@@ -76,7 +77,8 @@ class ClipLoader(BlendedNode):
                     "clip_name",
                     options=[HUB_DEFAULT] + glue.model_files(CLIP_FOLDER),
                     default=HUB_DEFAULT,
-                    tooltip=f"'{HUB_DEFAULT}' fetches OpenAI's ViT-B/16 through open_clip once and caches it; "
+                    tooltip=f"'{HUB_DEFAULT}' uses OpenAI's ViT-B-16.pt from models/{CLIP_FOLDER}, downloaded "
+                    "there on first use (0.35 GB, progress on this node, SHA-256 checked); "
                     f"or pick a CLIP file in models/{CLIP_FOLDER} (OpenAI's ViT-B-16.pt, or an open_clip "
                     ".safetensors).",
                 ),
@@ -96,6 +98,23 @@ class ClipLoader(BlendedNode):
         return cls._missing(clip_name)
 
     @staticmethod
+    def _hub_weights():
+        """The hub tag's weights as OpenAI's ViT-B-16.pt in models/blended_clip: downloaded there
+        once, visibly and verified, when missing. Offline, or if that download fails, the tag itself
+        goes to open_clip (its cache, or its clear message about where the file goes)."""
+        folder = glue.default_folder(CLIP_FOLDER)
+        found = glue.clip_file(CLIP_VIT_B16.filename)
+        if found is not None:
+            return found
+        if downloads_disabled():
+            return HUB_DEFAULT
+        try:
+            return ensure_file(CLIP_VIT_B16, folder, progress=glue.DownloadProgress())
+        except CheckpointError as e:
+            print(f"Blended Diffusion: {e} Trying open_clip's hub download instead.", flush=True)
+            return HUB_DEFAULT
+
+    @staticmethod
     def _missing(clip_name: str) -> str:
         return (f"CLIP file '{clip_name}' is not in {glue.default_folder(CLIP_FOLDER)}. Put it there, "
                 f"or choose '{HUB_DEFAULT}'.")
@@ -104,7 +123,9 @@ class ClipLoader(BlendedNode):
     def execute(cls, clip_name) -> io.NodeOutput:
         with glue.user_errors():
             source = clip_name
-            if clip_name != HUB_DEFAULT:
+            if clip_name == HUB_DEFAULT:
+                source = cls._hub_weights()
+            else:
                 source = glue.clip_file(clip_name)
                 if source is None:
                     raise CheckpointError(cls._missing(clip_name))

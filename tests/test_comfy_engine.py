@@ -129,6 +129,16 @@ def test_clip_file_left_in_models_clip_still_loads_with_a_hint(comfy):
     assert hints and "move it to" in hints[-1] and "blended_clip" in hints[-1]
 
 
+def test_hub_tag_offline_keeps_its_clear_message(comfy):
+    graph = fast(api_workflow("object_editing"), comfy)
+    set_inputs(graph, "BlendedCLIPLoader", clip_name="ViT-B-16-quickgelu:openai")
+    error = run_error(comfy, graph)
+    assert error["node_type"] == "BlendedCLIPLoader"
+    message = error["exception_message"]
+    assert "could not be fetched" in message and "HF_HUB_OFFLINE" in message and "models/blended_clip/" in message
+    assert not (comfy.base / "models" / "blended_clip" / "ViT-B-16.pt.part").exists()
+
+
 def test_missing_clip_file_is_told_where_it_belongs(comfy):
     graph = fast(api_workflow("object_editing"), comfy)
     set_inputs(graph, "BlendedCLIPLoader", clip_name="ViT-B-16.pt")
