@@ -12,6 +12,11 @@ shadow it nor be shadowed by it.
 """
 
 
+# Served by ComfyUI at /extensions/<this folder>/: docs/<node id>.md are the node help pages the
+# frontend's help panel fetches for custom nodes.
+WEB_DIRECTORY = "./web"
+
+
 async def comfy_entrypoint():
     from .nodes.extension import BlendedDiffusionExtension
 

@@ -145,3 +145,51 @@ def test_example_inputs_were_copied_into_comfyui_input(frontend, frontend_root):
     for src in examples:
         dest = frontend_root / "base" / "input" / src.name
         assert dest.is_file() and dest.read_bytes() == src.read_bytes(), src.name
+
+
+# --- node help pages --------------------------------------------------------------------------------
+
+# The help panel's own store: openHelp(nodeDef) fetches the page the way the panel does
+# (/extensions/<pack>/docs/<node>/<locale>.md, then <node>.md) and falls back to the node's
+# description, setting ``error``, when there is none.
+HELP_JS = """async (name) => {
+  const pinia = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia;
+  const help = pinia._s.get('nodeHelp'), defs = pinia._s.get('nodeDef');
+  help.openHelp(defs.nodeDefsByName[name]);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  await sleep(0);
+  for (let i = 0; i < 200 && (help.isLoading || !(help.renderedHelpHtml || help.error)); i++) await sleep(50);
+  const out = {error: help.error, html: help.renderedHelpHtml, base: help.baseUrl};
+  help.closeHelp();
+  return out;
+}"""
+NODE_INFO_JS = """(name) => { const pinia = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia;
+  const d = pinia._s.get('nodeDef').nodeDefsByName[name];
+  return {display: d.display_name, inputs: Object.keys(d.inputs ?? {})}; }"""
+OUR_NODES = [
+    "BlendedBackgroundLoss", "BlendedCLIPGuidance", "BlendedCLIPLoader", "BlendedDiffusionModelLoader",
+    "BlendedEvaluate", "BlendedExtendingAugmentation", "BlendedLPIPSLoader", "BlendedRankResults", "BlendedSampler",
+]
+
+
+def test_every_node_the_pack_registers_has_a_help_page(frontend):
+    page, _ = frontend
+    registered = page.evaluate("""() => Object.values(document.getElementById('vue-app').__vue_app__.config
+      .globalProperties.$pinia._s.get('nodeDef').nodeDefsByName)
+      .filter((d) => d.python_module?.startsWith('custom_nodes.')).map((d) => d.name).sort()""")
+    assert registered == OUR_NODES
+    assert sorted(p.stem for p in (WORKFLOWS.parent / "web" / "docs").glob("*.md")) == OUR_NODES
+
+
+@pytest.mark.parametrize("name", OUR_NODES)
+def test_help_panel_shows_the_nodes_page(frontend, name):
+    page, _ = frontend
+    node = page.evaluate(NODE_INFO_JS, name)
+    shown = page.evaluate(HELP_JS, name)
+    assert shown["error"] is None, f"the help panel found no page for {name}: {shown['error']}"
+    assert shown["base"] == f"/extensions/{PACK_DIR_NAME}/docs/"
+    html = shown["html"]
+    assert f"<h1>{node['display']}</h1>" in html
+    missing = [i for i in node["inputs"] if f"<strong>{i}</strong>" not in html]
+    assert node["inputs"] and missing == [], f"{name}'s help page does not describe {missing}"
+    assert "default" in html.lower() or "paper" in html.lower()
