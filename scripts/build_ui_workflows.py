@@ -128,7 +128,11 @@ def comfy_frontend(root: Path, port: int | None = None, examples: bool = False, 
     (base / "user" / "default").mkdir(parents=True, exist_ok=True)
     (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps(SETTINGS))
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    with ComfyServer(engine, base, port=port, env=env, log_path=root / "comfyui.log", cpu=True) as server:
+    # BLENDED_FRONTEND_ROOT: another comfyui-frontend-package's static/ folder, to try a frontend
+    # release against this engine without installing it (docs/DESIGN.md, "ComfyUI versions").
+    extra = ["--front-end-root", os.environ["BLENDED_FRONTEND_ROOT"]] if os.environ.get("BLENDED_FRONTEND_ROOT") else []
+    with ComfyServer(engine, base, port=port, env=env, log_path=root / "comfyui.log", cpu=True,
+                     extra_args=extra) as server:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:

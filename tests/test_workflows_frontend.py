@@ -28,6 +28,7 @@ UI_NAMES = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
 WATCH_JS = """() => {
   window.__problems = [];
   for (const f of ["showMissingNodesError", "showMissingModelsError"]) {
+    if (typeof app[f] !== "function") continue;  // newer frontends show these as dialogs (SHOWN_JS)
     const orig = app[f].bind(app);
     app[f] = (...args) => { window.__problems.push(`${f}: ${JSON.stringify(args[0])}`); return orig(...args); };
   }
@@ -61,7 +62,7 @@ def frontend(frontend_root):
             prompt = as_api(page.evaluate(PROMPT_JS))
             page.wait_for_timeout(200)  # let toasts and dialogs render
             problems = errors + page.evaluate("() => window.__problems") + page.evaluate(SHOWN_JS)
-            page.evaluate("() => app.extensionManager.toast.removeAll()")  # a clean slate for the next load
+            page.evaluate("() => app.extensionManager.toast.removeAll?.()")  # a clean slate for the next load
             for _ in range(5):
                 if not page.locator(".p-dialog").count():
                     break
