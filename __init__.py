@@ -5,23 +5,19 @@ ComfyUI imports this file as the package of ``custom_nodes/<this folder>`` and c
 loaded the V1 way and its entry point is ignored. Everything ComfyUI-specific is imported inside
 ``comfy_entrypoint``, so importing this file elsewhere (pytest collecting the repository root,
 packaging tools) does not need ComfyUI.
+
+Nothing is added to ``sys.path``: the nodes reach the library as ``..blended``, a submodule of
+this package, so another top-level ``blended`` (or ComfyUI's own ``nodes`` module) can neither
+shadow it nor be shadowed by it.
 """
 
-import os
-import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _make_library_importable() -> None:
-    """The nodes import the ``blended`` library from this folder. Appended, not prepended, so this
-    folder's other top-level names (tests, scripts) never shadow anything ComfyUI imports."""
-    if _HERE not in sys.path:
-        sys.path.append(_HERE)
+# Served by ComfyUI at /extensions/<this folder>/: docs/<node id>.md are the node help pages the
+# frontend's help panel fetches for custom nodes.
+WEB_DIRECTORY = "./web"
 
 
 async def comfy_entrypoint():
-    _make_library_importable()
     from .nodes.extension import BlendedDiffusionExtension
 
     return BlendedDiffusionExtension()

@@ -21,6 +21,10 @@ from .model_file import SUFFIXES, flat_state_dict, read_model_file
 from .weights import downloads_disabled
 
 HUB_DEFAULT = "ViT-B-16-quickgelu:openai"
+# The pack's own folder under ComfyUI/models/. Not models/clip: that is the legacy alias of
+# models/text_encoders, whose files (clip_l, t5xxl, ...) this loader cannot use and whose loaders
+# cannot use OpenAI's ViT-B-16.pt.
+CLIP_FOLDER = "blended_clip"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_SUFFIXES = SUFFIXES
@@ -76,7 +80,7 @@ def _tokenizer():
 
 CLIP_EXPECTED = (
     "Put OpenAI's ViT-B-16.pt or open_clip's open_clip_model.safetensors (hub repo "
-    "timm/vit_base_patch16_clip_224.openai) into models/clip/."
+    "timm/vit_base_patch16_clip_224.openai) into models/" + CLIP_FOLDER + "/."
 )
 
 
@@ -91,7 +95,7 @@ def read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"'{path.name}' is {looks}: expected a CLIP ViT state dict (keys like 'visual.proj', "
             "'token_embedding.weight'), e.g. OpenAI's ViT-B-16.pt. Put diffusion models in "
-            "models/blended_diffusion/ and CLIP files in models/clip/."
+            f"models/blended_diffusion/ and CLIP files in models/{CLIP_FOLDER}/."
         )
     # A TorchScript archive also carries the causal attention mask, which CLIP rebuilds itself.
     return {k.removeprefix("module."): v for k, v in sd.items() if k != "attn_mask"}
@@ -123,7 +127,7 @@ def _from_hub(tag: str) -> ClipBundle:
             f"CLIP weights '{tag}' could not be fetched{offline}: "
             f"{type(exc).__name__}: {str(exc)[:200]}. Either go online once (they are cached), or download "
             "OpenAI's ViT-B-16.pt (or open_clip_model.safetensors from timm/vit_base_patch16_clip_224.openai) "
-            "into models/clip/ and choose that file in the CLIP loader."
+            f"into models/{CLIP_FOLDER}/ and choose that file in the CLIP loader."
         ) from exc
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .errors import CheckpointError
 
@@ -49,6 +50,19 @@ ADM_512_COND = WeightFile(
 
 KNOWN_WEIGHTS = {w.filename: w for w in (ADM_256_UNCOND, ADM_512_COND)}
 
+# OpenAI's CLIP ViT-B/16, the weights behind the CLIP loader's default hub tag. OpenAI's clip package
+# names each file by its SHA-256 and checks it; this is the same blob in the storage account that
+# openaipublic.azureedge.net served (the diffusion models above come from it directly). Its size is
+# not published next to it, so only the hash is checked.
+CLIP_VIT_B16 = WeightFile(
+    filename="ViT-B-16.pt",
+    subfolder="blended_clip",
+    url="https://openaipublic.blob.core.windows.net/clip/models/"
+    "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+    description="OpenAI CLIP ViT-B/16 (the guidance model of Blended Diffusion)",
+    sha256="5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
+)
+
 
 def downloads_disabled() -> bool:
     """HF_HUB_OFFLINE=1 (the ecosystem's switch) or BLENDED_OFFLINE=1 mean: never touch the network."""
@@ -68,7 +82,12 @@ def missing_message(entry: WeightFile, folder) -> str:
     )
 
 
-def ensure_file(entry: WeightFile, folder, allow_download: bool = True) -> Path:
+# Called as (bytes so far, total or None) while a file downloads; it may raise to stop (Cancel):
+# the partial file is kept and the next call resumes it.
+ProgressFn = Callable[[int, "int | None"], None]
+
+
+def ensure_file(entry: WeightFile, folder, allow_download: bool = True, progress: ProgressFn | None = None) -> Path:
     """Path of ``entry`` inside ``folder``, downloading it first if it is missing and allowed."""
     folder = Path(folder)
     path = folder / entry.filename
@@ -82,46 +101,86 @@ def ensure_file(entry: WeightFile, folder, allow_download: bool = True) -> Path:
             "BLENDED_OFFLINE is set)."
         )
     try:
-        _download(entry, path)
+        _download(entry, path, progress)
     except CheckpointError as e:
         raise CheckpointError(f"{missing_message(entry, folder)} {e}") from None
     except (OSError, ValueError) as e:  # URLError and HTTPError are OSErrors
+        part = partial_path(path)
+        kept = (f" The {part.stat().st_size / 1e6:.1f} MB received so far are kept in '{part}'; the next "
+                "try resumes from there.") if part.is_file() and part.stat().st_size else ""
         raise CheckpointError(
-            f"{missing_message(entry, folder)} The automatic download failed: {e}."
+            f"{missing_message(entry, folder)} The automatic download failed: {e}.{kept}"
         ) from None
     return path
 
 
-def _download(entry: WeightFile, path: Path):
-    """Stream to ``<name>.part`` and rename only once complete and verified, so an interrupted
-    download never leaves a file that looks finished."""
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
+
+
+def _hash_file(path: Path, digest) -> int:
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size
+
+
+class _Reporter:
+    """Progress to the caller's callback at every chunk, and to the console every 2 s."""
+
+    def __init__(self, entry: WeightFile, progress: ProgressFn | None):
+        self.entry, self.progress, self.last = entry, progress, 0.0
+
+    def __call__(self, done: int, total: int | None, force: bool = False) -> None:
+        if self.progress is not None:
+            self.progress(done, total)
+        if force or time.monotonic() - self.last > 2:
+            self.last = time.monotonic()
+            pct = f" {100 * done / total:5.1f}%" if total else ""
+            print(f"  {self.entry.filename}: {done / 1e6:8.1f} MB{pct}", file=sys.stderr, flush=True)
+
+
+def _download(entry: WeightFile, path: Path, progress: ProgressFn | None = None):
+    """Stream to ``<name>.part`` and rename only once complete and verified (size and SHA-256
+    where published), so a file under the real name is always whole. An interrupted download
+    (network, Cancel) keeps its ``.part``; the next call asks the server for the rest with an HTTP
+    Range request and hashes the part already on disk, so a resumed file is verified as a whole.
+    A part that fails verification is deleted: it cannot be trusted to resume from."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
+    part = partial_path(path)
     digest = hashlib.sha256()
-    done, last_report = 0, 0.0
-    print(f"Downloading {entry.url} -> {path}", file=sys.stderr)
-    try:
-        with urllib.request.urlopen(entry.url, timeout=60) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or entry.size
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if time.monotonic() - last_report > 2:
-                    last_report = time.monotonic()
-                    pct = f" {100 * done / total:5.1f}%" if total else ""
-                    print(f"  {entry.filename}: {done / 1e6:8.1f} MB{pct}", file=sys.stderr)
-        if entry.size is not None and done != entry.size:
-            raise CheckpointError(
-                f"The download ended after {done} bytes instead of {entry.size}; try again."
-            )
-        if entry.sha256 is not None and digest.hexdigest() != entry.sha256:
-            raise CheckpointError(
-                f"The downloaded file's SHA-256 is {digest.hexdigest()}, not the published "
-                f"{entry.sha256}; the download is corrupt. Try again."
-            )
-        os.replace(part, path)
-    finally:
-        if part.exists():
-            part.unlink()
-    print(f"  {entry.filename}: done ({done / 1e6:.1f} MB)", file=sys.stderr)
+    done = _hash_file(part, digest) if part.is_file() else 0
+    report = _Reporter(entry, progress)
+    if entry.size is not None and done > entry.size:
+        part.unlink()
+        digest, done = hashlib.sha256(), 0
+    if entry.size is None or done < entry.size:
+        request = urllib.request.Request(entry.url, headers={"Range": f"bytes={done}-"} if done else {})
+        print(f"Downloading {entry.url} -> {path}" + (f" (resuming at {done / 1e6:.1f} MB)" if done else ""),
+              file=sys.stderr, flush=True)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            if done and getattr(response, "status", None) != 206:  # the server sent the whole file again
+                print(f"  {entry.filename}: the server cannot resume; starting over", file=sys.stderr, flush=True)
+                digest, done = hashlib.sha256(), 0
+            length = int(response.headers.get("Content-Length") or 0)
+            total = done + length if length else entry.size
+            report(done, total, force=True)
+            with open(part, "ab" if done else "wb") as out:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    report(done, total)
+    if entry.size is not None and done != entry.size:
+        raise CheckpointError(f"The download ended after {done} bytes instead of {entry.size}; try again.")
+    if entry.sha256 is not None and digest.hexdigest() != entry.sha256:
+        part.unlink()
+        raise CheckpointError(
+            f"The downloaded file's SHA-256 is {digest.hexdigest()}, not the published "
+            f"{entry.sha256}; the download is corrupt and was deleted. Try again."
+        )
+    os.replace(part, path)
+    print(f"  {entry.filename}: done ({done / 1e6:.1f} MB, verified)" if entry.sha256 else
+          f"  {entry.filename}: done ({done / 1e6:.1f} MB)", file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ with an x̂0 preview, its interrupt flag (checked once per sampling step), and t
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 
 import torch
@@ -16,16 +17,21 @@ import torch
 import comfy.model_management as mm
 import comfy.utils
 import folder_paths
-from blended.errors import BlendedError, CheckpointError
+from ..blended.clip_model import CLIP_FOLDER
+from ..blended.errors import BlendedError, CheckpointError
 
 from .images import preview
 
-# Our own model folders under ComfyUI/models/. CLIP files use ComfyUI's existing "clip" folder.
-MODEL_FOLDERS = ("blended_diffusion", "lpips")
+# Our own model folders under ComfyUI/models/, registered under names no core loader lists.
+MODEL_FOLDERS = ("blended_diffusion", CLIP_FOLDER, "lpips")
+# Where the README sent CLIP files before the pack had its own folder: ComfyUI's "clip" key, the
+# legacy alias of "text_encoders" (models/clip, models/text_encoders, extra_model_paths' clip:).
+LEGACY_CLIP_FOLDER = "clip"
 
 
 def register_model_folders() -> None:
-    """Make models/blended_diffusion and models/lpips known to ComfyUI (and to extra_model_paths.yaml)."""
+    """Make models/blended_diffusion, models/blended_clip and models/lpips known to ComfyUI (and to
+    extra_model_paths.yaml)."""
     for name in MODEL_FOLDERS:
         default = os.path.join(folder_paths.models_dir, name)
         entry = folder_paths.folder_names_and_paths.get(name)
@@ -39,6 +45,11 @@ def register_model_folders() -> None:
             folder_paths.folder_names_and_paths[name] = (paths, set(folder_paths.supported_pt_extensions))
 
 
+def input_directory() -> str:
+    """ComfyUI's input/ folder, where Load Image finds the templates' example photos."""
+    return folder_paths.get_input_directory()
+
+
 def model_files(folder: str) -> list[str]:
     try:
         return folder_paths.get_filename_list(folder)
@@ -48,6 +59,21 @@ def model_files(folder: str) -> list[str]:
 
 def model_path(folder: str, name: str) -> str | None:
     return folder_paths.get_full_path(folder, name)
+
+
+def clip_file(name: str, hint: bool = True) -> str | None:
+    """Path of a CLIP file in the pack's folder or, for files put there before it existed, in
+    models/clip; the latter is used once more with a one-line hint to move it."""
+    path = model_path(CLIP_FOLDER, name)
+    if path is None:
+        try:
+            path = model_path(LEGACY_CLIP_FOLDER, name)
+        except KeyError:  # a ComfyUI without the legacy folder name
+            return None
+        if path is not None and hint:
+            logging.warning("Blended Diffusion: CLIP file %s is in ComfyUI's text-encoder folder; move it to %s "
+                            "(the Blended CLIP Loader lists only that folder).", path, default_folder(CLIP_FOLDER))
+    return path
 
 
 def default_folder(folder: str) -> str:
@@ -132,3 +158,19 @@ class StepProgress:
         check_interrupt()
         self.done += 1
         self.bar.update_absolute(min(self.done, self.total), self.total, ("JPEG", preview(pred_x0), self.preview_size))
+
+
+class DownloadProgress:
+    """A download on the node's progress bar (in MB), with Cancel checked at every chunk: a
+    cancelled download keeps its partial file and the next run resumes it."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        check_interrupt()
+        if total:
+            steps = max(1, total >> 20)
+            if self.bar is None:
+                self.bar = comfy.utils.ProgressBar(steps)
+            self.bar.update_absolute(min(done >> 20, steps), steps)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from blended import masks, region
-from blended.sampler import SamplerSettings, sample
+from ..blended import masks, region
+from ..blended.sampler import SamplerSettings, sample
 
 from .images import check_image, to_library_mask
 

@@ -11,8 +11,8 @@ import json
 
 from comfy_api.latest import io, ui
 
-from blended.errors import InputError
-from blended.metrics import evaluate
+from ..blended.errors import InputError
+from ..blended.metrics import evaluate
 
 from . import comfy_glue as glue
 from .images import check_image, to_library_mask

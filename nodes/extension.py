@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 from comfy_api.latest import ComfyExtension, io
 
-import blended
-
 from . import comfy_glue
+from .examples import install_example_inputs
 from .evaluate_node import EvaluateResults
 from .guidance_nodes import BackgroundLossNode, ClipGuidanceNode, ExtendingAugmentationNode
 from .loaders import ClipLoader, DiffusionModelLoader, LpipsLoader
 from .ranking_node import RankResults
 from .sampler_node import BlendedSampler
-
-_PACK = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-if os.path.dirname(os.path.dirname(os.path.realpath(blended.__file__))) != _PACK:
-    raise ImportError(
-        f"another package named 'blended' ({blended.__file__}) shadows this pack's library in {_PACK}; "
-        "uninstall it or rename it."
-    )
 
 NODES = [
     DiffusionModelLoader,
@@ -41,4 +31,5 @@ class BlendedDiffusionExtension(ComfyExtension):
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         comfy_glue.register_model_folders()  # ComfyUI 0.3.x does not call on_load
+        install_example_inputs(comfy_glue.input_directory())
         return list(NODES)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from blended.augment import ExtendingAugmentation
-from blended.errors import InputError
-from blended.guidance import DISTANCES, BackgroundLoss, ClipGuidance, Guidance, RangeLoss, check_weight
-from blended.prompts import SYNTAX_HELP
+from ..blended.augment import ExtendingAugmentation
+from ..blended.errors import InputError
+from ..blended.guidance import DISTANCES, BackgroundLoss, ClipGuidance, Guidance, RangeLoss, check_weight
+from ..blended.prompts import SYNTAX_HELP
 
 from . import comfy_glue as glue
 from .types import Augmentation, ClipModel, LpipsModel

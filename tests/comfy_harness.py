@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.run_edit import REPO, ComfyServer, prepare_base, prepare_engine
+from scripts.run_edit import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine
 
-WORKFLOWS = REPO / "workflows"
 # Names the shipped workflows' LoadImage nodes use; the tests provide these files.
 IMAGE_W, IMAGE_H = 64, 48  # small, with an odd aspect ratio on purpose
 
@@ -110,14 +109,19 @@ def write_models(models: Path) -> dict[str, str]:
     from tiny_unet import save_tiny_unet
 
     save_tiny_unet(models / "blended_diffusion" / "tiny_adm.pt", seed=0)
-    save_tiny_clip(models / "clip" / "tiny_clip.safetensors", seed=0)
-    save_tiny_clip(models / "clip" / "tiny_clip_eval.safetensors", seed=1)
+    save_tiny_clip(models / "blended_clip" / "tiny_clip.safetensors", seed=0)
+    save_tiny_clip(models / "blended_clip" / "tiny_clip_eval.safetensors", seed=1)
+    # Where CLIP files went before the pack had its own folder (still found), and a text encoder of
+    # the user's own that the Blended CLIP Loader must not list.
+    save_tiny_clip(models / "clip" / "legacy_clip.safetensors", seed=0)
+    save_tiny_clip(models / "text_encoders" / "users_text_encoder.safetensors", seed=3)
     # A CLIP file where the diffusion model belongs: the loader must say what it is.
     save_tiny_clip(models / "blended_diffusion" / "clip_in_wrong_folder.safetensors", seed=2)
     names = {
         "model": "tiny_adm.pt",
         "clip": "tiny_clip.safetensors",
         "clip_eval": "tiny_clip_eval.safetensors",
+        "legacy_clip": "legacy_clip.safetensors",
         "lpips": write_lpips(models / "lpips"),
     }
     return names
@@ -135,11 +139,22 @@ def write_lpips(folder: Path) -> str:
 
 
 def api_workflow(name: str) -> dict:
-    return json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    return json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
 
 
 def ui_workflow(name: str) -> dict:
     return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def write_decoy_library(folder: Path) -> Path:
+    """A top-level ``blended`` package that fails on import, on the server's PYTHONPATH: another
+    pack or library with that generic name must not disable ours (the nodes import the library
+    relatively), so every engine test runs with one in the way."""
+    (folder / "blended").mkdir(parents=True, exist_ok=True)
+    (folder / "blended" / "__init__.py").write_text(
+        'raise ImportError("decoy: the Blended Diffusion pack imported a top-level blended")\n'
+    )
+    return folder
 
 
 # --- the session fixture ----------------------------------------------------------------------------
@@ -153,6 +168,7 @@ def comfy(tmp_path_factory) -> Comfy:
     names = write_models(base / "models")
     masks = write_inputs(base / "input")
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1", TORCH_HOME=str(root / "torch_home"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(write_decoy_library(root / "decoy")), env.get("PYTHONPATH")]))
     server = ComfyServer(engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
     server.start()
     try:

@@ -10,6 +10,11 @@ import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# The node modules import the library relatively; tests reach them as blended_diffusion_pack.nodes.*
+import pack_import  # noqa: E402
+
+pack_import.register()
+
 # the session-wide real ComfyUI server (fixture ``comfy``), started only by tests that ask for it
 pytest_plugins = ["comfy_harness"]
 

@@ -47,11 +47,11 @@ def test_hub_tag_offline_says_where_to_put_the_file(monkeypatch):
     with pytest.raises(CheckpointError) as err:
         load_clip(HUB_DEFAULT)
     message = str(err.value)
-    assert "models/clip/" in message and "ViT-B-16.pt" in message and "HF_HUB_OFFLINE" in message
+    assert "models/blended_clip/" in message and "ViT-B-16.pt" in message and "HF_HUB_OFFLINE" in message
 
 
 def test_bad_clip_files_name_the_problem(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist.*models/clip/"):
+    with pytest.raises(CheckpointError, match="does not exist.*models/blended_clip/"):
         load_clip(tmp_path / "missing.safetensors")
     unet = save_tiny_unet(tmp_path / "unet.safetensors")
     with pytest.raises(CheckpointError, match="is a diffusion UNet.*models/blended_diffusion/"):

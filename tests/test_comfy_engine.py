@@ -87,10 +87,66 @@ def test_pack_imports_and_every_input_has_a_tooltip(comfy):
                 assert options.get("tooltip"), f"{name}.{input_name} has no tooltip"
 
 
+def test_pack_keeps_the_files_already_in_input(comfy):
+    """The harness wrote its own blended_object.png etc. before the server started: the pack's
+    example copies (issue 11) must not have replaced them."""
+    from comfy_harness import IMAGE_H, IMAGE_W
+    from scripts.run_edit import WORKFLOWS
+
+    for example in sorted((WORKFLOWS / "examples").glob("*.png")):
+        ours = comfy.input_dir / example.name
+        assert ours.read_bytes() != example.read_bytes()
+        assert Image.open(ours).size == (IMAGE_W, IMAGE_H)
+
+
 def test_missing_diffusion_files_are_listed_for_new_users(comfy):
     options = comfy.server.get("/object_info/BlendedDiffusionModelLoader")["BlendedDiffusionModelLoader"]
     names = options["input"]["required"]["model_name"][1]["options"]
     assert "256x256_diffusion_uncond.pt" in names and comfy.names["model"] in names
+
+
+# --- the pack's own CLIP folder (issue 11) --------------------------------------------------------
+
+
+def combo_options(comfy, node: str, name: str) -> list:
+    spec = comfy.server.get(f"/object_info/{node}")[node]["input"]["required"][name]
+    return spec[1]["options"] if spec[0] == "COMBO" else spec[0]
+
+
+def test_clip_loader_lists_only_its_own_folder(comfy):
+    options = combo_options(comfy, "BlendedCLIPLoader", "clip_name")
+    assert options == ["ViT-B-16-quickgelu:openai", comfy.names["clip"], comfy.names["clip_eval"]]
+    core = combo_options(comfy, "CLIPLoader", "clip_name") + combo_options(comfy, "DualCLIPLoader", "clip_name1")
+    assert "users_text_encoder.safetensors" in core and comfy.names["legacy_clip"] in core
+    assert comfy.names["clip"] not in core and comfy.names["clip_eval"] not in core
+
+
+def test_clip_file_left_in_models_clip_still_loads_with_a_hint(comfy):
+    graph = fast(api_workflow("object_editing"), comfy)
+    set_inputs(graph, "BlendedCLIPLoader", clip_name=comfy.names["legacy_clip"])
+    assert len(output_images(run_ok(comfy, graph))) == TOP_K
+    hints = [line for line in comfy.server.log().splitlines() if "legacy_clip.safetensors is in ComfyUI's text" in line]
+    assert hints and "move it to" in hints[-1] and "blended_clip" in hints[-1]
+
+
+def test_hub_tag_offline_keeps_its_clear_message(comfy):
+    graph = fast(api_workflow("object_editing"), comfy)
+    set_inputs(graph, "BlendedCLIPLoader", clip_name="ViT-B-16-quickgelu:openai")
+    error = run_error(comfy, graph)
+    assert error["node_type"] == "BlendedCLIPLoader"
+    message = error["exception_message"]
+    assert "could not be fetched" in message and "HF_HUB_OFFLINE" in message and "models/blended_clip/" in message
+    assert not (comfy.base / "models" / "blended_clip" / "ViT-B-16.pt.part").exists()
+
+
+def test_missing_clip_file_is_told_where_it_belongs(comfy):
+    graph = fast(api_workflow("object_editing"), comfy)
+    set_inputs(graph, "BlendedCLIPLoader", clip_name="ViT-B-16.pt")
+    with pytest.raises(PromptRejected) as info:
+        comfy.server.queue_prompt(graph)
+    text = json.dumps(info.value.body["node_errors"])
+    assert "'ViT-B-16.pt' is not in" in text and "blended_clip" in text and "ViT-B-16-quickgelu:openai" in text
+    assert_serving(comfy)
 
 
 # --- the shipped workflows --------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def hostile_models(comfy):
     models = comfy.base / "models"
     marker = comfy.base / "hostile_marker"
     names = {}
-    for folder in ("blended_diffusion", "clip", "lpips"):
+    for folder in ("blended_diffusion", "blended_clip", "lpips"):
         (models / folder).mkdir(parents=True, exist_ok=True)
         names[(folder, "torchscript")] = torchscript_that_runs_code(models / folder / "hostile_ts.pt", marker).name
         names[(folder, "pickle")] = pickle_that_runs_code(models / folder / "hostile_pickle.ckpt", marker).name
@@ -69,7 +69,7 @@ def hostile_models(comfy):
 
 LOADERS = {
     "blended_diffusion": ("2", "BlendedDiffusionModelLoader", "model_name"),
-    "clip": ("3", "BlendedCLIPLoader", "clip_name"),
+    "blended_clip": ("3", "BlendedCLIPLoader", "clip_name"),
 }
 
 

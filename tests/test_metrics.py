@@ -125,3 +125,13 @@ def test_evaluate_script_on_files(tmp_path, real_lpips_path, tiny_clip):
     with pytest.raises(SystemExit, match="all black"):
         Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "black.png")
         main([*argv[:2], "--mask", str(tmp_path / "black.png"), *argv[4:]])
+
+
+@pytest.mark.parametrize("w, h", [(1, 1), (3, 3), (5, 2), (2, 9)])
+def test_seam_score_on_crops_too_small_for_the_bands_is_zero(w, h):
+    """A one-pixel mask's crop can be a few pixels wide: no room for the bands, so no seam (it
+    used to fail in torch.arange)."""
+    images = torch.rand(2, 3, h, w)
+    mask = torch.zeros(1, 1, h, w)
+    mask[..., h // 2, w // 2] = 1
+    assert torch.equal(seam_score(images, mask, band_px=2), torch.zeros(2))

@@ -14,8 +14,8 @@ from PIL import Image
 from blended.errors import InputError
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
 from blended.sampler import SamplerSettings
-from nodes.edit import RegionSettings, crop_to_mask, edit_image
-from nodes.images import to_library_image, to_library_mask
+from blended_diffusion_pack.nodes.edit import RegionSettings, crop_to_mask, edit_image
+from blended_diffusion_pack.nodes.images import to_library_image, to_library_mask
 from scripts.run_edit import compose_input, describe_rejection, set_inputs, write_model_paths
 
 FAST = SamplerSettings(steps="4", skip_timesteps=1)
@@ -187,7 +187,7 @@ def test_model_paths_yaml_and_rejection_text(tmp_path):
     data = yaml.safe_load(write_model_paths(tmp_path / "models", tmp_path / "p.yaml").read_text())
     entry = data["blended_models"]
     assert entry["base_path"] == str((tmp_path / "models").resolve())
-    assert entry["blended_diffusion"] == "blended_diffusion" and entry["clip"] == "clip"
+    assert entry["blended_diffusion"] == "blended_diffusion" and entry["blended_clip"] == "blended_clip"
     body = {
         "error": {"message": "Prompt outputs failed validation"},
         "node_errors": {"6": {"class_type": "BlendedSampler",

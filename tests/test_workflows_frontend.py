@@ -1,6 +1,7 @@
 """The shipped UI workflows, loaded in the real ComfyUI frontend, queue exactly their API twins.
 
-Users drag ``workflows/<name>.json`` onto the canvas; the engine tests run ``<name>.api.json``.
+Users open ``workflows/<name>.json`` from the template browser or drag it onto the canvas; the engine
+tests run ``workflows/api/<name>.api.json``.
 Here the bundled frontend (comfyui-frontend-package, in headless Chromium) loads each UI file the
 way a drop does (``app.loadGraphData``) and converts it the way Queue does (``app.graphToPrompt``);
 the result must equal the API twin: same node ids, class types, widget values and links. A UI file
@@ -16,16 +17,18 @@ import json
 
 import pytest
 
-from scripts.build_ui_workflows import PROMPT_JS, WORKFLOWS, as_api, comfy_frontend
+from scripts.build_ui_workflows import PROMPT_JS, as_api, api_names, comfy_frontend
+from scripts.run_edit import API_WORKFLOWS, PACK_DIR_NAME, WORKFLOWS
 
-API_NAMES = sorted(p.name[: -len(".api.json")] for p in WORKFLOWS.glob("*.api.json"))
-UI_NAMES = sorted(p.stem for p in WORKFLOWS.glob("*.json") if not p.name.endswith(".api.json"))
+API_NAMES = api_names()
+UI_NAMES = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
 
 # Records what the frontend reports while loading: uncaught exceptions, console errors (except
 # requests refused because the page is offline), missing-node and missing-model dialogs.
 WATCH_JS = """() => {
   window.__problems = [];
   for (const f of ["showMissingNodesError", "showMissingModelsError"]) {
+    if (typeof app[f] !== "function") continue;  // newer frontends show these as dialogs (SHOWN_JS)
     const orig = app[f].bind(app);
     app[f] = (...args) => { window.__problems.push(`${f}: ${JSON.stringify(args[0])}`); return orig(...args); };
   }
@@ -36,8 +39,15 @@ SHOWN_JS = """() => [...document.querySelectorAll('.p-toast-message-warn, .p-toa
 
 
 @pytest.fixture(scope="module")
-def frontend(tmp_path_factory):
-    with comfy_frontend(tmp_path_factory.mktemp("frontend")) as page:
+def frontend_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("frontend")
+
+
+@pytest.fixture(scope="module")
+def frontend(frontend_root):
+    """The frontend of a server whose input/ starts empty: the workflows find the example photos
+    only if the pack copied them there, as it does for a user."""
+    with comfy_frontend(frontend_root, test_inputs=False) as page:
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
         page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
@@ -52,7 +62,7 @@ def frontend(tmp_path_factory):
             prompt = as_api(page.evaluate(PROMPT_JS))
             page.wait_for_timeout(200)  # let toasts and dialogs render
             problems = errors + page.evaluate("() => window.__problems") + page.evaluate(SHOWN_JS)
-            page.evaluate("() => app.extensionManager.toast.removeAll()")  # a clean slate for the next load
+            page.evaluate("() => app.extensionManager.toast.removeAll?.()")  # a clean slate for the next load
             for _ in range(5):
                 if not page.locator(".p-dialog").count():
                     break
@@ -64,7 +74,7 @@ def frontend(tmp_path_factory):
 
 
 def api_workflow(name: str) -> dict:
-    return json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    return json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
 
 
 def ui_workflow(name: str) -> dict:
@@ -72,8 +82,8 @@ def ui_workflow(name: str) -> dict:
 
 
 def test_every_api_workflow_has_a_ui_twin():
-    assert API_NAMES, "no workflows/*.api.json"
-    assert UI_NAMES == API_NAMES, "each workflows/<name>.api.json needs a <name>.json (scripts/build_ui_workflows.py)"
+    assert API_NAMES, "no workflows/api/*.api.json"
+    assert UI_NAMES == API_NAMES, "each workflows/api/<name>.api.json needs a workflows/<name>.json (scripts/build_ui_workflows.py)"
 
 
 @pytest.mark.parametrize("name", UI_NAMES)
@@ -99,3 +109,88 @@ def test_a_changed_widget_value_is_caught(frontend):
     assert problems == []
     assert prompt != api_workflow(name)
     assert prompt[str(sampler["id"])]["inputs"]["skip_timesteps"] == sampler["widgets_values"][1]
+
+
+# --- the template browser ---------------------------------------------------------------------------
+
+FETCH_JS = """async (path) => { const r = await fetch(app.api.apiURL(path));
+  return {status: r.status, type: r.headers.get('content-type'), json: r.ok && !path.endsWith('.jpg') ? await r.json() : null}; }"""
+GRAPH_JS = """() => ({nodes: app.graph.nodes.length,
+  missing: app.graph.nodes.map((n) => n.type).filter((t) => !(t in LiteGraph.registered_node_types))})"""
+
+
+def test_template_browser_lists_exactly_the_ui_workflows(frontend):
+    page, _ = frontend
+    listed = page.evaluate(FETCH_JS, "/workflow_templates")["json"]
+    assert sorted(listed.get(PACK_DIR_NAME, [])) == UI_NAMES, listed
+
+
+@pytest.mark.parametrize("name", UI_NAMES)
+def test_template_opens_as_the_template_browser_opens_it(frontend, name):
+    """The browser fetches /api/workflow_templates/<pack>/<name>.json and hands it to loadGraphData;
+    its card shows <name>.jpg from the same place."""
+    page, load = frontend
+    template = page.evaluate(FETCH_JS, f"/workflow_templates/{PACK_DIR_NAME}/{name}.json")
+    assert template["status"] == 200
+    _, problems = load(template["json"], name)
+    assert problems == [], f"the frontend complained while opening the template {name}"
+    graph = page.evaluate(GRAPH_JS)
+    assert graph["nodes"] == len(ui_workflow(name)["nodes"]) > 0 and graph["missing"] == []
+    thumbnail = page.evaluate(FETCH_JS, f"/workflow_templates/{PACK_DIR_NAME}/{name}.jpg")
+    assert (thumbnail["status"], thumbnail["type"]) == (200, "image/jpeg")
+
+
+def test_example_inputs_were_copied_into_comfyui_input(frontend, frontend_root):
+    examples = sorted((WORKFLOWS / "examples").glob("*.png"))
+    assert examples
+    for src in examples:
+        dest = frontend_root / "base" / "input" / src.name
+        assert dest.is_file() and dest.read_bytes() == src.read_bytes(), src.name
+
+
+# --- node help pages --------------------------------------------------------------------------------
+
+# The help panel's own store: openHelp(nodeDef) fetches the page the way the panel does
+# (/extensions/<pack>/docs/<node>/<locale>.md, then <node>.md) and falls back to the node's
+# description, setting ``error``, when there is none.
+HELP_JS = """async (name) => {
+  const pinia = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia;
+  const help = pinia._s.get('nodeHelp'), defs = pinia._s.get('nodeDef');
+  help.openHelp(defs.nodeDefsByName[name]);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  await sleep(0);
+  for (let i = 0; i < 200 && (help.isLoading || !(help.renderedHelpHtml || help.error)); i++) await sleep(50);
+  const out = {error: help.error, html: help.renderedHelpHtml, base: help.baseUrl};
+  help.closeHelp();
+  return out;
+}"""
+NODE_INFO_JS = """(name) => { const pinia = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia;
+  const d = pinia._s.get('nodeDef').nodeDefsByName[name];
+  return {display: d.display_name, inputs: Object.keys(d.inputs ?? {})}; }"""
+OUR_NODES = [
+    "BlendedBackgroundLoss", "BlendedCLIPGuidance", "BlendedCLIPLoader", "BlendedDiffusionModelLoader",
+    "BlendedEvaluate", "BlendedExtendingAugmentation", "BlendedLPIPSLoader", "BlendedRankResults", "BlendedSampler",
+]
+
+
+def test_every_node_the_pack_registers_has_a_help_page(frontend):
+    page, _ = frontend
+    registered = page.evaluate("""() => Object.values(document.getElementById('vue-app').__vue_app__.config
+      .globalProperties.$pinia._s.get('nodeDef').nodeDefsByName)
+      .filter((d) => d.python_module?.startsWith('custom_nodes.')).map((d) => d.name).sort()""")
+    assert registered == OUR_NODES
+    assert sorted(p.stem for p in (WORKFLOWS.parent / "web" / "docs").glob("*.md")) == OUR_NODES
+
+
+@pytest.mark.parametrize("name", OUR_NODES)
+def test_help_panel_shows_the_nodes_page(frontend, name):
+    page, _ = frontend
+    node = page.evaluate(NODE_INFO_JS, name)
+    shown = page.evaluate(HELP_JS, name)
+    assert shown["error"] is None, f"the help panel found no page for {name}: {shown['error']}"
+    assert shown["base"] == f"/extensions/{PACK_DIR_NAME}/docs/"
+    html = shown["html"]
+    assert f"<h1>{node['display']}</h1>" in html
+    missing = [i for i in node["inputs"] if f"<strong>{i}</strong>" not in html]
+    assert node["inputs"] and missing == [], f"{name}'s help page does not describe {missing}"
+    assert "default" in html.lower() or "paper" in html.lower()
