@@ -43,12 +43,12 @@ CONFIGS = {
 }
 
 
-def make_model(name: str, device) -> DiffusionModel:
+def make_model(name: str, device, **overrides) -> DiffusionModel:
     fields = dict(
         in_channels=3, out_channels=6, num_classes=None, num_head_channels=64, num_heads=-1,
         use_scale_shift_norm=True, resblock_updown=True, learn_sigma=True,
     )
-    fields.update(CONFIGS[name])
+    fields.update(CONFIGS[name], **overrides)
     known = set(UNetConfig.__dataclass_fields__)
     config = UNetConfig(**{k: v for k, v in fields.items() if k in known})
     torch.manual_seed(0)

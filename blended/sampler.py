@@ -207,8 +207,6 @@ def _sample_chunk(
     noise = _Noise(seeds, tuple(source.shape[1:]), device, source.dtype)
     aug_generators = [torch.Generator().manual_seed((int(s) + 0x5EED) % 2**63) for s in seeds]
     ctx = GuidanceContext(mask=mask, source=source, generators=aug_generators)
-    guided = bool(guidance.terms)
-    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.autocast)
 
     indices = list(range(sched.num_timesteps - settings.skip_timesteps))[::-1]
     t0 = torch.full((batch,), indices[0], device=device, dtype=torch.long)
@@ -216,19 +214,7 @@ def _sample_chunk(
     for n, i in enumerate(indices):
         t = torch.full((batch,), i, device=device, dtype=torch.long)
         ctx.step = i
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(guided)
-            precision = torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext()
-            with precision:
-                out = model(x_in, sched.model_timesteps(t))
-            p = sched.p_mean_variance(out.float(), x_in, t, settings.clip_denoised)
-            if guided:
-                loss = guidance.loss(p["pred_xstart"], ctx)
-                scale = _loss_scale(loss) if autocast == torch.float16 else 1.0
-                grad = torch.autograd.grad(loss.sum() * scale, x_in)[0] / scale
-            else:
-                grad = torch.zeros_like(x)
-        p = {k: v.detach() for k, v in p.items()}
+        p, grad = guided_step(model, guidance, sched, x, t, ctx, settings)
         if settings.method == "ddpm":
             x = ddpm_step(p, t, grad, noise())
         else:
@@ -240,6 +226,34 @@ def _sample_chunk(
     if settings.enforce_background:
         x = paste_background(x, source, mask)
     return x.detach()
+
+
+def guided_step(
+    model: torch.nn.Module,
+    guidance: Guidance,
+    sched: GaussianSchedule,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    ctx: GuidanceContext,
+    settings: SamplerSettings,
+) -> tuple[dict, torch.Tensor]:
+    """One UNet forward with grad on x_t: the step's p(x_{t-1}|x_t) (detached) and the guidance
+    gradient d(loss)/d(x_t), zero without guidance terms."""
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.autocast)
+    guided = bool(guidance.terms)
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(guided)
+        precision = torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext()
+        with precision:
+            out = model(x_in, sched.model_timesteps(t))
+        p = sched.p_mean_variance(out.float(), x_in, t, settings.clip_denoised)
+        if guided:
+            loss = guidance.loss(p["pred_xstart"], ctx)
+            scale = _loss_scale(loss) if autocast == torch.float16 else 1.0
+            grad = torch.autograd.grad(loss.sum() * scale, x_in)[0] / scale
+        else:
+            grad = torch.zeros_like(x)
+    return {k: v.detach() for k, v in p.items()}, grad
 
 
 def _loss_scale(loss: torch.Tensor) -> float:

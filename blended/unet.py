@@ -178,16 +178,30 @@ class ResBlock(nn.Module):
             return F.avg_pool2d(x, kernel_size=2, stride=2)
         return x
 
+    # Set by UNetModel.checkpointing: inside a checkpointed block, also recompute each
+    # GroupNorm+SiLU in the backward pass, so only the norm's input is kept, not its output.
+    checkpoint_norms = False
+
+    def _in_norm_act(self, x):
+        return self.in_layers[1](self.in_layers[0](x))
+
+    def _out_norm_act(self, h, scale, shift):
+        return self.out_layers[1](self.out_layers[0](h) * (1 + scale) + shift)
+
     def forward(self, x, emb):
+        fine = self.checkpoint_norms and torch.is_grad_enabled()
         # Resampling happens between the norm/activation and the conv, on both branches.
-        h = self.in_layers[1](self.in_layers[0](x))
+        h = checkpoint(self._in_norm_act, x, use_reentrant=False) if fine else self._in_norm_act(x)
         h = self.in_layers[2](self._resample(h))
         x = self._resample(x)
         emb_out = self.emb_layers(emb).to(h.dtype)[:, :, None, None]
         if self.use_scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
-            h = self.out_layers[3](self.out_layers[1](h))
+            if fine:
+                h = checkpoint(self._out_norm_act, h, scale, shift, use_reentrant=False)
+            else:
+                h = self._out_norm_act(h, scale, shift)
+            h = self.out_layers[3](h)
         else:
             h = self.out_layers(h + emb_out)
         return self.skip_connection(x) + h
@@ -306,10 +320,19 @@ class UNetModel(nn.Module):
             GroupNorm32(ch), nn.SiLU(), nn.Conv2d(input_ch, cfg.out_channels, 3, padding=1)
         )
 
-    # Gradient checkpointing trades one extra forward of each block for not keeping its insides
-    # for the backward pass (the sampler differentiates through the UNet once per step). It is
-    # non-reentrant, so ``torch.autograd.grad`` works and inputs need not require grad.
-    checkpointing: bool = False
+    @property
+    def checkpointing(self) -> bool:
+        """Gradient checkpointing: one extra forward of each block instead of keeping its insides
+        for the backward pass (the sampler differentiates through the UNet once per step). It is
+        non-reentrant, so ``torch.autograd.grad`` works and inputs need not require grad."""
+        return getattr(self, "_checkpointing", False)
+
+    @checkpointing.setter
+    def checkpointing(self, enabled: bool) -> None:
+        self._checkpointing = bool(enabled)
+        for module in self.modules():
+            if isinstance(module, ResBlock):
+                module.checkpoint_norms = bool(enabled)
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, y: torch.Tensor | None = None):
         dtype = self.time_embed[0].weight.dtype
