@@ -311,7 +311,7 @@ def test_half_precision_guidance_gradients_stay_finite_at_max_lambda(tiny_model,
     settings = SamplerSettings("50", skip_timesteps=45, autocast=autocast)
     out = sample(tiny_model, image, mask, clip_max, settings, [0, 1], budget=1 << 40)
     ref = sample(tiny_model, image, mask, clip_max, SamplerSettings("50", skip_timesteps=45), [0, 1], budget=1 << 40)
-    assert torch.isfinite(out).all() and (out - ref).abs().mean() < 0.02 * ref.abs().mean()
+    assert torch.isfinite(out).all() and (out - ref).abs().mean() < 0.05 * ref.abs().mean()
 
 
 def test_fp16_without_loss_scaling_overflows_at_max_lambda(tiny_model, strongest, scene, monkeypatch):
