@@ -31,13 +31,15 @@ MEMORY_MODES = ("auto", "fast", "low")
 BUDGET_ENV = "BLENDED_MEMORY_BUDGET_MB"
 GiB = 2**30
 
-# Bytes per structural element, measured on the real ADM-256 + ViT-B/16 (fp32, CPU peak RSS,
-# one fresh process per configuration) by ``benchmarks/bench_memory.py --calibrate``, rounded up.
-UNET_BYTES_PER_ELEMENT = {"fast": 4.0, "low": 1.0}  # per element of unet_elements(), per byte of dtype
-CLIP_BYTES_PER_ELEMENT = {"fast": 16.0, "low": 2.0}  # per element of clip_elements(), fp32
-# Under autocast most saved activations are half precision, but GroupNorm keeps fp32 copies: the
-# UNet part shrinks by this factor rather than by 2 (measured with CPU autocast).
-HALF_FACTOR = 0.75
+# Bytes per structural element, from the peak of live tensor bytes of one guided step (what CUDA's
+# max allocated counts) measured by ``benchmarks/bench_memory.py --calibrate``, rounded up by ~10%
+# (docs/DESIGN.md, "Memory", has the measured values).
+UNET_BYTES_PER_ELEMENT = {"fast": 3.3, "low": 0.95}  # per element of unet_elements(), fp32
+CLIP_BYTES_PER_ELEMENT = {"fast": 17.0, "low": 3.0}  # per element of clip_elements() and view, fp32
+# Under autocast most saved activations are half precision, but GroupNorm runs in fp32: the UNet
+# part shrinks by these factors rather than by 2. Without checkpointing the half copies of the
+# weights are also kept (the backward needs them), 2 bytes per parameter.
+HALF_FACTOR = {"fast": 0.75, "low": 0.7}
 LPIPS_BYTES_PER_PIXEL = 6000.0  # VGG16 activations kept for the background loss, per input pixel
 FIXED_BYTES = 256 << 20  # schedule tables, noise, x̂0 and its previews, allocator slack
 HEADROOM = 0.9  # plan for 90% of the budget: fragmentation, other processes' small allocations
@@ -154,9 +156,9 @@ def estimate(model, guidance, height: int, width: int, autocast: str = "none", c
     unet_bytes = UNET_BYTES_PER_ELEMENT[mode] * unet_elements(model.config, height, width) * 4
     fixed = FIXED_BYTES
     if autocast != "none":
-        unet_bytes *= HALF_FACTOR
-        params = sum(p.numel() for p in model.parameters())
-        fixed += 2 * params  # autocast keeps a half copy of every weight while the step runs
+        unet_bytes *= HALF_FACTOR[mode]
+        if not checkpointing:
+            fixed += 2 * sum(p.numel() for p in model.parameters())
     clip, views, lpips = guidance_views(guidance)
     clip_bytes = CLIP_BYTES_PER_ELEMENT[mode] * views * clip_elements(clip) * 4 if clip is not None else 0
     lpips_bytes = LPIPS_BYTES_PER_PIXEL * height * width if lpips else 0
