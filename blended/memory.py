@@ -186,9 +186,14 @@ def free_bytes(device: torch.device | str) -> int:
     """Memory a new allocation can use now: CUDA free plus what torch has cached; RAM available."""
     device = torch.device(device)
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return int(free + cached)
+        free, total = torch.cuda.mem_get_info(device)
+        reserved = torch.cuda.memory_reserved(device)
+        available = free + reserved - torch.cuda.memory_allocated(device)
+        # A per-process cap (set_per_process_memory_fraction) binds torch's allocator, not the card.
+        fraction = torch.cuda.get_per_process_memory_fraction(device)
+        if fraction < 1.0:
+            available = min(available, int(fraction * total) - torch.cuda.memory_allocated(device))
+        return int(max(0, available))
     import psutil
 
     return int(psutil.virtual_memory().available)
