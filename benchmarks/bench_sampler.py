@@ -4,7 +4,8 @@
 
 Sections:
 1. per-step time of our sampler (one UNet forward per step) vs the two-forward baseline, tiny and
-   small UNet configs, same settings, same seeds;
+   small UNet configs, same settings, same seeds; and ours vs the floor: one UNet forward+backward
+   plus one CLIP forward+backward on the same views, nothing else (target ours/floor <= 1.10);
 2. peak memory of both (CUDA: max allocated; CPU: tracemalloc can't see torch, so RSS growth);
 3. cost growth with batch size and with the number of extending augmentations;
 4. on CUDA only: fp32 vs bf16 autocast, seconds per 256x256 edit with the real 256 config
@@ -101,6 +102,21 @@ def timed(fn, device, repeats):
     return best
 
 
+def floor_step(model, clip, image, views: int, batch: int):
+    """The least a guided step can cost: the UNet forward and backward to x, and CLIP's forward and
+    backward to its input views, with no schedule, augmentation, noise or blending around them."""
+    x = image.expand(batch, -1, -1, -1).clone().requires_grad_(True)
+    t = torch.full((batch,), 500.0, device=image.device)
+    pixels = torch.rand(views * batch, 3, clip.image_size, clip.image_size, device=image.device, requires_grad=True)
+
+    def step():
+        out = model(x, t)
+        emb = clip.encode_image(pixels)
+        torch.autograd.grad(out.float().square().mean() + emb.square().mean(), (x, pixels))
+
+    return step
+
+
 def peak_memory(which: str, device) -> float:
     """MiB: on CUDA the peak allocated above the set-up state; on CPU (no allocator statistics)
     the bytes autograd saves for backward per step, which is what guidance adds to inference."""
@@ -151,6 +167,20 @@ def main(argv=None):
             ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats)
             base = timed(lambda: two_forward_sample(model, image, mask, guidance, settings, seeds), device, repeats)
             print(f"{name:8} {batch:5d} {1e3 * ours / n_steps:13.1f} {1e3 * base / n_steps:17.1f} {base / ours:14.2f}x")
+
+    print("\n1b. ours vs the floor (UNet fwd+bwd + CLIP fwd+bwd on the same 1+4 views), ms/step")
+    print(f"{'config':8} {'batch':>5} {'ours':>8} {'floor':>8} {'ours/floor':>11}")
+    for name in ("tiny", "small"):
+        model = make_model(name, device)
+        image, mask = scene(model.image_size, device)
+        guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+        for batch in (1, 4):
+            seeds = list(range(batch))
+            run_floor = floor_step(model, clip, image, 5, batch)
+            with torch.enable_grad():
+                floor = timed(lambda: [run_floor() for _ in range(n_steps)], device, repeats) / n_steps
+            ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats) / n_steps
+            print(f"{name:8} {batch:5d} {1e3 * ours:8.1f} {1e3 * floor:8.1f} {ours / floor:10.2f}x")
 
     print("\n2. peak memory (MiB), small config, batch 4")
     mem_ours, mem_base = peak_memory("ours", device), peak_memory("baseline", device)
