@@ -147,6 +147,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (smoke run)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--floor-only", action="store_true", help="only section 1b (ours/floor), best of 5")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -156,17 +157,19 @@ def main(argv=None):
     clip = make_clip(device)
     print(f"device: {device}  torch {torch.__version__}  steps/run: {n_steps}  best of {repeats}")
 
-    print("\n1. per-step time: ours (1 UNet forward/step) vs two-forward baseline")
-    print(f"{'config':8} {'batch':>5} {'ours ms/step':>13} {'baseline ms/step':>17} {'baseline/ours':>14}")
-    for name in ("tiny", "small"):
-        model = make_model(name, device)
-        image, mask = scene(model.image_size, device)
-        guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
-        for batch in (1, 4):
-            seeds = list(range(batch))
-            ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats)
-            base = timed(lambda: two_forward_sample(model, image, mask, guidance, settings, seeds), device, repeats)
-            print(f"{name:8} {batch:5d} {1e3 * ours / n_steps:13.1f} {1e3 * base / n_steps:17.1f} {base / ours:14.2f}x")
+    repeats = 5 if args.floor_only else repeats
+    if not args.floor_only:
+        print("\n1. per-step time: ours (1 UNet forward/step) vs two-forward baseline")
+        print(f"{'config':8} {'batch':>5} {'ours ms/step':>13} {'baseline ms/step':>17} {'baseline/ours':>14}")
+        for name in ("tiny", "small"):
+            model = make_model(name, device)
+            image, mask = scene(model.image_size, device)
+            guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+            for batch in (1, 4):
+                seeds = list(range(batch))
+                ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats)
+                base = timed(lambda: two_forward_sample(model, image, mask, guidance, settings, seeds), device, repeats)
+                print(f"{name:8} {batch:5d} {1e3 * ours / n_steps:13.1f} {1e3 * base / n_steps:17.1f} {base / ours:14.2f}x")
 
     print("\n1b. ours vs the floor (UNet fwd+bwd + CLIP fwd+bwd on the same 1+4 views), ms/step")
     print(f"{'config':8} {'batch':>5} {'ours':>8} {'floor':>8} {'ours/floor':>11}")
@@ -181,6 +184,8 @@ def main(argv=None):
                 floor = timed(lambda: [run_floor() for _ in range(n_steps)], device, repeats) / n_steps
             ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats) / n_steps
             print(f"{name:8} {batch:5d} {1e3 * ours:8.1f} {1e3 * floor:8.1f} {ours / floor:10.2f}x")
+    if args.floor_only:
+        return
 
     print("\n2. peak memory (MiB), small config, batch 4")
     mem_ours, mem_base = peak_memory("ours", device), peak_memory("baseline", device)
