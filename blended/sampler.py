@@ -149,8 +149,12 @@ def sample(
     available = memory.budget(device) if budget is None else int(budget)
     plan = memory.plan(batch, model, guidance, height, width, available, settings.memory, settings.autocast)
     if device.type != "cuda" and memory.fits(plan.cost, available) < 1:
-        # Without a recoverable out-of-memory error (the CPU's is the OS killing the process), stop first.
-        raise memory.too_little_memory(plan.cost, available, device)
+        # No recoverable out-of-memory error here (the CPU's is the OS killing the process): fall
+        # back to checkpointing before starting, or stop with the figures.
+        plan = memory.plan(batch, model, guidance, height, width, available, "low", settings.autocast)
+        if memory.fits(plan.cost, available) < 1:
+            raise memory.too_little_memory(plan.cost, available, device)
+        log.warning("one sample does not fit in %.1f GiB without checkpointing; checkpointing", available / 2**30)
     steps = len(range(sched.num_timesteps - settings.skip_timesteps))
     # A queue of (first sample, samples, checkpointing): a chunk that runs out of memory is split.
     queue = [(start, min(plan.chunk, batch - start), plan.checkpointing) for start in range(0, batch, plan.chunk)]

@@ -107,6 +107,21 @@ def test_cpu_refuses_up_front_when_one_checkpointed_sample_does_not_fit(tiny_mod
         sample(tiny_model, image, mask, guidance, FAST, [0], budget=low.fixed)
 
 
+def test_cpu_checkpoints_memory_fast_rather_than_be_killed(tiny_model, guidance, scene, caplog):
+    image, mask = scene
+    low = memory.estimate(tiny_model, guidance, 32, 32, checkpointing=True)
+    budget = int((low.fixed + 1.5 * low.per_sample) / memory.HEADROOM)  # one checkpointed sample, not one full
+    seen = []
+    hook = tiny_model.register_forward_pre_hook(lambda m, a: seen.append(tiny_model.unet.checkpointing))
+    try:
+        with caplog.at_level(logging.WARNING, logger="blended"):
+            sample(tiny_model, image, mask, guidance, SamplerSettings("50", skip_timesteps=45, memory="fast"), [0, 1],
+                   budget=budget)
+    finally:
+        hook.remove()
+    assert seen and all(seen) and "checkpointing" in caplog.text
+
+
 # --- the planner --------------------------------------------------------------------------------------
 
 
