@@ -7,9 +7,10 @@ One guided step of the 256x256 ADM (552M parameters, OpenAI's layout) with CLIP 
 in its own fresh process, one at a time, so one's peak cannot hide another's:
 - CPU: peak RSS (``ru_maxrss``) minus the RSS once the models are built;
 - CUDA: ``max_memory_allocated`` minus what is allocated once the models are on the GPU.
-That growth, for one sample, is the per-sample figure. Time per step is the median of the steps
-after the first (the first pays for allocations). On CUDA, bf16 autocast is measured too, and a
-batch of 8 is run under a 12 GiB cap (``set_per_process_memory_fraction``) through the planner.
+That growth, for one sample, is the per-sample figure. Time per step is the fastest of the steps
+after the first (the first pays for allocations; the fastest is the least disturbed by other
+load). On CUDA, bf16 autocast is measured too, and a batch of 8 is run through the planner under a
+12 GiB cap, weights included (``set_per_process_memory_fraction``).
 
 ``--calibrate`` measures the constants of ``blended/memory.py`` instead: the peak of live tensor
 bytes (what CUDA's max allocated counts; RSS on the CPU adds the C allocator's fragmentation),
@@ -28,7 +29,6 @@ import contextlib
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -146,7 +146,7 @@ def worker(spec: dict) -> dict:
                        spec["memory"], spec["autocast"])
     return dict(
         growth=peak,
-        step_s=statistics.median(steps) if steps else total_s,
+        step_s=min(steps) if steps else total_s,
         total_s=total_s,
         finite=bool(torch.isfinite(out).all()),
         samples=out.shape[0],

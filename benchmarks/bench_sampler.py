@@ -152,12 +152,12 @@ def main(argv=None):
     device = torch.device(args.device)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     steps, repeats = ("6", 1) if args.quick else ("12", 3)
+    repeats = 5 if args.floor_only else repeats
     settings = SamplerSettings(steps=steps, skip_timesteps=2)
     n_steps = int(steps) - 2
     clip = make_clip(device)
     print(f"device: {device}  torch {torch.__version__}  steps/run: {n_steps}  best of {repeats}")
 
-    repeats = 5 if args.floor_only else repeats
     if not args.floor_only:
         print("\n1. per-step time: ours (1 UNet forward/step) vs two-forward baseline")
         print(f"{'config':8} {'batch':>5} {'ours ms/step':>13} {'baseline ms/step':>17} {'baseline/ours':>14}")
