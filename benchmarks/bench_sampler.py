@@ -184,6 +184,18 @@ def main(argv=None):
                 floor = timed(lambda: [run_floor() for _ in range(n_steps)], device, repeats) / n_steps
             ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats) / n_steps
             print(f"{name:8} {batch:5d} {1e3 * ours:8.1f} {1e3 * floor:8.1f} {ours / floor:10.2f}x")
+
+    print("\n1c. the extending augmentation's 3x3 maps, batch 4 x 8 copies: per-copy loop (before) vs batched")
+    from test_sampler import reference_homography
+
+    aug = ExtendingAugmentation(8)
+
+    def gens():
+        return [torch.Generator().manual_seed(s) for s in range(4)]
+
+    loop = timed(lambda: [reference_homography(aug, 224, g) for g in gens() for _ in range(8)], device, 20)
+    batched = timed(lambda: aug.homographies(224, gens(), device), device, 20)
+    print(f"per-copy {1e3 * loop:.2f} ms  batched {1e3 * batched:.2f} ms  per-copy/batched {loop / batched:.1f}x")
     if args.floor_only:
         return
 
