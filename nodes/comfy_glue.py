@@ -86,11 +86,6 @@ def autocast_for(precision: str, device: torch.device) -> str:
     return memory.autocast_for(precision, device)
 
 
-def free_memory(device: torch.device) -> int:
-    """ComfyUI's own figure of free memory on ``device`` (CUDA: free + torch's unused cache; CPU: RAM)."""
-    return int(mm.get_free_memory(device))
-
-
 def make_room(model, guidance, settings, samples: int, device: torch.device) -> None:
     """Ask ComfyUI to unload its own models so ours, and the working memory of the whole batch at
     the model's resolution, fit on the GPU. Where that is not possible, the sampler's planner
