@@ -112,7 +112,7 @@ def floor_step(model, clip, image, views: int, batch: int):
     def step():
         out = model(x, t)
         emb = clip.encode_image(pixels)
-        torch.autograd.grad(out.float().square().mean() + emb.square().mean(), (x, pixels))
+        torch.autograd.grad(out.float().sum() + emb.sum(), (x, pixels))
 
     return step
 
