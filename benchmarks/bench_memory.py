@@ -173,6 +173,8 @@ def main(argv=None):
     parser.add_argument("--augmentations", type=int, default=8)
     parser.add_argument("--model-channels", type=int, default=256, help="256 = the real ADM-256 width")
     parser.add_argument("--calibrate", action="store_true", help="measure the constants of blended/memory.py")
+    parser.add_argument("--live", action="store_true",
+                        help="CPU: count live tensor bytes (as CUDA's max allocated does) instead of peak RSS")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -184,8 +186,8 @@ def main(argv=None):
     if args.calibrate:
         return calibrate(args)
     base = dict(device=device, batch=1, steps=args.steps, augmentations=args.augmentations, clip=True,
-                autocast="none", model_channels=args.model_channels)
-    where = "CUDA max allocated" if device == "cuda" else "CPU peak RSS"
+                autocast="none", model_channels=args.model_channels, live=args.live and device == "cpu")
+    where = "CUDA max allocated" if device == "cuda" else "CPU live tensor bytes" if args.live else "CPU peak RSS"
     print(f"device {device} (torch {torch.__version__}, {os.cpu_count()} CPUs); ADM-256 model_channels="
           f"{args.model_channels}, ViT-B/16, {args.augmentations} augmentations, batch 1, {where}, "
           "one process per configuration", flush=True)
