@@ -4,7 +4,8 @@
 
 Sections:
 1. per-step time of our sampler (one UNet forward per step) vs the two-forward baseline, tiny and
-   small UNet configs, same settings, same seeds;
+   small UNet configs, same settings, same seeds; and ours vs the floor: one UNet forward+backward
+   plus one CLIP forward+backward on the same views, nothing else (target ours/floor <= 1.10);
 2. peak memory of both (CUDA: max allocated; CPU: tracemalloc can't see torch, so RSS growth);
 3. cost growth with batch size and with the number of extending augmentations;
 4. on CUDA only: fp32 vs bf16 autocast, seconds per 256x256 edit with the real 256 config
@@ -43,12 +44,12 @@ CONFIGS = {
 }
 
 
-def make_model(name: str, device) -> DiffusionModel:
+def make_model(name: str, device, **overrides) -> DiffusionModel:
     fields = dict(
         in_channels=3, out_channels=6, num_classes=None, num_head_channels=64, num_heads=-1,
         use_scale_shift_norm=True, resblock_updown=True, learn_sigma=True,
     )
-    fields.update(CONFIGS[name])
+    fields.update(CONFIGS[name], **overrides)
     known = set(UNetConfig.__dataclass_fields__)
     config = UNetConfig(**{k: v for k, v in fields.items() if k in known})
     torch.manual_seed(0)
@@ -101,6 +102,21 @@ def timed(fn, device, repeats):
     return best
 
 
+def floor_step(model, clip, image, views: int, batch: int):
+    """The least a guided step can cost: the UNet forward and backward to x, and CLIP's forward and
+    backward to its input views, with no schedule, augmentation, noise or blending around them."""
+    x = image.expand(batch, -1, -1, -1).clone().requires_grad_(True)
+    t = torch.full((batch,), 500.0, device=image.device)
+    pixels = torch.rand(views * batch, 3, clip.image_size, clip.image_size, device=image.device, requires_grad=True)
+
+    def step():
+        out = model(x, t)
+        emb = clip.encode_image(pixels)
+        torch.autograd.grad(out.float().sum() + emb.sum(), (x, pixels))
+
+    return step
+
+
 def peak_memory(which: str, device) -> float:
     """MiB: on CUDA the peak allocated above the set-up state; on CPU (no allocator statistics)
     the bytes autograd saves for backward per step, which is what guidance adds to inference."""
@@ -131,26 +147,57 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (smoke run)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--floor-only", action="store_true", help="only section 1b (ours/floor), best of 5")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     steps, repeats = ("6", 1) if args.quick else ("12", 3)
+    repeats = 5 if args.floor_only else repeats
     settings = SamplerSettings(steps=steps, skip_timesteps=2)
     n_steps = int(steps) - 2
     clip = make_clip(device)
     print(f"device: {device}  torch {torch.__version__}  steps/run: {n_steps}  best of {repeats}")
 
-    print("\n1. per-step time: ours (1 UNet forward/step) vs two-forward baseline")
-    print(f"{'config':8} {'batch':>5} {'ours ms/step':>13} {'baseline ms/step':>17} {'baseline/ours':>14}")
+    if not args.floor_only:
+        print("\n1. per-step time: ours (1 UNet forward/step) vs two-forward baseline")
+        print(f"{'config':8} {'batch':>5} {'ours ms/step':>13} {'baseline ms/step':>17} {'baseline/ours':>14}")
+        for name in ("tiny", "small"):
+            model = make_model(name, device)
+            image, mask = scene(model.image_size, device)
+            guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+            for batch in (1, 4):
+                seeds = list(range(batch))
+                ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats)
+                base = timed(lambda: two_forward_sample(model, image, mask, guidance, settings, seeds), device, repeats)
+                print(f"{name:8} {batch:5d} {1e3 * ours / n_steps:13.1f} {1e3 * base / n_steps:17.1f} {base / ours:14.2f}x")
+
+    print("\n1b. ours vs the floor (UNet fwd+bwd + CLIP fwd+bwd on the same 1+4 views), ms/step")
+    print(f"{'config':8} {'batch':>5} {'ours':>8} {'floor':>8} {'ours/floor':>11}")
     for name in ("tiny", "small"):
         model = make_model(name, device)
         image, mask = scene(model.image_size, device)
         guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
         for batch in (1, 4):
             seeds = list(range(batch))
-            ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats)
-            base = timed(lambda: two_forward_sample(model, image, mask, guidance, settings, seeds), device, repeats)
-            print(f"{name:8} {batch:5d} {1e3 * ours / n_steps:13.1f} {1e3 * base / n_steps:17.1f} {base / ours:14.2f}x")
+            run_floor = floor_step(model, clip, image, 5, batch)
+            with torch.enable_grad():
+                floor = timed(lambda: [run_floor() for _ in range(n_steps)], device, repeats) / n_steps
+            ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats) / n_steps
+            print(f"{name:8} {batch:5d} {1e3 * ours:8.1f} {1e3 * floor:8.1f} {ours / floor:10.2f}x")
+
+    print("\n1c. the extending augmentation's 3x3 maps, batch 4 x 8 copies: per-copy loop (before) vs batched")
+    from test_sampler import reference_homography
+
+    aug = ExtendingAugmentation(8)
+
+    def gens():
+        return [torch.Generator().manual_seed(s) for s in range(4)]
+
+    loop = timed(lambda: [reference_homography(aug, 224, g) for g in gens() for _ in range(8)], device, 20)
+    batched = timed(lambda: aug.homographies(224, gens(), device), device, 20)
+    print(f"per-copy {1e3 * loop:.2f} ms  batched {1e3 * batched:.2f} ms  per-copy/batched {loop / batched:.1f}x")
+    if args.floor_only:
+        return
 
     print("\n2. peak memory (MiB), small config, batch 4")
     mem_ours, mem_base = peak_memory("ours", device), peak_memory("baseline", device)

@@ -5,12 +5,12 @@ meaning. Averaging the gradient over several randomly warped copies makes such p
 because they do not survive a projective warp, while real content does.
 
 Parameters are drawn from one ``torch.Generator`` per sample so a sample's augmentations, like
-its noise, depend only on its own seed, on any device.
+its noise, depend only on its own seed, on any device. The 3x3 maps of all samples and copies are
+built with tensor ops in one go on the sample's device (a per-copy Python loop cost more than the
+warp itself).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -45,25 +45,35 @@ class ExtendingAugmentation:
             f"translate={self.translate}, perspective={self.perspective})"
         )
 
-    def _homography(self, size: int, generator: torch.Generator) -> torch.Tensor:
-        """One 3x3 map: perspective corner jitter composed with rotation + translation about the centre."""
-        u = lambda *shape: torch.rand(*shape, generator=generator, dtype=torch.float64)  # noqa: E731
+    def homographies(self, size: int, generators: list[torch.Generator], device=None) -> torch.Tensor:
+        """[count*B, 3, 3] maps, copy-major: perspective corner jitter composed with rotation +
+        translation about the centre.
+
+        Each sample's 11 numbers per copy come from its own generator in one draw, in the order
+        the copies are used, so a sample's warps depend only on its seed; the matrices are then
+        built for all samples and copies at once, on ``device``.
+        """
+        b, n = len(generators), self.count
+        draws = torch.stack([torch.rand(n, 11, generator=g, dtype=torch.float64) for g in generators], dim=1)
+        dtype = torch.float64 if torch.device(device or "cpu").type in ("cpu", "cuda") else torch.float32
+        u = draws.reshape(n * b, 11).to(device=device, dtype=dtype)  # row = copy * B + sample
         c = (size - 1) / 2
-        angle = math.radians((u(1).item() * 2 - 1) * self.degrees)
-        shift = (u(2) * 2 - 1) * self.translate * size
-        cos, sin = math.cos(angle), math.sin(angle)
-        affine = torch.tensor(
+        angle = torch.deg2rad((u[:, 0] * 2 - 1) * self.degrees)
+        shift = (u[:, 1:3] * 2 - 1) * self.translate * size
+        cos, sin = angle.cos(), angle.sin()
+        zero, one = torch.zeros_like(cos), torch.ones_like(cos)
+        affine = torch.stack(
             [
-                [cos, -sin, c - cos * c + sin * c + shift[0].item()],
-                [sin, cos, c - sin * c - cos * c + shift[1].item()],
-                [0.0, 0.0, 1.0],
+                torch.stack([cos, -sin, c - cos * c + sin * c + shift[:, 0]], -1),
+                torch.stack([sin, cos, c - sin * c - cos * c + shift[:, 1]], -1),
+                torch.stack([zero, zero, one], -1),
             ],
-            dtype=torch.float64,
+            dim=1,
         )
-        corners = torch.tensor([[0, 0], [size - 1, 0], [size - 1, size - 1], [0, size - 1]], dtype=torch.float64)
-        inward = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float64)
-        moved = corners + inward * u(4, 2) * self.perspective * size / 2
-        persp = get_perspective_transform(corners[None], moved[None])[0]
+        corners = torch.tensor([[0, 0], [size - 1, 0], [size - 1, size - 1], [0, size - 1]], dtype=dtype, device=u.device)
+        inward = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=dtype, device=u.device)
+        moved = corners + inward * u[:, 3:].reshape(-1, 4, 2) * self.perspective * size / 2
+        persp = get_perspective_transform(corners.expand(n * b, -1, -1), moved)
         return persp @ affine
 
     def __call__(self, x: torch.Tensor, size: int, generators: list[torch.Generator]) -> torch.Tensor:
@@ -73,9 +83,7 @@ class ExtendingAugmentation:
         base = resize_for_clip(x, size)
         if self.count == 0:
             return base
-        mats = torch.stack(
-            [self._homography(size, g) for _ in range(self.count) for g in generators]
-        ).to(device=x.device, dtype=x.dtype)
+        mats = self.homographies(size, generators, x.device).to(x.dtype)
         tiled = base.repeat(self.count, 1, 1, 1)
         warped = warp_perspective(tiled, mats, (size, size), mode="bilinear", padding_mode="border", align_corners=True)
         return torch.cat([base, warped], dim=0)

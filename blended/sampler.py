@@ -12,11 +12,14 @@ pixels outside the mask come out exactly as given.
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from . import memory
 from .errors import InputError
 from .guidance import Guidance, GuidanceContext
 from .schedule import GaussianSchedule, _extract
@@ -24,6 +27,9 @@ from .schedule import GaussianSchedule, _extract
 METHODS = ("ddpm", "ddim")
 MODES = ("blended", "local")
 AUTOCAST = ("none", "bf16", "fp16")
+FP16_LOSS_SCALE = 1024.0
+
+log = logging.getLogger("blended")
 
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
@@ -38,6 +44,7 @@ class SamplerSettings:
     enforce_background: bool = True  # paste source pixels outside the mask at the end
     clip_denoised: bool = False  # the paper's setting: guidance sees the unclipped x̂0
     autocast: str = "none"  # UNet precision on CUDA
+    memory: str = "auto"  # fast: never checkpoint; low: always; auto: only when one sample would not fit
 
     def schedule(self) -> GaussianSchedule:
         return GaussianSchedule.linear(1000).respace(self.steps)
@@ -49,6 +56,7 @@ class SamplerSettings:
             raise InputError(f"mode '{self.mode}': choose one of {', '.join(MODES)}.")
         if self.autocast not in AUTOCAST:
             raise InputError(f"autocast '{self.autocast}': choose one of {', '.join(AUTOCAST)}.")
+        memory.check_choice("memory", self.memory, memory.MEMORY_MODES)
         if not 0 <= self.skip_timesteps < num_steps:
             raise InputError(
                 f"skip_timesteps {self.skip_timesteps} must be between 0 and {num_steps - 1} for {num_steps} steps "
@@ -113,8 +121,15 @@ def sample(
     settings: SamplerSettings,
     seeds: list[int],
     callback: StepCallback | None = None,
+    budget: int | None = None,
 ) -> torch.Tensor:
-    """Edit ``image`` inside ``mask``: one sample per seed, images in [-1, 1] at the input's size."""
+    """Edit ``image`` inside ``mask``: one sample per seed, images in [-1, 1] at the input's size.
+
+    The samples run in chunks that fit ``budget`` bytes (default: the device's free memory,
+    capped by ``BLENDED_MEMORY_BUDGET_MB``). Every sample draws its noise and augmentations from
+    its own seed, so its result does not depend on the chunking. ``callback(step, steps, x̂0)``
+    counts the steps of all chunks together.
+    """
     sched = settings.schedule()
     settings.validate(sched.num_timesteps)
     if not seeds:
@@ -130,11 +145,72 @@ def sample(
         raise InputError("mask is empty: paint the area to edit (white = edit).")
 
     device = source.device
+    height, width = source.shape[-2:]
+    available = memory.budget(device) if budget is None else int(budget)
+    plan = memory.plan(batch, model, guidance, height, width, available, settings.memory, settings.autocast)
+    if device.type != "cuda" and memory.fits(plan.cost, available) < 1:
+        # No recoverable out-of-memory error here (the CPU's is the OS killing the process): fall
+        # back to checkpointing before starting, or stop with the figures.
+        plan = memory.plan(batch, model, guidance, height, width, available, "low", settings.autocast)
+        if memory.fits(plan.cost, available) < 1:
+            raise memory.too_little_memory(plan.cost, available, device)
+        log.warning("one sample does not fit in %.1f GiB without checkpointing; checkpointing", available / 2**30)
+    steps = len(range(sched.num_timesteps - settings.skip_timesteps))
+    # A queue of (first sample, samples, checkpointing): a chunk that runs out of memory is split.
+    queue = [(start, min(plan.chunk, batch - start), plan.checkpointing) for start in range(0, batch, plan.chunk)]
+    out = torch.empty_like(source)
+    done_chunks = 0
+    while queue:
+        start, count, checkpointed = queue.pop(0)
+        part = slice(start, start + count)
+
+        def chunk_callback(n: int, _steps: int, x0: torch.Tensor, _done=done_chunks, _left=len(queue)) -> None:
+            if callback is not None:
+                callback(_done * steps + n, (_done + 1 + _left) * steps, x0)
+
+        failed = None
+        try:
+            with memory.checkpointing(model, guidance, checkpointed):
+                out[part] = _sample_chunk(
+                    model, source[part], mask[part], guidance, settings, sched, seeds[part], chunk_callback
+                )
+        except torch.OutOfMemoryError as exc:
+            failed = str(exc).splitlines()[0][:200]
+        if failed is None:
+            done_chunks += 1
+            continue
+        # Out of the except block, so the failed chunk's tensors (held by the traceback) are free.
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if count > 1:
+            half = (count + 1) // 2
+            queue[:0] = [(start, half, checkpointed), (start + half, count - half, checkpointed)]
+            log.warning("out of memory with %d samples per chunk; retrying as %d + %d", count, half, count - half)
+        elif not checkpointed:
+            queue.insert(0, (start, 1, True))
+            log.warning("out of memory with one sample; retrying it with gradient checkpointing")
+        else:
+            low = memory.estimate(model, guidance, height, width, settings.autocast, checkpointing=True)
+            free = memory.free_bytes(device)
+            raise memory.too_little_memory(low, free, device, f" ({failed})")
+    return out
+
+
+def _sample_chunk(
+    model: torch.nn.Module,
+    source: torch.Tensor,
+    mask: torch.Tensor,
+    guidance: Guidance,
+    settings: SamplerSettings,
+    sched: GaussianSchedule,
+    seeds: list[int],
+    callback: StepCallback,
+) -> torch.Tensor:
+    """The sampling loop for one chunk of samples, which all fit in memory together."""
+    batch, device = len(seeds), source.device
     noise = _Noise(seeds, tuple(source.shape[1:]), device, source.dtype)
     aug_generators = [torch.Generator().manual_seed((int(s) + 0x5EED) % 2**63) for s in seeds]
     ctx = GuidanceContext(mask=mask, source=source, generators=aug_generators)
-    guided = bool(guidance.terms)
-    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.autocast)
 
     indices = list(range(sched.num_timesteps - settings.skip_timesteps))[::-1]
     t0 = torch.full((batch,), indices[0], device=device, dtype=torch.long)
@@ -142,17 +218,7 @@ def sample(
     for n, i in enumerate(indices):
         t = torch.full((batch,), i, device=device, dtype=torch.long)
         ctx.step = i
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(guided)
-            precision = torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext()
-            with precision:
-                out = model(x_in, sched.model_timesteps(t))
-            p = sched.p_mean_variance(out.float(), x_in, t, settings.clip_denoised)
-            if guided:
-                grad = torch.autograd.grad(guidance.loss(p["pred_xstart"], ctx).sum(), x_in)[0]
-            else:
-                grad = torch.zeros_like(x)
-        p = {k: v.detach() for k, v in p.items()}
+        p, grad = guided_step(model, guidance, sched, x, t, ctx, settings)
         if settings.method == "ddpm":
             x = ddpm_step(p, t, grad, noise())
         else:
@@ -160,8 +226,43 @@ def sample(
         if settings.mode == "blended":
             background = sched.q_sample(source, t - 1, noise()) if i > 0 else source
             x = paste_background(x, background, mask)
-        if callback is not None:
-            callback(n, len(indices), p["pred_xstart"])
+        callback(n, len(indices), p["pred_xstart"])
     if settings.enforce_background:
         x = paste_background(x, source, mask)
     return x.detach()
+
+
+def guided_step(
+    model: torch.nn.Module,
+    guidance: Guidance,
+    sched: GaussianSchedule,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    ctx: GuidanceContext,
+    settings: SamplerSettings,
+) -> tuple[dict, torch.Tensor]:
+    """One UNet forward with grad on x_t: the step's p(x_{t-1}|x_t) (detached) and the guidance
+    gradient d(loss)/d(x_t), zero without guidance terms."""
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.autocast)
+    guided = bool(guidance.terms)
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(guided)
+        precision = torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext()
+        with precision:
+            out = model(x_in, sched.model_timesteps(t))
+        p = sched.p_mean_variance(out.float(), x_in, t, settings.clip_denoised)
+        if guided:
+            loss = guidance.loss(p["pred_xstart"], ctx)
+            scale = _loss_scale(loss) if autocast == torch.float16 else 1.0
+            grad = torch.autograd.grad(loss.sum() * scale, x_in)[0] / scale
+        else:
+            grad = torch.zeros_like(x)
+    return {k: v.detach() for k, v in p.items()}, grad
+
+
+def _loss_scale(loss: torch.Tensor) -> float:
+    """fp16 tops out at 65504: a loss weighted by a large lambda (up to 1e6) can overflow the UNet's
+    backward in half precision. Gradients are linear in the loss, so large losses are scaled down
+    to about ``FP16_LOSS_SCALE`` for the backward and the gradient scaled back up in fp32."""
+    peak = float(loss.detach().abs().max())
+    return min(1.0, FP16_LOSS_SCALE / peak) if math.isfinite(peak) and peak > 0 else 1.0

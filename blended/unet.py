@@ -2,9 +2,9 @@
 
 A compact re-implementation whose ``state_dict`` has exactly OpenAI's key layout, so the released
 checkpoints (``256x256_diffusion_uncond.pt``, ``512x512_diffusion.pt``, ...) load with
-``strict=True``. What differs from the reference is only what we never need: no gradient
-checkpointing, no dropout, no in-module fp16 conversion (autocast is the caller's business) and
-no 1-D/3-D variants. Attention runs through ``scaled_dot_product_attention``; it is the same
+``strict=True``. What differs from the reference is only what we never need: no dropout, no
+in-module fp16 conversion (autocast is the caller's business) and no 1-D/3-D variants; gradient
+checkpointing is non-reentrant (see ``UNetModel.checkpointing``). Attention runs through ``scaled_dot_product_attention``; it is the same
 arithmetic as OpenAI's einsum version (which scales q and k by ``ch**-0.25`` each).
 
 The whole architecture can be read back from a state dict (``config_from_state_dict``) except the
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .errors import CheckpointError
 
@@ -177,16 +178,30 @@ class ResBlock(nn.Module):
             return F.avg_pool2d(x, kernel_size=2, stride=2)
         return x
 
+    # Set by UNetModel.checkpointing: inside a checkpointed block, also recompute each
+    # GroupNorm+SiLU in the backward pass, so only the norm's input is kept, not its output.
+    checkpoint_norms = False
+
+    def _in_norm_act(self, x):
+        return self.in_layers[1](self.in_layers[0](x))
+
+    def _out_norm_act(self, h, scale, shift):
+        return self.out_layers[1](self.out_layers[0](h) * (1 + scale) + shift)
+
     def forward(self, x, emb):
+        fine = self.checkpoint_norms and torch.is_grad_enabled()
         # Resampling happens between the norm/activation and the conv, on both branches.
-        h = self.in_layers[1](self.in_layers[0](x))
+        h = checkpoint(self._in_norm_act, x, use_reentrant=False) if fine else self._in_norm_act(x)
         h = self.in_layers[2](self._resample(h))
         x = self._resample(x)
         emb_out = self.emb_layers(emb).to(h.dtype)[:, :, None, None]
         if self.use_scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
-            h = self.out_layers[3](self.out_layers[1](h))
+            if fine:
+                h = checkpoint(self._out_norm_act, h, scale, shift, use_reentrant=False)
+            else:
+                h = self._out_norm_act(h, scale, shift)
+            h = self.out_layers[3](h)
         else:
             h = self.out_layers(h + emb_out)
         return self.skip_connection(x) + h
@@ -305,12 +320,28 @@ class UNetModel(nn.Module):
             GroupNorm32(ch), nn.SiLU(), nn.Conv2d(input_ch, cfg.out_channels, 3, padding=1)
         )
 
+    @property
+    def checkpointing(self) -> bool:
+        """Gradient checkpointing: one extra forward of each block instead of keeping its insides
+        for the backward pass (the sampler differentiates through the UNet once per step). It is
+        non-reentrant, so ``torch.autograd.grad`` works and inputs need not require grad."""
+        return getattr(self, "_checkpointing", False)
+
+    @checkpointing.setter
+    def checkpointing(self, enabled: bool) -> None:
+        self._checkpointing = bool(enabled)
+        for module in self.modules():
+            if isinstance(module, ResBlock):
+                module.checkpoint_norms = bool(enabled)
+
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, y: torch.Tensor | None = None):
         dtype = self.time_embed[0].weight.dtype
         emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(dtype))
         if y is not None:
             emb = emb + self.label_emb(y)
         h = x.to(dtype)
+        if self.checkpointing and torch.is_grad_enabled():
+            return self._checkpointed_forward(h, emb)
         skips = []
         for module in self.input_blocks:
             h = module(h, emb)
@@ -319,6 +350,27 @@ class UNetModel(nn.Module):
         for module in self.output_blocks:
             h = module(torch.cat([h, skips.pop()], dim=1), emb)
         return self.out(h)
+
+    def _checkpointed_forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The same arithmetic, with each block recomputed in the backward pass.
+
+        What stays alive between blocks is only what the decoder needs anyway: the skip tensors
+        and each block's output. The concatenation of a decoder block's input with its skip
+        (twice the block's width at full resolution) happens inside the checkpointed function,
+        so it is never kept; nor are the GroupNorm/SiLU/conv intermediates of the output head.
+        """
+        skips = []
+        for module in self.input_blocks:
+            h = checkpoint(module, h, emb, use_reentrant=False)
+            skips.append(h)
+        h = checkpoint(self.middle_block, h, emb, use_reentrant=False)
+        for module in self.output_blocks:
+            h = checkpoint(_decode, module, h, skips.pop(), emb, use_reentrant=False)
+        return checkpoint(self.out, h, use_reentrant=False)
+
+
+def _decode(module: TimestepEmbedSequential, h: torch.Tensor, skip: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    return module(torch.cat([h, skip], dim=1), emb)
 
 
 # --- reading the architecture back from the weights ----------------------------------------------

@@ -17,6 +17,7 @@ import torch
 import comfy.model_management as mm
 import comfy.utils
 import folder_paths
+from ..blended import memory
 from ..blended.clip_model import CLIP_FOLDER
 from ..blended.errors import BlendedError, CheckpointError
 
@@ -111,12 +112,22 @@ def offload_device() -> torch.device:
     return mm.unet_offload_device()
 
 
-def make_room(modules, device: torch.device) -> None:
-    """Ask ComfyUI to unload its own models if ours will not fit next to them on the GPU."""
+def autocast_for(precision: str, device: torch.device) -> str:
+    """The node's ``precision`` choice as the UNet's autocast on ComfyUI's device (CPU: fp32)."""
+    return memory.autocast_for(precision, device)
+
+
+def make_room(model, guidance, settings, samples: int, device: torch.device) -> None:
+    """Ask ComfyUI to unload its own models so ours, and the working memory of the whole batch at
+    the model's resolution, fit on the GPU. Where that is not possible, the sampler's planner
+    splits the batch into chunks that fit what is left."""
     if device.type == "cpu":
         return
-    needed = sum(mm.module_size(m) for m in modules if isinstance(m, torch.nn.Module))
-    mm.free_memory(int(needed * 1.5) + (512 << 20), device)
+    modules = [model] + ([guidance.clip.clip.model] if guidance.clip is not None else [])
+    weights = sum(mm.module_size(m) for m in modules if isinstance(m, torch.nn.Module))
+    size = model.image_size
+    work = memory.estimate(model, guidance, size, size, settings.autocast, checkpointing=settings.memory == "low")
+    mm.free_memory(weights + work.chunk(samples), device)
 
 
 def normal_tensors():
@@ -146,18 +157,31 @@ def models_on(device: torch.device, *movable):
 
 
 class StepProgress:
-    """Drives ComfyUI's progress bar over several sampling runs and checks for Cancel every step."""
+    """Drives ComfyUI's progress bar over several sampling runs and checks for Cancel every step.
 
-    def __init__(self, total_steps: int, preview_size: int = 512):
+    Each image is one ``sample`` call whose steps span all its chunks; the call reports its own
+    total, which grows when an out-of-memory error splits a chunk, so the bar's total is
+    re-estimated as the finished calls plus the current call's total for each image left.
+    """
+
+    def __init__(self, total_steps: int, images: int = 1, preview_size: int = 512):
         self.total = max(1, int(total_steps))
-        self.done = 0
+        self.images = max(1, int(images))
+        self.finished = 0  # steps of completed sample calls
+        self.calls = 0  # completed sample calls
+        self.last = None  # (step, steps) of the current call
         self.bar = comfy.utils.ProgressBar(self.total)
         self.preview_size = preview_size
 
     def callback(self, step: int, steps: int, pred_x0: torch.Tensor) -> None:
         check_interrupt()
-        self.done += 1
-        self.bar.update_absolute(min(self.done, self.total), self.total, ("JPEG", preview(pred_x0), self.preview_size))
+        if step == 0 and self.last is not None and self.last[0] == self.last[1] - 1:
+            self.finished += self.last[1]  # the previous call ended: this is the next image
+            self.calls += 1
+        self.last = (step, steps)
+        self.total = self.finished + steps * max(1, self.images - self.calls)
+        value = min(self.finished + step + 1, self.total)
+        self.bar.update_absolute(value, self.total, ("JPEG", preview(pred_x0), self.preview_size))
 
 
 class DownloadProgress:

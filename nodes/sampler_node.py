@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from comfy_api.latest import io
 
+from ..blended.memory import MEMORY_MODES, PRECISIONS
 from ..blended.sampler import METHODS, MODES, SamplerSettings
 
 from . import comfy_glue as glue
@@ -15,7 +14,6 @@ from .types import DiffusionModel, Guidance
 from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
-PRECISIONS = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
 
 
 class BlendedSampler(BlendedNode):
@@ -64,9 +62,14 @@ class BlendedSampler(BlendedNode):
                 io.Float.Input("context_margin", default=0.25, min=0.0, max=4.0, step=0.05,
                                tooltip="Context around the mask's bounding box that the model sees, as a fraction "
                                "of the box size. The box is resized to the model's resolution (aspect kept)."),
-                io.Combo.Input("precision", options=list(PRECISIONS), default="fp32",
-                               tooltip="UNet precision on a GPU: bf16/fp16 autocast is faster and uses less memory. "
-                               "Ignored on the CPU."),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
+                               tooltip="UNet precision on a GPU. auto: bf16 where the GPU supports it, else fp16 "
+                               "(faster, less memory); fp32: full precision. The CPU always runs fp32."),
+                io.Combo.Input("memory", options=list(MEMORY_MODES), default="auto",
+                               tooltip="auto: run as many samples at once as fit in free memory, and recompute the "
+                               "UNet's blocks in the backward pass (gradient checkpointing, about 1.3x the time, "
+                               "a fraction of the memory) only when one sample would not fit otherwise. fast: "
+                               "never checkpoint. low: always checkpoint (more samples per chunk)."),
             ],
             outputs=[
                 io.Image.Output("images", display_name="images"),
@@ -78,21 +81,22 @@ class BlendedSampler(BlendedNode):
 
     @classmethod
     def execute(cls, model, guidance, image, mask, steps, skip_timesteps, mode, method, batch_size, seed,
-                enforce_background, mask_dilate, mask_feather, context_margin, precision) -> io.NodeOutput:
+                enforce_background, mask_dilate, mask_feather, context_margin, precision="auto",
+                memory="auto") -> io.NodeOutput:
         with glue.user_errors():
+            device = glue.work_device()
             settings = SamplerSettings(
                 steps=str(steps).strip(), method=method, skip_timesteps=int(skip_timesteps), mode=mode,
-                enforce_background=bool(enforce_background), autocast=PRECISIONS[precision],
+                enforce_background=bool(enforce_background), autocast=glue.autocast_for(precision, device),
+                memory=memory,
             )
             schedule_steps = settings.schedule().num_timesteps
             settings.validate(schedule_steps)
             seeds = [int(seed) + i for i in range(int(batch_size))]
-            device = glue.work_device()
-            if device.type == "cpu" and settings.autocast != "none":
-                settings = replace(settings, autocast="none")
-            progress = glue.StepProgress((schedule_steps - settings.skip_timesteps) * image.shape[0])
-            glue.make_room([model] + ([guidance.clip.clip.model] if guidance.clip is not None else []), device)
-            # Nodes run under inference_mode; guidance needs autograd, and inference tensors cannot be
+            progress = glue.StepProgress((schedule_steps - settings.skip_timesteps) * image.shape[0], image.shape[0])
+            glue.make_room(model, guidance, settings, len(seeds), device)
+            # Chunks are planned inside the sampler from the free memory once the models are on the
+            # device. Nodes run under inference_mode; guidance needs autograd, and inference tensors cannot be
             # saved for backward, so the inputs are cloned inside the grad-enabled block.
             with torch.inference_mode(False), torch.enable_grad(), glue.models_on(device, model, guidance):
                 images, paste = edit_image(

@@ -157,6 +157,18 @@ def write_decoy_library(folder: Path) -> Path:
     return folder
 
 
+# --- memory budget ----------------------------------------------------------------------------------
+
+
+def forced_memory_budget_mb() -> float:
+    """The server's BLENDED_MEMORY_BUDGET_MB: room for about 100 MiB of samples. The shipped graphs'
+    batches of 3 (under 30 MiB a sample with the tiny models) run as one chunk in it, while a very
+    wide edit must be split and checkpointed (tests/test_comfy_memory.py)."""
+    from blended import memory
+
+    return (memory.FIXED_BYTES / 2**20 + 100) / memory.HEADROOM
+
+
 # --- the session fixture ----------------------------------------------------------------------------
 
 
@@ -167,7 +179,8 @@ def comfy(tmp_path_factory) -> Comfy:
     base = prepare_base(root / "base")
     names = write_models(base / "models")
     masks = write_inputs(base / "input")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1", TORCH_HOME=str(root / "torch_home"))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1", TORCH_HOME=str(root / "torch_home"),
+               BLENDED_MEMORY_BUDGET_MB=f"{forced_memory_budget_mb():.3f}")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(write_decoy_library(root / "decoy")), env.get("PYTHONPATH")]))
     server = ComfyServer(engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
     server.start()

@@ -58,3 +58,102 @@ def test_any_size_edit_on_gpu_returns_comfy_tensors_on_cpu(on_gpu):
     out, paste = edit_image(model, img, mask, guidance, FAST, seeds=[0, 1], device="cuda")
     assert out.device.type == "cpu" and out.shape == (2, 40, 56, 3)
     assert torch.equal(out[:, mask[0] == 0], img[0][mask[0] == 0].expand(2, -1, -1))
+
+
+# --- memory planning on a real GPU ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def tf32_off():
+    """Batch-size dependent kernel choices stay within float32 rounding only without TF32."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.fixture
+def memory_cap():
+    """Caps this process's CUDA allocations at ``allowed`` bytes above what is allocated now."""
+    total = torch.cuda.get_device_properties(0).total_memory
+
+    def cap(allowed: int) -> None:
+        torch.cuda.empty_cache()
+        limit = torch.cuda.memory_allocated() + allowed
+        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total))
+
+    yield cap
+    torch.cuda.set_per_process_memory_fraction(1.0)
+    torch.cuda.empty_cache()
+
+
+@cuda
+def test_capped_gpu_runs_the_batch_in_chunks_with_the_one_batch_images(on_gpu, memory_cap, tf32_off):
+    from blended import memory
+
+    model, guidance = on_gpu
+    image, mask = scene(model.image_size, "cuda")
+    settings = SamplerSettings(steps="50", skip_timesteps=45)
+    seeds = list(range(6))
+    one_batch = sample(model, image, mask, guidance, settings, seeds)
+    cost = memory.estimate(model, guidance, model.image_size, model.image_size)
+    memory_cap(int((cost.fixed + 2.5 * cost.per_sample) / memory.HEADROOM))
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    try:
+        chunked = sample(model, image, mask, guidance, settings, seeds)
+    finally:
+        hook.remove()
+    assert sorted(set(sizes)) == [2], sizes  # the cap, read through the allocator, forced chunks of 2
+    torch.testing.assert_close(chunked, one_batch, atol=1e-4, rtol=1e-4)
+
+
+def real_size(device="cuda"):
+    """ADM-256 (552M parameters) and ViT-B/16 at their real sizes, random weights."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_sampler import full_size_clip, make_model
+
+    from blended.augment import ExtendingAugmentation
+
+    model = make_model("adm256", device)
+    guidance = Guidance((ClipGuidance(full_size_clip(device), "a red ball", augmentation=ExtendingAugmentation(8)),
+                         RangeLoss()))
+    return model, guidance
+
+
+@cuda
+def test_real_size_batch_8_fits_a_12_gib_cap(memory_cap):
+    model, guidance = real_size()
+    image, mask = scene(256, "cuda")
+    mask[..., 64:192, 64:192] = 1
+    memory_cap(12 * 2**30 - torch.cuda.memory_allocated())  # a 12 GiB card, weights included
+    torch.cuda.reset_peak_memory_stats()
+    settings = SamplerSettings(steps="100", skip_timesteps=97, autocast="bf16")  # 3 guided steps
+    out = sample(model, image, mask, guidance, settings, list(range(8)))
+    assert out.shape[0] == 8 and torch.isfinite(out).all()
+    assert torch.cuda.max_memory_allocated() <= 12 * 2**30
+
+
+@cuda
+def test_real_out_of_memory_halves_chunks_and_returns_every_sample(memory_cap, monkeypatch, caplog):
+    """The planner is told one sample costs nothing, so it plans all 8 at once in fp32; the real
+    CUDA out-of-memory errors must split the chunk until it fits, losing nothing."""
+    import logging
+
+    from blended import memory, sampler
+
+    model, guidance = real_size()
+    image, mask = scene(256, "cuda")
+    mask[..., 64:192, 64:192] = 1
+    memory_cap(12 * 2**30)
+    monkeypatch.setattr(sampler.memory, "estimate", lambda *a, **k: memory.Cost(fixed=0, per_sample=1))
+    settings = SamplerSettings(steps="100", skip_timesteps=98)  # 2 guided steps
+    with caplog.at_level(logging.WARNING, logger="blended"):
+        out = sample(model, image, mask, guidance, settings, list(range(8)))
+    assert "out of memory with 8 samples per chunk" in caplog.text
+    assert out.shape[0] == 8 and torch.isfinite(out).all()
+    alone = sample(model, image, mask, guidance, settings, [5])
+    torch.testing.assert_close(out[5:6], alone, atol=2e-3, rtol=2e-3)

@@ -183,3 +183,36 @@ def test_bad_inputs_raise_clear_errors(tiny_model, tiny_clip, scene):
         ClipGuidance(tiny_clip, "a very long prompt " * 75)
     with pytest.raises(InputError, match="prompt is empty"):
         ClipGuidance(tiny_clip, "   ")
+
+
+def reference_homography(aug: ExtendingAugmentation, size: int, generator: torch.Generator) -> torch.Tensor:
+    """The per-copy construction the batched one replaced (one Python-built 3x3 map at a time)."""
+    import math
+
+    from kornia.geometry.transform import get_perspective_transform
+
+    u = lambda *shape: torch.rand(*shape, generator=generator, dtype=torch.float64)  # noqa: E731
+    c = (size - 1) / 2
+    angle = math.radians((u(1).item() * 2 - 1) * aug.degrees)
+    shift = (u(2) * 2 - 1) * aug.translate * size
+    cos, sin = math.cos(angle), math.sin(angle)
+    affine = torch.tensor([[cos, -sin, c - cos * c + sin * c + shift[0].item()],
+                           [sin, cos, c - sin * c - cos * c + shift[1].item()],
+                           [0.0, 0.0, 1.0]], dtype=torch.float64)
+    corners = torch.tensor([[0, 0], [size - 1, 0], [size - 1, size - 1], [0, size - 1]], dtype=torch.float64)
+    inward = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float64)
+    moved = corners + inward * u(4, 2) * aug.perspective * size / 2
+    return get_perspective_transform(corners[None], moved[None])[0] @ affine
+
+
+def test_batched_homographies_equal_the_per_copy_construction():
+    """Same draws from each sample's generator, same maps: the distribution is unchanged and a
+    sample's warps still depend only on its seed (copy-major rows: copy * B + sample)."""
+    aug = ExtendingAugmentation(5, degrees=30.0, translate=0.2, perspective=0.5)
+    seeds = [3, 4, 5]
+    batched = aug.homographies(224, [torch.Generator().manual_seed(s) for s in seeds])
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    reference = torch.stack([reference_homography(aug, 224, g) for _ in range(5) for g in gens])
+    torch.testing.assert_close(batched, reference, atol=1e-9, rtol=1e-9)
+    alone = aug.homographies(224, [torch.Generator().manual_seed(4)])
+    torch.testing.assert_close(batched.view(5, 3, 3, 3)[:, 1], alone, atol=0, rtol=0)
