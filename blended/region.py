@@ -52,14 +52,16 @@ def context_box(mask: torch.Tensor, margin: float = 0.25, min_size: int = 0) -> 
     return Box(_fit(cy - h / 2, h, H), _fit(cx - w / 2, w, W), h, w)
 
 
-MAX_ASPECT = 4  # the model input is at most this many times as long as it is wide
+# The model input is at most this many times as long as it is wide: enough for panoramas and wide
+# outpainting canvases; the memory planner then decides whether such a sample fits at all.
+MAX_ASPECT = 16
 
 
 def model_input_size(box: Box, model_size: int, multiple: int = 1) -> tuple[int, int]:
     """Short side = the model's size; long side rounded up to the UNet's multiple (padding fills it).
 
     The long side stops at MAX_ASPECT x the model's size: a 1x300 strip would otherwise ask for a
-    256x76800 input, memory no GPU has. A box more elongated than that is scaled to fit the
+    256x76800 input (it got the server killed for memory). A box more elongated than that is scaled to fit the
     long side and padded across, so its short side gets fewer than ``model_size`` pixels."""
     short, long_ = sorted((box.height, box.width))
     long_px = math.ceil(min(model_size * long_ / short, MAX_ASPECT * model_size) / multiple) * multiple

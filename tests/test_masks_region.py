@@ -109,7 +109,7 @@ def test_huge_radii_on_a_large_mask_finish():
 def test_model_input_of_an_extreme_strip_stays_bounded():
     """A 1x300 image once asked for a 32x9600 model input (256x76800 at real size) and the server was
     killed for memory; the input is now at most MAX_ASPECT times as long as the model's size."""
-    for h, w in ((1, 300), (300, 1), (2, 5000)):
+    for h, w in ((1, 300), (300, 1), (2, 5000), (1, 20000)):
         box = region.Box(0, 0, h, w)
         size = region.model_input_size(box, 32, 8)
         assert max(size) <= region.MAX_ASPECT * 32 and min(size) == 32
