@@ -10,6 +10,7 @@ import blended
 
 from . import comfy_glue
 from .evaluate_node import EvaluateResults
+from .latent_nodes import BackgroundReconstructionNode, LatentCropNode, LatentSamplerNode, LatentStitchNode
 from .guidance_nodes import BackgroundLossNode, ClipGuidanceNode, ExtendingAugmentationNode
 from .loaders import ClipLoader, DiffusionModelLoader, LpipsLoader
 from .ranking_node import RankResults
@@ -32,6 +33,11 @@ NODES = [
     BlendedSampler,
     RankResults,
     EvaluateResults,
+    # latent path (Blended Latent Diffusion on the user's own checkpoints)
+    LatentCropNode,
+    LatentSamplerNode,
+    BackgroundReconstructionNode,
+    LatentStitchNode,
 ]
 
 

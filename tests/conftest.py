@@ -11,7 +11,7 @@ import torch  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 # the session-wide real ComfyUI server (fixture ``comfy``), started only by tests that ask for it
-pytest_plugins = ["comfy_harness"]
+pytest_plugins = ["comfy_harness", "sd15_fixture"]  # sd15_fixture: random SD1.5 checkpoint (latent path)
 
 
 @pytest.fixture(scope="session")

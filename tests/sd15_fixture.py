@@ -111,3 +111,41 @@ def write_random_sd15(path: Path, seed: int = 0) -> Path:
 def sd15_checkpoint(tmp_path_factory) -> Path:
     """A random SD1.5 single-file checkpoint, built once per session."""
     return write_random_sd15(tmp_path_factory.mktemp("sd15") / "random_sd15.safetensors")
+
+
+def write_random_sd15_lora(path: Path, rank: int = 4, seed: int = 0, scale: float = 1.0) -> Path:
+    """A random LoRA in the kohya SD1.5 layout (``lora_unet_<ldm key>.lora_down/.lora_up/.alpha``) on
+    every attention projection of the UNet, which core LoraLoader maps onto the checkpoint's keys."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, (shape, _) in sd15_shapes().items():
+        if not key.startswith("model.diffusion_model.") or ".attn" not in key or not key.endswith(".weight"):
+            continue
+        if len(shape) != 2:
+            continue
+        name = "lora_unet_" + key[len("model.diffusion_model."):-len(".weight")].replace(".", "_")
+        out_f, in_f = shape
+        sd[f"{name}.lora_down.weight"] = (torch.randn(rank, in_f, generator=gen) / math.sqrt(in_f)).half()
+        sd[f"{name}.lora_up.weight"] = (torch.randn(out_f, rank, generator=gen) * scale / math.sqrt(rank)).half()
+        sd[f"{name}.alpha"] = torch.tensor(float(rank)).half()
+    save_file(sd, str(path))
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def comfy_sd15(comfy, sd15_checkpoint):
+    """The session's ComfyUI server with the random SD1.5 checkpoint in models/checkpoints and a random
+    SD1.5 LoRA in models/loras (ComfyUI rescans a model folder when it changes)."""
+    models = comfy.base / "models"
+    for sub in ("checkpoints", "loras"):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+    ckpt = models / "checkpoints" / sd15_checkpoint.name
+    if not ckpt.exists():
+        ckpt.symlink_to(sd15_checkpoint)
+    lora = models / "loras" / "random_sd15_lora.safetensors"
+    if not lora.exists():
+        write_random_sd15_lora(lora)
+    comfy.names.update(sd15=ckpt.name, sd15_lora=lora.name)
+    return comfy

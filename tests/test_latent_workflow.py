@@ -1,0 +1,75 @@
+"""The shipped latent template through a real ComfyUI server: core CheckpointLoaderSimple (a random
+SD1.5 checkpoint it detects), CLIPTextEncode, VAEEncode and LoraLoader around our latent nodes."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from comfy_harness import api_workflow
+from scripts.run_edit import execution_error, output_images, output_texts, set_inputs
+
+from test_comfy_engine import loaded_rgb, read_rgb
+
+NAME = "blended_latent_object_editing"
+BATCH, TOP_K = 2, 2
+
+
+def fast(comfy, steps=3, iterations=2, batch=BATCH) -> dict:
+    """The shipped graph on the test models at 64 px, few steps; everything else as shipped."""
+    graph = copy.deepcopy(api_workflow(NAME))
+    set_inputs(graph, "CheckpointLoaderSimple", ckpt_name=comfy.names["sd15"])
+    set_inputs(graph, "BlendedCLIPLoader", clip_name=comfy.names["clip"])
+    set_inputs(graph, "BlendedLatentCrop", resolution=64)
+    set_inputs(graph, "BlendedLatentSampler", steps=steps, batch_size=batch)
+    set_inputs(graph, "BlendedBackgroundReconstruction", iterations=iterations)
+    set_inputs(graph, "BlendedRankResults", top_k=min(TOP_K, batch))
+    return graph
+
+
+def run_ok(comfy, graph):
+    entry = comfy.server.run(graph, timeout=600)
+    error = execution_error(entry)
+    assert error is None, f"{error['node_type']}: {error['exception_message']}"
+    return entry
+
+
+def test_template_uses_core_nodes():
+    types = {n["class_type"] for n in api_workflow(NAME).values()}
+    assert {"CheckpointLoaderSimple", "CLIPTextEncode", "VAEEncode", "SaveImage"} <= types
+    assert {"BlendedLatentSampler", "BlendedBackgroundReconstruction", "BlendedRankResults"} <= types
+
+
+def test_template_runs_and_keeps_the_background_exact(comfy_sd15):
+    comfy = comfy_sd15
+    entry = run_ok(comfy, fast(comfy))
+    images = output_images(entry)
+    assert len(images) == TOP_K
+    source = loaded_rgb(comfy, "blended_object.png")
+    edit = comfy.masks["blended_object.png"]
+    for img in images:
+        out = read_rgb(comfy.output_path(img))
+        assert out.shape == source.shape
+        assert np.array_equal(out[~edit], source[~edit]), "a pixel outside the mask changed"
+        assert not np.array_equal(out[edit], source[edit])
+    report = next(t for t in output_texts(entry) if t.startswith("background reconstruction"))
+    assert report.count("image ") == BATCH and "outside the mask max |diff| 0 (0 = exact)" in report
+    assert any(t.startswith("ranked") for t in output_texts(entry))
+
+
+def test_core_lora_loader_upstream_changes_the_edit_not_the_background(comfy_sd15):
+    comfy = comfy_sd15
+    plain = fast(comfy, steps=2, iterations=0, batch=1)
+    with_lora = copy.deepcopy(plain)
+    with_lora["20"] = {"class_type": "LoraLoader", "inputs": {
+        "model": ["2", 0], "clip": ["2", 1], "lora_name": comfy.names["sd15_lora"],
+        "strength_model": 1.0, "strength_clip": 1.0}}
+    with_lora["7"]["inputs"]["model"] = ["20", 0]
+    for enc in ("3", "4"):
+        with_lora[enc]["inputs"]["clip"] = ["20", 1]
+    a = read_rgb(comfy.output_path(output_images(run_ok(comfy, plain))[0]))
+    b = read_rgb(comfy.output_path(output_images(run_ok(comfy, with_lora))[0]))
+    edit = comfy.masks["blended_object.png"]
+    assert np.array_equal(a[~edit], b[~edit])
+    assert np.abs(a[edit].astype(int) - b[edit].astype(int)).mean() > 1, "the LoRA had no effect on the edit"
