@@ -73,3 +73,57 @@ def test_core_lora_loader_upstream_changes_the_edit_not_the_background(comfy_sd1
     edit = comfy.masks["blended_object.png"]
     assert np.array_equal(a[~edit], b[~edit])
     assert np.abs(a[edit].astype(int) - b[edit].astype(int)).mean() > 1, "the LoRA had no effect on the edit"
+
+
+def _interrupt_when_progressing(comfy, graph, node: str) -> dict:
+    """Queue ``graph``, wait for a progress message from ``node``, press Cancel; the history entry."""
+    import asyncio
+    import json
+    import time
+
+    import aiohttp
+
+    async def watch():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{comfy.server.url}/ws?clientId=latent-cancel") as ws:
+                prompt_id = comfy.server.queue_prompt(graph, client_id="latent-cancel")
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    data = json.loads(msg.data)
+                    if data["type"] == "progress" and data["data"].get("node") == node:
+                        return prompt_id
+                    if data["type"] in ("execution_error", "execution_success"):
+                        raise AssertionError(f"the run ended before node {node} reported progress: {data}")
+
+    prompt_id = asyncio.run(asyncio.wait_for(watch(), timeout=300))
+    started = time.monotonic()
+    comfy.server.interrupt()
+    entry = comfy.server.wait(prompt_id, timeout=120)
+    assert time.monotonic() - started < 60, "Cancel took effect only after the run"
+    return entry
+
+
+def test_cancel_in_sampling_and_in_reconstruction(comfy_sd15):
+    comfy = comfy_sd15
+    sampling = fast(comfy, steps=1000, iterations=0, batch=1)
+    set_inputs(sampling, "BlendedLatentSampler", seed=101)
+    rec = fast(comfy, steps=1, iterations=1000, batch=1)
+    set_inputs(rec, "BlendedLatentSampler", seed=102)
+    for graph, node in ((sampling, "7"), (rec, "8")):
+        entry = _interrupt_when_progressing(comfy, graph, node)
+        kinds = [kind for kind, _ in entry["status"]["messages"]]
+        assert "execution_interrupted" in kinds and "execution_success" not in kinds
+    assert comfy.server.alive()
+
+
+def test_empty_latent_is_a_clear_error(comfy_sd15):
+    comfy = comfy_sd15
+    graph = fast(comfy, steps=1, iterations=0, batch=1)
+    graph["21"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    graph["7"]["inputs"]["latent"] = ["21", 0]
+    entry = comfy.server.run(graph, timeout=300)
+    error = execution_error(entry)
+    assert error is not None and error["node_type"] == "BlendedLatentSampler"
+    assert "EmptyLatentImage" in error["exception_message"]
+    assert comfy.server.alive()
