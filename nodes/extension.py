@@ -10,7 +10,9 @@ import blended
 
 from . import comfy_glue
 from .evaluate_node import EvaluateResults
-from .latent_nodes import BackgroundReconstructionNode, LatentCropNode, LatentSamplerNode, LatentStitchNode
+from .latent_nodes import (
+    BackgroundReconstructionNode, LatentCropNode, LatentSamplerNode, LatentSamplerObjectNode, LatentStitchNode,
+)
 from .guidance_nodes import BackgroundLossNode, ClipGuidanceNode, ExtendingAugmentationNode
 from .loaders import ClipLoader, DiffusionModelLoader, LpipsLoader
 from .ranking_node import RankResults
@@ -36,6 +38,7 @@ NODES = [
     # latent path (Blended Latent Diffusion on the user's own checkpoints)
     LatentCropNode,
     LatentSamplerNode,
+    LatentSamplerObjectNode,
     BackgroundReconstructionNode,
     LatentStitchNode,
 ]

@@ -139,6 +139,43 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
     return torch.cat(outs)
 
 
+class LatentSamplerObjectNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BlendedLatentSamplerObject",
+            display_name="Blended Latent SAMPLER (for SamplerCustom)",
+            category=CATEGORY,
+            description="The same blending as a SAMPLER for core SamplerCustom / SamplerCustomAdvanced, so any "
+            "guider, noise and sigmas work (e.g. Flux Kontext or Qwen-Image-Edit graphs). Connect the latent "
+            "of the image to edit as SamplerCustom's latent_image, without a noise mask.",
+            inputs=[
+                io.Combo.Input("sampler_name", options=list(comfy.samplers.KSampler.SAMPLERS), default="euler",
+                               tooltip="ComfyUI's sampler that takes the steps."),
+                io.Mask.Input("mask", tooltip="The edit mask at the encoded image's size. Every latent cell a mask "
+                              "pixel touches is edited."),
+                io.Int.Input("shrink_px", default=16, min=0, max=512,
+                             tooltip="Progressive mask shrinking: dilation in pixels at the first step. 0 = off."),
+                io.Float.Input("shrink_fraction", default=0.25, min=0.0, max=1.0, step=0.05,
+                               tooltip="Fraction of the steps over which the dilated mask shrinks to the precise "
+                               "one."),
+            ],
+            outputs=[io.Sampler.Output("sampler", display_name="sampler")],
+        )
+
+    @classmethod
+    def execute(cls, sampler_name, mask, shrink_px, shrink_fraction) -> io.NodeOutput:
+        with glue.user_errors():
+            if mask.dim() == 2:
+                mask = mask[None]
+            if not (mask > 0).any():
+                raise InputError("mask is empty: paint the area to edit (white = edit).")
+            sampler = latent_sampling.BlendedLatentSampler(sampler_name, pixel_mask=mask.clone(),
+                                                           shrink_px=int(shrink_px),
+                                                           shrink_fraction=float(shrink_fraction))
+        return io.NodeOutput(sampler)
+
+
 class LatentStitchNode(io.ComfyNode):
     @classmethod
     def define_schema(cls):

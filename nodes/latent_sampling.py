@@ -20,7 +20,9 @@ import comfy.samplers
 import latent_preview
 
 from blended.errors import InputError
-from blended.latent_blend import LatentBlend, noise_for_seeds
+from blended.latent_blend import LatentBlend, noise_for_seeds, step_masks as make_step_masks
+
+from .latent_edit import latent_pixel_mask
 
 
 class _BlendingDenoiser:
@@ -48,14 +50,27 @@ class _BlendingDenoiser:
 class BlendedLatentSampler(comfy.samplers.Sampler):
     """A SAMPLER: the core sampler ``sampler_name`` with Blended Latent Diffusion's blending.
 
-    ``step_masks`` gives one latent mask per step (shrinking); ``on_call(x, sigma)`` sees every
-    blended sample before the model does (tests and debugging).
+    ``step_masks`` gives one latent mask per step (shrinking); or, for core SamplerCustom, which
+    decides the steps itself, ``pixel_mask`` ([B|1,1,H,W] at the encoded image's size) and the
+    shrinking settings, turned into per-step masks when the run's sigmas are known.
+    ``on_call(x, sigma)`` sees every blended sample before the model does (tests and debugging).
     """
 
-    def __init__(self, sampler_name: str, step_masks, on_call=None):
+    def __init__(self, sampler_name: str, step_masks=None, on_call=None, pixel_mask=None, shrink_px: int = 0,
+                 shrink_fraction: float = 0.0):
+        if step_masks is None and pixel_mask is None:
+            raise InputError("the blended sampler needs a mask.")
         self.inner = comfy.samplers.sampler_object(sampler_name)
         self.step_masks = step_masks
+        self.pixel_mask = pixel_mask
+        self.shrink = (int(shrink_px), float(shrink_fraction))
         self.on_call = on_call
+
+    def masks_for(self, sigmas, latent_image):
+        if self.step_masks is not None:
+            return self.step_masks
+        pm, factor = latent_pixel_mask(self.pixel_mask, latent_image.shape, latent_image.shape[0])
+        return make_step_masks(pm, factor, len(sigmas) - 1, *self.shrink)
 
     def max_denoise(self, model_wrap, sigmas):
         return self.inner.max_denoise(model_wrap, sigmas)
@@ -65,7 +80,7 @@ class BlendedLatentSampler(comfy.samplers.Sampler):
         if latent_image is None:
             raise InputError("the blended sampler needs the source latent (VAEEncode of the image to edit).")
         ms = model_wrap.inner_model.model_sampling
-        masks = [m.to(noise.device) for m in self.step_masks]
+        masks = [m.to(noise.device) for m in self.masks_for(sigmas, latent_image)]
         blend = LatentBlend(latent_image, noise, masks, sigmas, ms.noise_scaling)
         wrapped = _BlendingDenoiser(model_wrap, blend, self.on_call)
         samples = self.inner.sample(wrapped, sigmas, extra_args, callback, noise, latent_image, None, disable_pbar)

@@ -191,3 +191,32 @@ def test_reconstruction_reports_bad_inputs(sd15):
         reconstruct_images(vae, source, mask, latent, ReconstructSettings(learning_rate=0))
     with pytest.raises(InputError, match="LATENT"):
         reconstruct_images(vae, source, mask, None, ReconstructSettings(iterations=0))
+
+
+def test_sampler_object_blends_inside_core_sample_custom(sd15):
+    """The SAMPLER for core SamplerCustom: core noise, core sigmas, the same per-step background."""
+    import comfy.sample
+
+    from nodes.latent_sampling import BlendedLatentSampler, schedule
+
+    model, clip, vae = sd15
+    mask = edit_mask()
+    latent = vae.encode(source_image(1)).detach()
+    patched, calls = recording(model)
+    sigmas = schedule(model, 3, "euler", "normal", 1.0)
+    sampler = BlendedLatentSampler("euler", pixel_mask=mask[:, None], shrink_px=8, shrink_fraction=0.5)
+    noise = comfy.sample.prepare_noise(latent, 11)
+    out = comfy.sample.sample_custom(patched, noise, 4.0, sampler, sigmas, encode_text(clip, "a cat"),
+                                     encode_text(clip, ""), latent)
+    per_step = step_masks(mask[:, None], 8, 3, 8, 0.5)
+    src = model.model.latent_format.process_in(latent.float())
+    assert len(calls) == 3
+    for i, (x, timestep, cond_or_uncond) in enumerate(calls):
+        for chunk, rows in enumerate(x.chunk(len(cond_or_uncond))):
+            sigma = timestep.chunk(len(cond_or_uncond))[chunk].reshape(-1, 1, 1, 1)
+            outside = (per_step[i] == 0).expand_as(rows)
+            assert torch.equal(rows[outside], (src + noise * sigma)[outside])
+    final = per_step[-1].expand_as(out) == 0
+    # through process_latent_out the background is the source up to float rounding
+    torch.testing.assert_close(out[final], latent[final], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out[~final], latent[~final])

@@ -127,3 +127,40 @@ def test_empty_latent_is_a_clear_error(comfy_sd15):
     assert error is not None and error["node_type"] == "BlendedLatentSampler"
     assert "EmptyLatentImage" in error["exception_message"]
     assert comfy.server.alive()
+
+
+def test_sampler_object_in_core_sampler_custom(comfy_sd15):
+    """Core SamplerCustom + BasicScheduler with our SAMPLER; the stitch keeps the background exact."""
+    comfy = comfy_sd15
+    graph = fast(comfy, steps=2, iterations=0, batch=1)
+    for node in ("7", "8", "10", "11", "12"):
+        del graph[node]
+    graph["30"] = {"class_type": "BlendedLatentSamplerObject", "inputs": {
+        "sampler_name": "euler", "mask": ["5", 1], "shrink_px": 8, "shrink_fraction": 0.5}}
+    graph["31"] = {"class_type": "BasicScheduler", "inputs": {
+        "model": ["2", 0], "scheduler": "normal", "steps": 2, "denoise": 1.0}}
+    graph["32"] = {"class_type": "SamplerCustom", "inputs": {
+        "model": ["2", 0], "add_noise": True, "noise_seed": 5, "cfg": 4.0, "positive": ["3", 0],
+        "negative": ["4", 0], "sampler": ["30", 0], "sigmas": ["31", 0], "latent_image": ["6", 0]}}
+    graph["33"] = {"class_type": "VAEDecode", "inputs": {"samples": ["32", 0], "vae": ["2", 2]}}
+    graph["9"]["inputs"]["images"] = ["33", 0]
+    graph["13"]["inputs"]["images"] = ["9", 0]
+    out = read_rgb(comfy.output_path(output_images(run_ok(comfy, graph))[0]))
+    source = loaded_rgb(comfy, "blended_object.png")
+    edit = comfy.masks["blended_object.png"]
+    assert np.array_equal(out[~edit], source[~edit]) and not np.array_equal(out[edit], source[edit])
+
+
+LATENT_NODES = {"BlendedLatentCrop", "BlendedLatentSampler", "BlendedLatentSamplerObject",
+                "BlendedBackgroundReconstruction", "BlendedLatentStitch"}
+
+
+def test_latent_nodes_are_registered_with_tooltips(comfy):
+    info = comfy.server.object_info()
+    assert LATENT_NODES <= set(info)
+    for name in LATENT_NODES:
+        assert info[name]["category"] == "blended_diffusion/latent"
+        for section in ("required", "optional"):
+            for input_name, spec in info[name]["input"].get(section, {}).items():
+                options = spec[1] if len(spec) > 1 else {}
+                assert options.get("tooltip"), f"{name}.{input_name} has no tooltip"
