@@ -7,6 +7,9 @@ from comfy_api.latest import ComfyExtension, io
 from . import comfy_glue
 from .examples import install_example_inputs
 from .evaluate_node import EvaluateResults
+from .latent_nodes import (
+    BackgroundReconstructionNode, LatentCropNode, LatentSamplerNode, LatentSamplerObjectNode, LatentStitchNode,
+)
 from .guidance_nodes import BackgroundLossNode, ClipGuidanceNode, ExtendingAugmentationNode
 from .loaders import ClipLoader, DiffusionModelLoader, LpipsLoader
 from .ranking_node import RankResults
@@ -22,6 +25,12 @@ NODES = [
     BlendedSampler,
     RankResults,
     EvaluateResults,
+    # latent path (Blended Latent Diffusion on the user's own checkpoints)
+    LatentCropNode,
+    LatentSamplerNode,
+    LatentSamplerObjectNode,
+    BackgroundReconstructionNode,
+    LatentStitchNode,
 ]
 
 

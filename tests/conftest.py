@@ -16,7 +16,7 @@ import pack_import  # noqa: E402
 pack_import.register()
 
 # the session-wide real ComfyUI server (fixture ``comfy``), started only by tests that ask for it
-pytest_plugins = ["comfy_harness"]
+pytest_plugins = ["comfy_harness", "sd15_fixture"]  # sd15_fixture: random SD1.5 checkpoint (latent path)
 
 
 @pytest.fixture(scope="session")

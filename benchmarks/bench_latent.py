@@ -1,0 +1,157 @@
+"""Benchmark: seconds per edit, latent path (Blended Latent Diffusion on SD1.5) vs the pixel path
+(Blended Diffusion, ADM-256 + CLIP ViT-B/16), and the background reconstruction's cost per image.
+Prints figures measured in one run; never asserts on time.
+
+    python benchmarks/bench_latent.py [--size 256] [--steps 3] [--rec-iters 3] [--checkpoint sd15.safetensors]
+
+Random weights at the real architectures' sizes (speed does not depend on the values): a random SD1.5
+single-file checkpoint (built in a temp dir unless --checkpoint is given) loaded by ComfyUI's own
+loader and sampled through ComfyUI's sampling code exactly as the Blended Latent Sampler does; the
+ADM-256 UNet and ViT-B/16 of the paper through ``blended.sampler``. Both edit one image of
+``--size`` px (the ADM's own size is 256; SD1.5's is 512). Each path runs ``--steps`` steps (after a
+warm-up); a whole edit is reported as one-off costs + the measured time per step x the step count each
+path uses by default (latent: 30 steps; pixel: 75 guided steps = 100 - skip 25), and the
+reconstruction as its measured fixed cost per image + the measured time per Adam iteration x 75.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+
+LATENT_STEPS, PIXEL_STEPS, REC_ITERS = 30, 75, 75
+
+
+def sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def clock(fn, device):
+    sync(device)
+    t = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - t, out
+
+
+def scene(size):
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, size, size, 3, generator=g)
+    mask = torch.zeros(1, size, size)
+    mask[:, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    return image, mask
+
+
+def latent_path(ckpt: Path, size: int, steps: int, rec_iters: int, device) -> dict:
+    from sd15_fixture import comfy_engine_path
+
+    comfy_engine_path()
+    import comfy.sd
+
+    from blended.latent_reconstruct import ReconstructSettings
+    import pack_import
+
+    pack_import.register()
+    from blended_diffusion_pack.nodes.latent_nodes import reconstruct_images, run_latent_sampler
+
+    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(ckpt), output_vae=True, output_clip=True)
+    pos = clip.encode_from_tokens_scheduled(clip.tokenize("a bowl of cherries"))
+    neg = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+    image, mask = scene(size)
+
+    def sample(n):
+        return run_latent_sampler(model, pos, neg, {"samples": latent}, mask, 0, n, 7.5, "euler", "normal", 1.0, 1, 16,
+                                  0.25)
+
+    t_enc, latent = clock(lambda: vae.encode(image), device)
+    t_enc, latent = clock(lambda: vae.encode(image), device)
+    sample(1)  # warm-up: model to the device, kernels
+    t_sample, z = clock(lambda: sample(steps), device)
+    t_dec, _ = clock(lambda: vae.decode(z), device)
+    # per image: a fixed part (the copy, the plain and the final decode, the paste) + Adam iterations
+    t_one, _ = clock(lambda: reconstruct_images(vae, image, mask, {"samples": z}, ReconstructSettings(iterations=1)),
+                     device)
+    t_n, _ = clock(lambda: reconstruct_images(vae, image, mask, {"samples": z},
+                                              ReconstructSettings(iterations=rec_iters)), device)
+    per_iter = (t_n - t_one) / max(rec_iters - 1, 1)
+    del model, clip, vae
+    gc.collect()
+    return {"encode": t_enc, "step": t_sample / steps, "decode": t_dec, "rec_iter": per_iter,
+            "rec_fixed": max(t_one - per_iter, 0.0)}
+
+
+def pixel_path(size: int, steps: int, device) -> dict:
+    from bench_sampler import full_size_clip, make_model
+
+    from blended.augment import ExtendingAugmentation
+    from blended.guidance import ClipGuidance, Guidance, RangeLoss
+    from blended.sampler import SamplerSettings, sample
+
+    model = make_model("adm256", device)
+    guidance = Guidance((ClipGuidance(full_size_clip(device), "a bowl of cherries",
+                                      augmentation=ExtendingAugmentation(8)), RangeLoss()))
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).mul(2).sub(1).to(device)
+    mask = torch.zeros(1, 1, size, size, device=device)
+    mask[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    sample(model, image, mask, guidance, SamplerSettings(steps="100", skip_timesteps=99), [0])  # warm-up
+    s = SamplerSettings(steps="100", skip_timesteps=100 - steps)
+    t, _ = clock(lambda: sample(model, image, mask, guidance, s, [0]), device)
+    del model, guidance
+    gc.collect()
+    return {"step": t / steps}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=256, help="image side in px (multiple of 64)")
+    ap.add_argument("--steps", type=int, default=3, help="sampling steps timed per path")
+    ap.add_argument("--rec-iters", type=int, default=3, help="reconstruction iterations timed")
+    ap.add_argument("--checkpoint", type=Path, help="an SD1.5 single-file checkpoint (default: a random one)")
+    ap.add_argument("--skip-pixel", action="store_true", help="only the latent path")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory(prefix="bench-latent-") as tmp:
+        ckpt = args.checkpoint
+        if ckpt is None:
+            from sd15_fixture import write_random_sd15
+
+            t = time.perf_counter()
+            ckpt = write_random_sd15(Path(tmp) / "random_sd15.safetensors")
+            print(f"random SD1.5 checkpoint built in {time.perf_counter() - t:.1f} s")
+        from sd15_fixture import comfy_engine_path
+
+        comfy_engine_path()
+        import comfy.model_management as mm
+
+        device = mm.get_torch_device()
+        print(f"device: {device}; torch threads: {torch.get_num_threads()}; image {args.size}x{args.size} px, "
+              f"timed {args.steps} steps per path, {args.rec_iters} reconstruction iterations")
+        lat = latent_path(ckpt, args.size, args.steps, args.rec_iters, device)
+    latent_edit = lat["encode"] + LATENT_STEPS * lat["step"] + lat["decode"]
+    print(f"\nlatent path (SD1.5, CFG 7.5, euler, batch 1): encode {lat['encode']:.2f} s, {lat['step']:.2f} s/step, "
+          f"decode {lat['decode']:.2f} s -> {latent_edit:.1f} s per edit of {LATENT_STEPS} steps")
+    rec = lat["rec_fixed"] + REC_ITERS * lat["rec_iter"]
+    print(f"background reconstruction: {lat['rec_fixed']:.2f} s per image + {lat['rec_iter']:.2f} s/iteration -> "
+          f"{rec:.1f} s per image at {REC_ITERS} iterations ({rec / latent_edit:.2f}x the edit)")
+    if args.skip_pixel:
+        return
+    pix = pixel_path(args.size, args.steps, device)
+    pixel_edit = PIXEL_STEPS * pix["step"]
+    print(f"pixel path (ADM-256 + ViT-B/16, 8 augmentations, batch 1): {pix['step']:.2f} s/step -> {pixel_edit:.1f} s "
+          f"per edit of {PIXEL_STEPS} steps")
+    print(f"\npixel / latent seconds per edit: {pixel_edit / latent_edit:.2f}x "
+          f"(with reconstruction: {pixel_edit / (latent_edit + rec):.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""The latent path (Blended Latent Diffusion) on the user's own models and core sockets:
+crop -> (core VAEEncode) -> blended latent sampler -> background reconstruction -> stitch."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io, ui
+
+import comfy.samplers
+import comfy.utils
+
+from ..blended.errors import InputError
+from ..blended.latent_blend import step_masks
+from ..blended.latent_reconstruct import ReconstructSettings, paste_exact, private_decoder, reconstruct, report_line
+
+from . import comfy_glue as glue
+from . import latent_sampling
+from .latent_edit import crop_for_model, latent_pixel_mask, stitch
+from .validation import BlendedNode
+
+CATEGORY = "blended_diffusion/latent"
+LatentCropInfo = io.Custom("BLENDED_LATENT_CROP")  # nodes.latent_edit.LatentCrop
+
+
+class LatentCropNode(BlendedNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BlendedLatentCrop",
+            display_name="Blended Latent Crop",
+            category=CATEGORY,
+            description="Cuts a context box around the mask and scales it (aspect kept) to the model's resolution, "
+            "in the multiples its VAE and UNet need. Encode the image output with VAEEncode; stitch the result back "
+            "with Blended Latent Stitch.",
+            inputs=[
+                io.Image.Input("image", tooltip="The photo to edit, any size."),
+                io.Mask.Input("mask", tooltip="White (1) = edit here, drawn on this image (LoadImage's MASK is "
+                              "1 - alpha)."),
+                io.Int.Input("resolution", default=512, min=64, max=4096, step=8,
+                             tooltip="Short side of the crop in pixels: 512 for SD1.x, 768 for SD2.x-768, 1024 for "
+                             "SDXL and Flux."),
+                io.Int.Input("multiple", default=8, min=8, max=128, step=8,
+                             tooltip="Size step the model needs: 8 for SD1.x/SD2.x/SDXL, 16 for Flux and SD3."),
+                io.Float.Input("context_margin", default=0.25, min=0.0, max=4.0, step=0.05,
+                               tooltip="Context around the mask's bounding box, as a fraction of the box size."),
+                io.Int.Input("mask_dilate", default=0, min=0, max=512,
+                             tooltip="Grow the mask by this many pixels (full resolution) first."),
+            ],
+            outputs=[
+                io.Image.Output("crop_image", display_name="image"),
+                io.Mask.Output("crop_mask", display_name="mask"),
+                LatentCropInfo.Output("crop", display_name="crop"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, mask, resolution, multiple, context_margin, mask_dilate) -> io.NodeOutput:
+        with glue.user_errors():
+            img, m, crop = crop_for_model(image, mask, int(resolution), int(multiple), float(context_margin),
+                                          int(mask_dilate))
+        return io.NodeOutput(img, m, crop)
+
+
+class LatentSamplerNode(BlendedNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BlendedLatentSampler",
+            display_name="Blended Latent Sampler",
+            category=CATEGORY,
+            description="Blended Latent Diffusion with your own checkpoint: the masked area follows the prompt, the "
+            "rest is the source latent noised to the sample's level at every step (the model's own noise "
+            "scaling: SD1.x, SD2.x, SDXL, SD3, Flux), with progressive mask shrinking. Outside the mask the "
+            "returned latent is the source latent, bit for bit.",
+            inputs=[
+                io.Model.Input("model", tooltip="Your checkpoint's MODEL (LoRAs and model patches apply as usual)."),
+                io.Conditioning.Input("positive", tooltip="What the masked area should show (CLIPTextEncode; "
+                                      "ControlNet and reference latents pass through untouched)."),
+                io.Conditioning.Input("negative", tooltip="Classifier-free guidance's negative conditioning."),
+                io.Latent.Input("latent", tooltip="VAEEncode of the image to edit (the Blended Latent Crop's image)."),
+                io.Mask.Input("mask", tooltip="The edit mask at the encoded image's size (the crop's mask). Every "
+                              "latent cell a mask pixel touches is edited, so thin strokes survive."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Sample i uses seed + i: a sample is reproducible whatever the batch size."),
+                io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Sampling steps actually run."),
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale."),
+                io.Combo.Input("sampler_name", options=list(comfy.samplers.KSampler.SAMPLERS), default="euler",
+                               tooltip="ComfyUI's sampler that takes the steps."),
+                io.Combo.Input("scheduler", options=list(comfy.samplers.KSampler.SCHEDULERS), default="normal",
+                               tooltip="ComfyUI's noise schedule."),
+                io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01,
+                               tooltip="Strength: 1 starts from noise; lower starts later from the source noised "
+                               "less, keeping more of its layout and colours (like KSampler's denoise)."),
+                io.Int.Input("batch_size", default=4, min=1, max=256,
+                             tooltip="Samples per input latent; rank them and keep the best."),
+                io.Int.Input("shrink_px", default=16, min=0, max=512,
+                             tooltip="Progressive mask shrinking: how many pixels the mask is dilated at the first "
+                             "step; it shrinks linearly to the precise mask. 0 = off."),
+                io.Float.Input("shrink_fraction", default=0.25, min=0.0, max=1.0, step=0.05,
+                               tooltip="Fraction of the steps over which the dilated mask shrinks to the precise "
+                               "one."),
+            ],
+            outputs=[io.Latent.Output("samples", display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent, mask, seed, steps, cfg, sampler_name, scheduler, denoise,
+                batch_size, shrink_px, shrink_fraction) -> io.NodeOutput:
+        with glue.user_errors():
+            samples = run_latent_sampler(model, positive, negative, latent, mask, int(seed), int(steps), float(cfg),
+                                         sampler_name, scheduler, float(denoise), int(batch_size), int(shrink_px),
+                                         float(shrink_fraction))
+        return io.NodeOutput({"samples": samples})
+
+
+def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg, sampler_name, scheduler, denoise,
+                       batch_size, shrink_px, shrink_fraction, on_call=None) -> torch.Tensor:
+    """Every latent of ``latent`` x ``batch_size`` samples (image-major) -> LATENT samples tensor."""
+    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
+        raise InputError("latent must be a LATENT from VAEEncode of the image to edit.")
+    source = latent["samples"]
+    if source.is_nested or source.dim() != 4:
+        raise InputError(f"latent must be an image latent [batch, channels, height, width]; got {tuple(source.shape)}.")
+    if not source.abs().sum() > 0:
+        raise InputError("latent is empty (all zeros): connect VAEEncode of the image to edit, not EmptyLatentImage.")
+    pixel_mask, factor = latent_pixel_mask(mask, source.shape, source.shape[0])
+    sigmas = latent_sampling.schedule(model, steps, sampler_name, scheduler, denoise)
+    n_steps = len(sigmas) - 1
+    seeds = [seed + i for i in range(batch_size)]
+    outs = []
+    for b in range(source.shape[0]):
+        pm = pixel_mask[b : b + 1] if pixel_mask.shape[0] > 1 else pixel_mask
+        masks_per_step = step_masks(pm, factor, n_steps, shrink_px, shrink_fraction)
+        callback = latent_sampling.preview_callback(model, n_steps)
+        outs.append(latent_sampling.sample_blended(
+            model, positive, negative, source[b : b + 1], masks_per_step, sigmas, sampler_name, cfg, seeds,
+            callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, on_call=on_call,
+        ))
+    return torch.cat(outs)
+
+
+class LatentSamplerObjectNode(BlendedNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BlendedLatentSamplerObject",
+            display_name="Blended Latent SAMPLER (for SamplerCustom)",
+            category=CATEGORY,
+            description="The same blending as a SAMPLER for core SamplerCustom / SamplerCustomAdvanced, so any "
+            "guider, noise and sigmas work (e.g. Flux Kontext or Qwen-Image-Edit graphs). Connect the latent "
+            "of the image to edit as SamplerCustom's latent_image, without a noise mask.",
+            inputs=[
+                io.Combo.Input("sampler_name", options=list(comfy.samplers.KSampler.SAMPLERS), default="euler",
+                               tooltip="ComfyUI's sampler that takes the steps."),
+                io.Mask.Input("mask", tooltip="The edit mask at the encoded image's size. Every latent cell a mask "
+                              "pixel touches is edited."),
+                io.Int.Input("shrink_px", default=16, min=0, max=512,
+                             tooltip="Progressive mask shrinking: dilation in pixels at the first step. 0 = off."),
+                io.Float.Input("shrink_fraction", default=0.25, min=0.0, max=1.0, step=0.05,
+                               tooltip="Fraction of the steps over which the dilated mask shrinks to the precise "
+                               "one."),
+            ],
+            outputs=[io.Sampler.Output("sampler", display_name="sampler")],
+        )
+
+    @classmethod
+    def execute(cls, sampler_name, mask, shrink_px, shrink_fraction) -> io.NodeOutput:
+        with glue.user_errors():
+            if mask.dim() == 2:
+                mask = mask[None]
+            if not (mask > 0).any():
+                raise InputError("mask is empty: paint the area to edit (white = edit).")
+            sampler = latent_sampling.BlendedLatentSampler(sampler_name, pixel_mask=mask.clone(),
+                                                           shrink_px=int(shrink_px),
+                                                           shrink_fraction=float(shrink_fraction))
+        return io.NodeOutput(sampler)
+
+
+class LatentStitchNode(BlendedNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BlendedLatentStitch",
+            display_name="Blended Latent Stitch",
+            category=CATEGORY,
+            description="Pastes the edited crops back into the full-size original inside the mask; every pixel "
+            "outside the mask is the original's, bit for bit.",
+            inputs=[
+                LatentCropInfo.Input("crop", tooltip="The Blended Latent Crop this edit was made from."),
+                io.Image.Input("images", tooltip="Edited crops (VAEDecode or Blended Background Reconstruction)."),
+                io.Int.Input("mask_feather", default=0, min=0, max=512,
+                             tooltip="Soften the paste over this many pixels inside the mask edge; pixels outside "
+                             "the mask never change."),
+            ],
+            outputs=[
+                io.Image.Output("full_images", display_name="images"),
+                io.Mask.Output("paste_mask", display_name="mask", tooltip="Paste weights, for ranking and evaluation."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, crop, images, mask_feather) -> io.NodeOutput:
+        with glue.user_errors():
+            full, weights = stitch(crop, images, int(mask_feather))
+        return io.NodeOutput(full, weights)
+
+
+class _Decode(torch.nn.Module):
+    """A first-stage model's ``decode`` as ``forward`` (what the reconstruction trains)."""
+
+    def __init__(self, first_stage):
+        super().__init__()
+        self.first_stage = first_stage
+
+    def forward(self, z):
+        return self.first_stage.decode(z)
+
+
+class BackgroundReconstructionNode(BlendedNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BlendedBackgroundReconstruction",
+            display_name="Blended Background Reconstruction",
+            category=CATEGORY,
+            description="Decodes edited latents with a private, per-image fine-tuned copy of the VAE's decoder so "
+            "the background matches the source (Blended Latent Diffusion), then pastes the exact source pixels "
+            "outside the mask. The shared VAE is never modified. The text reports what is exact.",
+            inputs=[
+                io.Vae.Input("vae", tooltip="The VAE the latent was encoded with."),
+                io.Image.Input("source", tooltip="The image the latent was encoded from (the crop's image)."),
+                io.Mask.Input("mask", tooltip="The edit mask at the source's size (the crop's mask)."),
+                io.Latent.Input("latent", tooltip="Edited latents from the Blended Latent Sampler."),
+                io.Image.Input("edited", optional=True,
+                               tooltip="Optional: the edit to keep inside the mask (default: the plain decode of "
+                               "the latent)."),
+                io.Int.Input("iterations", default=75, min=0, max=1000,
+                             tooltip="Adam steps per image (the paper: 75-100). 0 = plain decode + exact paste."),
+                io.Float.Input("learning_rate", default=1e-4, min=1e-7, max=1.0, step=1e-5, round=1e-7,
+                               tooltip="Adam's learning rate for the decoder copy."),
+                io.Float.Input("background_weight", default=100.0, min=0.0, max=1e6, step=1.0,
+                               tooltip="λ: weight of matching the source outside the mask against keeping the "
+                               "edit inside."),
+                io.Int.Input("mask_feather", default=0, min=0, max=512,
+                             tooltip="Soften the paste over this many pixels inside the mask edge; outside the "
+                             "mask the source stays exact."),
+            ],
+            outputs=[
+                io.Image.Output("images", display_name="images"),
+                io.String.Output("report", display_name="report"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, vae, source, mask, latent, iterations, learning_rate, background_weight, mask_feather,
+                edited=None) -> io.NodeOutput:
+        with glue.user_errors():
+            settings = ReconstructSettings(int(iterations), float(learning_rate), float(background_weight),
+                                           int(mask_feather))
+            images, text, _ = reconstruct_images(vae, source, mask, latent, settings, edited)
+        return io.NodeOutput(images, text, ui=ui.PreviewText(text))
+
+
+def reconstruct_images(vae, source, mask, latent, settings: ReconstructSettings, edited=None):
+    """-> (IMAGE [N,H,W,3], report text, per-image figures). N latents, image-major over the sources."""
+    from .images import check_image, to_library_mask
+
+    settings.validate()
+    check_image(source, "source")
+    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
+        raise InputError("latent must be a LATENT (the Blended Latent Sampler's output).")
+    z = latent["samples"]
+    if z.dim() != 4:
+        raise InputError(f"latent must be an image latent [batch, channels, height, width]; got {tuple(z.shape)}.")
+    n, b = z.shape[0], source.shape[0]
+    if n % b:
+        raise InputError(f"latent has a batch of {n}, not a multiple of the {b} source image(s).")
+    if edited is not None:
+        check_image(edited, "edited")
+        if edited.shape[0] != n:
+            raise InputError(f"edited has {edited.shape[0]} images for {n} latents: connect the decode of this latent.")
+    lib_mask = to_library_mask(mask, source)
+    src01 = source[..., :3].float().movedim(-1, 1)
+    device = glue.work_device()
+    first_stage = vae.first_stage_model
+    total = settings.iterations * n
+    bar = comfy.utils.ProgressBar(max(total, 1))
+    outs, lines, all_stats = [], [], []
+    glue.make_room([first_stage] * 4, device)  # copy + gradients + Adam's two moments
+    for i in range(n):
+        k = i // (n // b)
+        m = lib_mask[k if lib_mask.shape[0] > 1 else 0][None]
+        decoder = _Decode(private_decoder(first_stage, device))
+
+        def tick(done, _total, i=i):
+            glue.mm.throw_exception_if_processing_interrupted()
+            bar.update_absolute(i * settings.iterations + done, total)
+
+        inside = None if edited is None else edited[i : i + 1, ..., :3].float().movedim(-1, 1) * 2 - 1
+        tuned, stats = reconstruct(decoder, z[i : i + 1], src01[k : k + 1] * 2 - 1, m, settings,
+                                                  inside=inside, callback=tick)
+        del decoder
+        tuned01 = tuned.add(1).div(2).clamp(0, 1).cpu()
+        out, _, max_out, max_band = paste_exact(tuned01, src01[k : k + 1], m, settings.feather)
+        outs.append(out.movedim(1, -1))
+        stats.update(max_outside=float(max_out[0]), max_band=float(max_band[0]))
+        all_stats.append(stats)
+        lines.append(report_line(i, stats))
+        glue.mm.soft_empty_cache()
+    text = "\n".join(["background reconstruction (differences in 0..1 pixel units):"] + lines)
+    return torch.cat(outs).contiguous(), text, all_stats

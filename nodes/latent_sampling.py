@@ -1,0 +1,114 @@
+"""Blended latent sampling through ComfyUI's own sampling stack.
+
+The run goes through ``comfy.sample.sample_custom`` (what core SamplerCustom calls), so the user's
+MODEL with its LoRAs, model patches and wrappers, CONDITIONING with ControlNets, reference latents
+and area settings, CFG, schedulers, samplers, previews and model loading all stay ComfyUI's. The
+blending is a SAMPLER object (a ``comfy.samplers.Sampler`` subclass, the public type SamplerCustom
+takes) that wraps the chosen core sampler: it receives the source latent in the model's space and
+the run's noise from the guider, and hands the core sampler a denoiser that blends the sample with
+the source at the level of every model call, and the clean estimate with the clean source. Nothing
+in ComfyUI is patched.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management as mm
+import comfy.sample
+import comfy.samplers
+import latent_preview
+
+from ..blended.errors import InputError
+from ..blended.latent_blend import LatentBlend, noise_for_seeds, step_masks as make_step_masks
+
+from .latent_edit import latent_pixel_mask
+
+
+class _BlendingDenoiser:
+    """Stands in for the guider that a core sampler calls: blend in, denoise, blend out. Every other
+    attribute (``inner_model``, ``model_patcher``, ...) is the guider's, so samplers that look
+    through it find what they expect."""
+
+    def __init__(self, guider, blend: LatentBlend, on_call=None):
+        self._guider = guider
+        self._blend = blend
+        self._on_call = on_call
+
+    def __getattr__(self, name):
+        return getattr(self._guider, name)
+
+    def __call__(self, x, sigma, model_options={}, seed=None, **kwargs):
+        mm.throw_exception_if_processing_interrupted()
+        x = self._blend.blend_input(x, sigma)
+        if self._on_call is not None:
+            self._on_call(x, sigma)
+        out = self._guider(x, sigma, model_options=model_options, seed=seed, **kwargs)
+        return self._blend.blend_denoised(out, sigma)
+
+
+class BlendedLatentSampler(comfy.samplers.Sampler):
+    """A SAMPLER: the core sampler ``sampler_name`` with Blended Latent Diffusion's blending.
+
+    ``step_masks`` gives one latent mask per step (shrinking); or, for core SamplerCustom, which
+    decides the steps itself, ``pixel_mask`` ([B|1,1,H,W] at the encoded image's size) and the
+    shrinking settings, turned into per-step masks when the run's sigmas are known.
+    ``on_call(x, sigma)`` sees every blended sample before the model does (tests and debugging).
+    """
+
+    def __init__(self, sampler_name: str, step_masks=None, on_call=None, pixel_mask=None, shrink_px: int = 0,
+                 shrink_fraction: float = 0.0):
+        if step_masks is None and pixel_mask is None:
+            raise InputError("the blended sampler needs a mask.")
+        self.inner = comfy.samplers.sampler_object(sampler_name)
+        self.step_masks = step_masks
+        self.pixel_mask = pixel_mask
+        self.shrink = (int(shrink_px), float(shrink_fraction))
+        self.on_call = on_call
+
+    def masks_for(self, sigmas, latent_image):
+        if self.step_masks is not None:
+            return self.step_masks
+        pm, factor = latent_pixel_mask(self.pixel_mask, latent_image.shape, latent_image.shape[0])
+        return make_step_masks(pm, factor, len(sigmas) - 1, *self.shrink)
+
+    def max_denoise(self, model_wrap, sigmas):
+        return self.inner.max_denoise(model_wrap, sigmas)
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        if latent_image is None:
+            raise InputError("the blended sampler needs the source latent (VAEEncode of the image to edit).")
+        ms = model_wrap.inner_model.model_sampling
+        masks = [m.to(noise.device) for m in self.masks_for(sigmas, latent_image)]
+        blend = LatentBlend(latent_image, noise, masks, sigmas, ms.noise_scaling)
+        wrapped = _BlendingDenoiser(model_wrap, blend, self.on_call)
+        samples = self.inner.sample(wrapped, sigmas, extra_args, callback, noise, latent_image, None, disable_pbar)
+        # samples come back after inverse_noise_scaling: compare with the source in the same space
+        return blend.finish(samples)
+
+
+def schedule(model, steps: int, sampler_name: str, scheduler: str, denoise: float) -> torch.Tensor:
+    """The sigmas core KSampler would use for these settings (``denoise`` < 1 starts later)."""
+    ks = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
+                                 scheduler=scheduler, denoise=denoise, model_options=model.model_options)
+    return ks.sigmas.detach().float().cpu()
+
+
+def sample_blended(model, positive, negative, source_latent, step_masks, sigmas, sampler_name, cfg, seeds,
+                   callback=None, disable_pbar=False, on_call=None):
+    """``len(seeds)`` samples of one source latent [1,C,h,w] (ComfyUI's raw VAE latent)."""
+    source = source_latent.float()
+    noise = noise_for_seeds(source.shape[1:], seeds)
+    batch = source.expand(len(seeds), *source.shape[1:]).contiguous()
+    sampler = BlendedLatentSampler(sampler_name, step_masks, on_call=on_call)
+    out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, batch,
+                                     noise_mask=None, callback=callback, disable_pbar=disable_pbar, seed=int(seeds[0]))
+    # process_latent_out(process_latent_in(x)) is not always x in floats: the returned background is
+    # the caller's own latent values
+    final = step_masks[-1].to(out.device)
+    return torch.where(final > 0, out.float(), source.to(out.device))
+
+
+def preview_callback(model, total_steps: int):
+    return latent_preview.prepare_callback(model, total_steps)
