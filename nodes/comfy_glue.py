@@ -130,6 +130,13 @@ def make_room(model, guidance, settings, samples: int, device: torch.device) -> 
     mm.free_memory(weights + work.chunk(samples), device)
 
 
+def make_room_for(modules, device: torch.device) -> None:
+    """Ask ComfyUI to unload its own models so ``modules`` (whose size is the memory needed) fit."""
+    if device.type == "cpu":
+        return
+    mm.free_memory(sum(mm.module_size(m) for m in modules if isinstance(m, torch.nn.Module)), device)
+
+
 def normal_tensors():
     """Nodes run under ``torch.inference_mode()``, and a weight created there (loaded, or copied to
     another device) can never take part in autograd again: the sampler's guidance gradient would

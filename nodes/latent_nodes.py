@@ -287,7 +287,7 @@ def reconstruct_images(vae, source, mask, latent, settings: ReconstructSettings,
     total = settings.iterations * n
     bar = comfy.utils.ProgressBar(max(total, 1))
     outs, lines, all_stats = [], [], []
-    glue.make_room([first_stage] * 4, device)  # copy + gradients + Adam's two moments
+    glue.make_room_for([first_stage] * 4, device)  # copy + gradients + Adam's two moments
     for i in range(n):
         k = i // (n // b)
         m = lib_mask[k if lib_mask.shape[0] > 1 else 0][None]

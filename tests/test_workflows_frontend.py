@@ -167,10 +167,12 @@ HELP_JS = """async (name) => {
 NODE_INFO_JS = """(name) => { const pinia = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia;
   const d = pinia._s.get('nodeDef').nodeDefsByName[name];
   return {display: d.display_name, inputs: Object.keys(d.inputs ?? {})}; }"""
-OUR_NODES = [
+OUR_NODES = sorted([
     "BlendedBackgroundLoss", "BlendedCLIPGuidance", "BlendedCLIPLoader", "BlendedDiffusionModelLoader",
     "BlendedEvaluate", "BlendedExtendingAugmentation", "BlendedLPIPSLoader", "BlendedRankResults", "BlendedSampler",
-]
+    "BlendedLatentCrop", "BlendedLatentSampler", "BlendedLatentSamplerObject", "BlendedLatentStitch",
+    "BlendedBackgroundReconstruction",
+])
 
 
 def test_every_node_the_pack_registers_has_a_help_page(frontend):
