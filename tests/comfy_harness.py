@@ -169,6 +169,49 @@ def forced_memory_budget_mb() -> float:
     return (memory.FIXED_BYTES / 2**20 + 100) / memory.HEADROOM
 
 
+# --- watching a run over the websocket ------------------------------------------------------------
+
+
+@dataclass
+class Watched:
+    kind: str  # the closing message: execution_success, execution_error or execution_interrupted
+    prompt_id: str
+    progress: list  # (value, max) of every progress message from the watched node
+    previews: int  # binary preview frames
+
+
+def watch_run(comfy: "Comfy", graph: dict, client_id: str, node: str, timeout: float = 600,
+              stop_at_progress: bool = False) -> Watched:
+    """Queue ``graph`` under ``client_id`` and follow its websocket until the run ends, as the UI does.
+    With ``stop_at_progress`` it returns at the first progress message from ``node`` (kind "running"),
+    e.g. to press Cancel mid-phase."""
+    import asyncio
+
+    import aiohttp
+
+    async def follow() -> Watched:
+        progress, previews = [], 0
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{comfy.server.url}/ws?clientId={client_id}") as ws:
+                prompt_id = comfy.server.queue_prompt(graph, client_id=client_id)
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        previews += 1
+                        continue
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    data = json.loads(msg.data)
+                    if data["type"] == "progress" and data["data"].get("node") == node:
+                        progress.append((data["data"]["value"], data["data"]["max"]))
+                        if stop_at_progress:
+                            return Watched("running", prompt_id, progress, previews)
+                    if data["type"] in ("execution_success", "execution_error", "execution_interrupted") and \
+                            data["data"].get("prompt_id") == prompt_id:
+                        return Watched(data["type"], prompt_id, progress, previews)
+
+    return asyncio.run(asyncio.wait_for(follow(), timeout))
+
+
 # --- the session fixture ----------------------------------------------------------------------------
 
 

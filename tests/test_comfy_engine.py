@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfy_harness import api_workflow
+from comfy_harness import api_workflow, watch_run
 from scripts.run_edit import PromptRejected, execution_error, output_images, output_texts, set_inputs
 
 SHIPPED = ["object_editing", "background_replacement", "scribble_editing", "text_extrapolation"]
@@ -315,30 +315,10 @@ def test_interrupt_stops_sampling_within_a_step(comfy):
 
 
 def test_progress_bar_counts_every_step_with_previews(comfy):
-    import asyncio
-
-    import aiohttp
-
     graph = fast(api_workflow("object_editing"), comfy, steps="6", skip=1)
     set_inputs(graph, "BlendedSampler", seed=12345)  # not cached from an earlier test
-
-    async def watch():
-        progress, previews = [], 0
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"{comfy.server.url}/ws?clientId=progress-test") as ws:
-                prompt_id = comfy.server.queue_prompt(graph, client_id="progress-test")
-                async for msg in ws:
-                    if msg.type == aiohttp.WSMsgType.BINARY:
-                        previews += 1
-                        continue
-                    data = json.loads(msg.data)
-                    if data["type"] == "progress" and data["data"].get("node") == "6":
-                        progress.append((data["data"]["value"], data["data"]["max"]))
-                    if data["type"] in ("execution_success", "execution_error") and \
-                            data["data"].get("prompt_id") == prompt_id:
-                        return data["type"], progress, previews
-
-    kind, progress, previews = asyncio.run(asyncio.wait_for(watch(), 120))
+    run = watch_run(comfy, graph, "progress-test", node="6", timeout=120)
+    kind, progress, previews = run.kind, run.progress, run.previews
     assert kind == "execution_success"
     assert progress == [(i, 5) for i in range(1, 6)]  # 6 steps, 1 skipped
     assert previews >= 1  # the x̂0 preview (ComfyUI throttles how many it sends)

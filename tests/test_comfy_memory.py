@@ -9,9 +9,7 @@ models, budget and model input size.
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import json
 import math
 
 import numpy as np
@@ -19,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from comfy_harness import api_workflow, forced_memory_budget_mb, photo, save_rgba
+from comfy_harness import api_workflow, forced_memory_budget_mb, photo, save_rgba, watch_run
 from scripts.run_edit import execution_error, output_images, set_inputs
 
 WIDE_W, WIDE_H = 560, 40
@@ -65,25 +63,8 @@ def expected_plan(comfy, graph, edit):
 
 def run_watching_progress(comfy, graph, client_id):
     """Queue ``graph``; returns (history entry, [(value, max)] of the sampler's progress)."""
-    import aiohttp
-
-    async def watch():
-        progress = []
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"{comfy.server.url}/ws?clientId={client_id}") as ws:
-                prompt_id = comfy.server.queue_prompt(graph, client_id=client_id)
-                async for msg in ws:
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        continue
-                    data = json.loads(msg.data)
-                    if data["type"] == "progress" and data["data"].get("node") == "6":
-                        progress.append((data["data"]["value"], data["data"]["max"]))
-                    if data["type"] in ("execution_success", "execution_error") and \
-                            data["data"].get("prompt_id") == prompt_id:
-                        return prompt_id, progress
-
-    prompt_id, progress = asyncio.run(asyncio.wait_for(watch(), 600))
-    return comfy.server.wait(prompt_id, timeout=60), progress
+    run = watch_run(comfy, graph, client_id, node="6")
+    return comfy.server.wait(run.prompt_id, timeout=60), run.progress
 
 
 def wide_graph(comfy):

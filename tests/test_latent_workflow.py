@@ -7,7 +7,7 @@ import copy
 
 import numpy as np
 
-from comfy_harness import api_workflow
+from comfy_harness import api_workflow, watch_run
 from scripts.run_edit import execution_error, output_images, output_texts, set_inputs
 
 from test_comfy_engine import loaded_rgb, read_rgb
@@ -77,26 +77,11 @@ def test_core_lora_loader_upstream_changes_the_edit_not_the_background(comfy_sd1
 
 def _interrupt_when_progressing(comfy, graph, node: str) -> dict:
     """Queue ``graph``, wait for a progress message from ``node``, press Cancel; the history entry."""
-    import asyncio
-    import json
     import time
 
-    import aiohttp
-
-    async def watch():
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"{comfy.server.url}/ws?clientId=latent-cancel") as ws:
-                prompt_id = comfy.server.queue_prompt(graph, client_id="latent-cancel")
-                async for msg in ws:
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        continue
-                    data = json.loads(msg.data)
-                    if data["type"] == "progress" and data["data"].get("node") == node:
-                        return prompt_id
-                    if data["type"] in ("execution_error", "execution_success"):
-                        raise AssertionError(f"the run ended before node {node} reported progress: {data}")
-
-    prompt_id = asyncio.run(asyncio.wait_for(watch(), timeout=300))
+    run = watch_run(comfy, graph, "latent-cancel", node=node, timeout=300, stop_at_progress=True)
+    assert run.kind == "running", f"the run ended before node {node} reported progress: {run.kind}"
+    prompt_id = run.prompt_id
     started = time.monotonic()
     comfy.server.interrupt()
     entry = comfy.server.wait(prompt_id, timeout=120)
