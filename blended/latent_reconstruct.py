@@ -69,7 +69,7 @@ def reconstruct(
     settings: ReconstructSettings = ReconstructSettings(),
     inside: torch.Tensor | None = None,
     callback: Callable[[int, int], None] | None = None,
-) -> tuple[torch.Tensor, ReconstructReport]:
+) -> tuple[torch.Tensor, dict[str, float]]:
     """One image: ``latent`` [1,C,h,w], ``source`` [1,3,H,W] in [-1,1], ``mask`` [1,1,H,W] (1 = edit).
 
     ``decoder`` must already be a private copy (``private_decoder``); it is trained in place.
