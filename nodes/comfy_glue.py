@@ -124,17 +124,16 @@ def make_room(model, guidance, settings, samples: int, device: torch.device) -> 
     if device.type == "cpu":
         return
     modules = [model] + ([guidance.clip.clip.model] if guidance.clip is not None else [])
-    weights = sum(mm.module_size(m) for m in modules if isinstance(m, torch.nn.Module))
     size = model.image_size
     work = memory.estimate(model, guidance, size, size, settings.autocast, checkpointing=settings.memory == "low")
-    mm.free_memory(weights + work.chunk(samples), device)
+    make_room_for(modules, device, extra_bytes=work.chunk(samples))
 
 
-def make_room_for(modules, device: torch.device) -> None:
-    """Ask ComfyUI to unload its own models so ``modules`` (whose size is the memory needed) fit."""
+def make_room_for(modules, device: torch.device, extra_bytes: int = 0) -> None:
+    """Ask ComfyUI to unload its own models so ``modules`` (their size) and ``extra_bytes`` fit."""
     if device.type == "cpu":
         return
-    mm.free_memory(sum(mm.module_size(m) for m in modules if isinstance(m, torch.nn.Module)), device)
+    mm.free_memory(sum(mm.module_size(m) for m in modules if isinstance(m, torch.nn.Module)) + extra_bytes, device)
 
 
 def normal_tensors():
