@@ -112,11 +112,6 @@ def offload_device() -> torch.device:
     return mm.unet_offload_device()
 
 
-def autocast_for(precision: str, device: torch.device) -> str:
-    """The node's ``precision`` choice as the UNet's autocast on ComfyUI's device (CPU: fp32)."""
-    return memory.autocast_for(precision, device)
-
-
 def make_room(model, guidance, settings, samples: int, device: torch.device) -> None:
     """Ask ComfyUI to unload its own models so ours, and the working memory of the whole batch at
     the model's resolution, fit on the GPU. Where that is not possible, the sampler's planner

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..blended.memory import MEMORY_MODES, PRECISIONS
+from ..blended.memory import MEMORY_MODES, PRECISIONS, autocast_for
 from ..blended.sampler import METHODS, MODES, SamplerSettings
 
 from . import comfy_glue as glue
@@ -87,7 +87,7 @@ class BlendedSampler(BlendedNode):
             device = glue.work_device()
             settings = SamplerSettings(
                 steps=str(steps).strip(), method=method, skip_timesteps=int(skip_timesteps), mode=mode,
-                enforce_background=bool(enforce_background), autocast=glue.autocast_for(precision, device),
+                enforce_background=bool(enforce_background), autocast=autocast_for(precision, device),
                 memory=memory,
             )
             schedule_steps = settings.schedule().num_timesteps
