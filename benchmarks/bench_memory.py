@@ -108,7 +108,8 @@ def worker(spec: dict) -> dict:
     )
     if spec.get("cap_gib") and device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, spec["cap_gib"] * GiB / total), device)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.set_per_process_memory_fraction(min(1.0, spec["cap_gib"] * GiB / total), index)
     stamps = []
 
     def tick(*_):

@@ -67,7 +67,7 @@ class BlendedSampler(BlendedNode):
                                "(faster, less memory); fp32: full precision. The CPU always runs fp32."),
                 io.Combo.Input("memory", options=list(MEMORY_MODES), default="auto",
                                tooltip="auto: run as many samples at once as fit in free memory, and recompute the "
-                               "UNet's blocks in the backward pass (gradient checkpointing, about 1.3x the time, "
+                               "UNet's blocks in the backward pass (gradient checkpointing, 1.3-3x the time per step, "
                                "a fraction of the memory) only when one sample would not fit otherwise. fast: "
                                "never checkpoint. low: always checkpoint (more samples per chunk)."),
             ],

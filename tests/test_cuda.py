@@ -11,12 +11,28 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 FAST = SamplerSettings(steps="6", skip_timesteps=1)
 
 
+def tame_tiny_model():
+    """The tiny random UNet with its output layer scaled down. At full scale its random learned
+    variance drives samples to about 1e6 inside the mask, where float rounding differences between
+    CPU and GPU grow to whole units and fp16 overflows; scaled, a 1e-4 change of the input moves
+    the CPU result by about 2e-4, so a CPU/GPU comparison measures the arithmetic."""
+    from blended.diffusion_model import DiffusionModel
+    from blended.unet import UNetModel
+    from tiny_unet import tiny_unet_config, tiny_unet_state_dict
+
+    unet = UNetModel(tiny_unet_config())
+    unet.load_state_dict(tiny_unet_state_dict(seed=0), strict=True)
+    with torch.no_grad():
+        unet.out[-1].weight.mul_(0.1)
+        unet.out[-1].bias.mul_(0.1)
+    return DiffusionModel(unet)
+
+
 @pytest.fixture(scope="module")
-def on_gpu(tiny_model, tiny_clip):
-    model = tiny_model.to("cuda")
+def on_gpu(tiny_clip):
+    model = tame_tiny_model().to("cuda")
     guidance = Guidance((ClipGuidance(tiny_clip, "a red ball"), RangeLoss())).to("cuda")
     yield model, guidance
-    tiny_model.to("cpu")
     tiny_clip.to("cpu")
 
 
@@ -30,7 +46,7 @@ def scene(size, device):
 
 @cuda
 @pytest.mark.parametrize("autocast", ["none", "bf16", "fp16"])
-def test_gpu_sampling_keeps_background_and_follows_cpu(on_gpu, autocast):
+def test_gpu_sampling_keeps_background_and_follows_cpu(on_gpu, autocast, tf32_off):
     model, guidance = on_gpu
     image, mask = scene(model.image_size, "cuda")
     settings = SamplerSettings(steps="6", skip_timesteps=1, autocast=autocast)
@@ -45,8 +61,10 @@ def test_gpu_sampling_keeps_background_and_follows_cpu(on_gpu, autocast):
         ref = sample(cpu_model, image.cpu(), mask.cpu(), cpu_guidance, FAST, seeds=[0, 1])
     finally:
         model.to("cuda"), guidance.to("cuda")
-    tol = 2e-3 if autocast == "none" else 0.15
-    assert (out.cpu() - ref).abs().mean() < tol
+    inside = mask.cpu().bool().expand_as(ref)
+    relative = ((out.cpu() - ref)[inside].abs().mean() / ref[inside].abs().mean()).item()
+    print(f"{autocast}: mean |GPU - CPU| / mean |CPU| inside the mask = {relative:.2e}")
+    assert relative < (1e-3 if autocast == "none" else 0.1)
 
 
 @cuda
@@ -106,6 +124,15 @@ def test_capped_gpu_runs_the_batch_in_chunks_with_the_one_batch_images(on_gpu, m
         hook.remove()
     assert sorted(set(sizes)) == [2], sizes  # the cap, read through the allocator, forced chunks of 2
     torch.testing.assert_close(chunked, one_batch, atol=1e-4, rtol=1e-4)
+
+
+@cuda
+def test_free_memory_reads_a_device_named_without_index(memory_cap):
+    from blended import memory
+
+    memory_cap(2 * 2**30)
+    assert memory.free_bytes("cuda") == memory.free_bytes(torch.device("cuda", torch.cuda.current_device()))
+    assert 0 < memory.free_bytes("cuda") <= 2 * 2**30 + 2**20
 
 
 def real_size(device="cuda"):
