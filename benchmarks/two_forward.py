@@ -10,17 +10,17 @@ from __future__ import annotations
 import torch
 
 from blended.guidance import Guidance, GuidanceContext
-from blended.sampler import SamplerSettings, _Noise, ddim_step, ddpm_step, paste_background
+from blended.sampler import SamplerSettings, SeedNoise, ddim_step, ddpm_step, paste_background
 
 
 def two_forward_sample(
     model, image: torch.Tensor, mask: torch.Tensor, guidance: Guidance, settings: SamplerSettings, seeds: list[int]
 ) -> torch.Tensor:
-    sched = settings.schedule()
+    sched = settings.schedule
     batch = len(seeds)
     source = image.expand(batch, -1, -1, -1).float()
     mask = mask.expand(batch, -1, -1, -1).to(source)
-    noise = _Noise(seeds, tuple(source.shape[1:]), source.device, source.dtype)
+    noise = SeedNoise(seeds, tuple(source.shape[1:]), source.device, source.dtype)
     gens = [torch.Generator().manual_seed((int(s) + 0x5EED) % 2**63) for s in seeds]
     ctx = GuidanceContext(mask=mask, source=source, generators=gens)
 

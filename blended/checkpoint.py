@@ -14,7 +14,7 @@ import math
 import torch
 
 from .diffusion_model import DiffusionModel
-from .errors import CheckpointError
+from .errors import CheckpointError, no_check
 from .model_file import flat_state_dict, read_model_file
 from .unet import CONFIG_METADATA_KEY, UNetConfig, UNetModel, config_from_state_dict
 from .weights import ADM_256_UNCOND
@@ -200,11 +200,7 @@ def _check_layout(model: torch.nn.Module, sd, path):
     )
 
 
-def _no_check() -> None:
-    pass
-
-
-def load_diffusion_model(path, device="cpu", dtype: torch.dtype = torch.float32, check=_no_check) -> DiffusionModel:
+def load_diffusion_model(path, device="cpu", dtype: torch.dtype = torch.float32, check=no_check) -> DiffusionModel:
     """Read a checkpoint, infer its architecture, and return the frozen model on ``device``.
     ``check`` runs between the phases that take seconds on a 2 GB file (a caller's Cancel)."""
     sd, metadata = read_checkpoint(path)

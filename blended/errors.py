@@ -16,3 +16,8 @@ class CheckpointError(BlendedError):
 
 class InputError(BlendedError):
     """An image, mask, prompt or setting that cannot be used as given."""
+
+
+def no_check() -> None:
+    """Default for the ``check`` argument of long library calls: nothing to cancel. A caller (the
+    ComfyUI node) passes its own, which raises when the user pressed Cancel."""

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from . import masks
-from .errors import InputError
+from .errors import InputError, no_check
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,20 @@ class ReconstructSettings:
     background_weight: float = 100.0  # λ of the paper's loss
     feather: int = 0  # px, inward: pixels outside the mask stay exact
 
-    def validate(self) -> None:
+    def __post_init__(self):  # checked once, when made: settings that exist are valid
         if self.iterations < 0:
             raise InputError(f"iterations must be >= 0; got {self.iterations}.")
         if not self.learning_rate > 0:
             raise InputError(f"learning_rate must be > 0; got {self.learning_rate}.")
         if self.background_weight < 0:
             raise InputError(f"background_weight must be >= 0; got {self.background_weight}.")
+        if self.feather < 0:
+            raise InputError(f"mask_feather must be >= 0; got {self.feather}.")
+
+
+def report_text(all_stats: list[dict]) -> str:
+    lines = [report_line(i, stats) for i, stats in enumerate(all_stats)]
+    return "\n".join(["background reconstruction (differences in 0..1 pixel units):"] + lines)
 
 
 def report_line(index: int, stats: dict) -> str:
@@ -78,7 +85,6 @@ def reconstruct(
     ``plain_outside`` / ``tuned_outside`` the RMS difference from the source outside the mask before
     and after tuning, ``inside_change`` the RMS difference from the edit to keep inside the mask.
     """
-    settings.validate()
     params = [p for p in decoder.parameters() if p.requires_grad]
     device = params[0].device if params else latent.device
     dtype = params[0].dtype if params else torch.float32
@@ -129,3 +135,51 @@ def paste_exact(edited: torch.Tensor, source: torch.Tensor, mask: torch.Tensor, 
     max_outside = torch.where(w == 0, diff, zero).flatten(1).amax(1)
     max_band = torch.where((w > 0) & (w < 1), diff, zero).flatten(1).amax(1)
     return out, w, max_outside, max_band
+
+
+def reconstruct_all(
+    make_decoder: Callable[[], torch.nn.Module],
+    latents: torch.Tensor,
+    source: torch.Tensor,
+    mask: torch.Tensor,
+    settings: ReconstructSettings = ReconstructSettings(),
+    edited: torch.Tensor | None = None,
+    callback: Callable[[int, int], None] | None = None,
+    check: Callable[[], None] = no_check,
+) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """Every latent of ``latents`` [N,C,h,w] (image-major over the B sources) decoded by its own
+    tuned decoder and pasted exactly over ``source`` [B,3,H,W] in 0..1 inside ``mask`` [B|1,1,H,W].
+
+    ``make_decoder()`` gives a fresh private decoder per image (``private_decoder``), so no image's
+    tuning leaks into the next. ``edited`` [N,3,H,W] in 0..1: the edits to keep inside the mask
+    (default each latent's plain decode). ``callback(done, total)`` counts the Adam steps of all
+    images; ``check`` (a caller's Cancel) runs at each. Returns (images [N,3,H,W] in 0..1 on the
+    CPU, per-image figures: ``reconstruct``'s and ``max_outside`` / ``max_band`` of the paste).
+    """
+    if latents.dim() != 4:
+        raise InputError(f"latent must be an image latent [batch, channels, height, width]; got {tuple(latents.shape)}.")
+    n, b = latents.shape[0], source.shape[0]
+    if n % b:
+        raise InputError(f"latent has a batch of {n}, not a multiple of the {b} source image(s).")
+    if edited is not None and edited.shape[0] != n:
+        raise InputError(f"edited has {edited.shape[0]} images for {n} latents: connect the decode of this latent.")
+    total = settings.iterations * n
+    outs, all_stats = [], []
+    for i in range(n):
+        k = i // (n // b)
+        m = mask[k if mask.shape[0] > 1 else 0][None]
+
+        def tick(done, _total, i=i):
+            check()
+            if callback is not None:
+                callback(i * settings.iterations + done, total)
+
+        inside = None if edited is None else edited[i : i + 1] * 2 - 1
+        tuned, stats = reconstruct(make_decoder(), latents[i : i + 1], source[k : k + 1] * 2 - 1, m, settings,
+                                   inside=inside, callback=tick)
+        tuned01 = tuned.add(1).div(2).clamp(0, 1).cpu()
+        out, _, max_out, max_band = paste_exact(tuned01, source[k : k + 1], m, settings.feather)
+        outs.append(out)
+        stats.update(max_outside=float(max_out[0]), max_band=float(max_band[0]))
+        all_stats.append(stats)
+    return torch.cat(outs), all_stats

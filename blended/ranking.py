@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .augment import resize_for_clip
-from .errors import InputError
+from .errors import InputError, no_check
 from .guidance import ClipGuidance, TextTargets, check_prompts
 from .metrics import seam_score
 from .prompts import combine, parse_prompts
@@ -84,11 +84,7 @@ class SceneScore:
         return self.targets(self.clip.encode_image(views))
 
 
-def _no_check() -> None:
-    pass
-
-
-def _chunked(fn, n: int, chunk: int, check=_no_check) -> torch.Tensor:
+def _chunked(fn, n: int, chunk: int, check=no_check) -> torch.Tensor:
     """``fn`` over slices of ``chunk`` samples; ``check`` (a caller's Cancel) runs before each."""
     parts = []
     for i in range(0, n, chunk):
@@ -107,7 +103,7 @@ def score_samples(
     scene_images: torch.Tensor | None = None,
     band_px: int = 2,
     chunk: int = 16,
-    check=_no_check,
+    check=no_check,
 ) -> RankTable:
     """Scores of samples [N,3,H,W] in [-1,1] with mask [N|1,1,H,W].
 

@@ -12,6 +12,7 @@ pixels outside the mask come out exactly as given.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import torch
 from . import memory
 from .errors import InputError
 from .guidance import Guidance, GuidanceContext
-from .schedule import GaussianSchedule, _extract
+from .schedule import GaussianSchedule, extract
 
 METHODS = ("ddpm", "ddim")
 MODES = ("blended", "local")
@@ -36,6 +37,10 @@ StepCallback = Callable[[int, int, torch.Tensor], None]
 
 @dataclass(frozen=True)
 class SamplerSettings:
+    """How to sample, checked once when made: a SamplerSettings that exists is a valid one, and it
+    carries the respaced schedule and the step counts the loop, the progress bar and the memory
+    planner all need."""
+
     steps: str = "100"  # respacing of the 1000-step schedule: "100", "ddim50", "25,25,50"
     method: str = "ddpm"
     skip_timesteps: int = 25  # start from the source noised to step (steps - skip)
@@ -46,10 +51,8 @@ class SamplerSettings:
     autocast: str = "none"  # UNet precision on CUDA
     memory: str = "auto"  # fast: never checkpoint; low: always; auto: only when one sample would not fit
 
-    def schedule(self) -> GaussianSchedule:
-        return GaussianSchedule.linear(1000).respace(self.steps)
-
-    def validate(self, num_steps: int) -> None:
+    def __post_init__(self):
+        object.__setattr__(self, "steps", str(self.steps).strip())
         if self.method not in METHODS:
             raise InputError(f"method '{self.method}': choose one of {', '.join(METHODS)}.")
         if self.mode not in MODES:
@@ -57,13 +60,28 @@ class SamplerSettings:
         if self.autocast not in AUTOCAST:
             raise InputError(f"autocast '{self.autocast}': choose one of {', '.join(AUTOCAST)}.")
         memory.check_choice("memory", self.memory, memory.MEMORY_MODES)
+        if not self.eta >= 0:
+            raise InputError(f"eta {self.eta} must be >= 0 (0 = deterministic DDIM).")
+        num_steps = self.schedule.num_timesteps  # parses ``steps`` (its own message when malformed)
         if not 0 <= self.skip_timesteps < num_steps:
             raise InputError(
                 f"skip_timesteps {self.skip_timesteps} must be between 0 and {num_steps - 1} for {num_steps} steps "
                 f"('{self.steps}'); the paper skips 25 of 100."
             )
-        if self.eta < 0:
-            raise InputError(f"eta {self.eta} must be >= 0 (0 = deterministic DDIM).")
+
+    @functools.cached_property
+    def schedule(self) -> GaussianSchedule:
+        return GaussianSchedule.linear(1000).respace(self.steps)
+
+    @property
+    def num_steps(self) -> int:
+        """Steps of the respaced schedule."""
+        return self.schedule.num_timesteps
+
+    @property
+    def guided_steps(self) -> int:
+        """Steps each sample actually runs: the schedule less the skipped ones."""
+        return self.num_steps - self.skip_timesteps
 
 
 def ddpm_step(p: dict, t: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -77,8 +95,8 @@ def ddim_step(
     sched: GaussianSchedule, p: dict, x_t: torch.Tensor, t: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor, eta: float
 ) -> torch.Tensor:
     """Guided DDIM step: the gradient shifts eps (score conditioning), then eq. 12 of the DDIM paper."""
-    abar = _extract(sched.alphas_cumprod, t, x_t)
-    abar_prev = _extract(sched.alphas_cumprod_prev, t, x_t)
+    abar = extract(sched.alphas_cumprod, t, x_t)
+    abar_prev = extract(sched.alphas_cumprod_prev, t, x_t)
     eps = sched.predict_eps_from_xstart(x_t, t, p["pred_xstart"]) + (1 - abar).sqrt() * grad
     x0 = sched.predict_xstart_from_eps(x_t, t, eps)
     eps = sched.predict_eps_from_xstart(x_t, t, x0)
@@ -93,7 +111,7 @@ def paste_background(x: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) 
     return torch.where(mask == 0, source, x * mask + source * (1 - mask))
 
 
-class _Noise:
+class SeedNoise:
     """Per-sample CPU generators: a sample's result depends on its seed, not on batch or device."""
 
     def __init__(self, seeds: list[int], shape: tuple, device, dtype):
@@ -130,8 +148,7 @@ def sample(
     its own seed, so its result does not depend on the chunking. ``callback(step, steps, x̂0)``
     counts the steps of all chunks together.
     """
-    sched = settings.schedule()
-    settings.validate(sched.num_timesteps)
+    sched = settings.schedule
     if not seeds:
         raise InputError("no seeds given: ask for at least one sample.")
     if image.dim() != 4 or image.shape[1] != 3:
@@ -155,7 +172,7 @@ def sample(
         if memory.fits(plan.cost, available) < 1:
             raise memory.too_little_memory(plan.cost, available, device)
         log.warning("one sample does not fit in %.1f GiB without checkpointing; checkpointing", available / 2**30)
-    steps = len(range(sched.num_timesteps - settings.skip_timesteps))
+    steps = settings.guided_steps
     # A queue of (first sample, samples, checkpointing): a chunk that runs out of memory is split.
     queue = [(start, min(plan.chunk, batch - start), plan.checkpointing) for start in range(0, batch, plan.chunk)]
     out = torch.empty_like(source)
@@ -208,11 +225,11 @@ def _sample_chunk(
 ) -> torch.Tensor:
     """The sampling loop for one chunk of samples, which all fit in memory together."""
     batch, device = len(seeds), source.device
-    noise = _Noise(seeds, tuple(source.shape[1:]), device, source.dtype)
+    noise = SeedNoise(seeds, tuple(source.shape[1:]), device, source.dtype)
     aug_generators = [torch.Generator().manual_seed((int(s) + 0x5EED) % 2**63) for s in seeds]
     ctx = GuidanceContext(mask=mask, source=source, generators=aug_generators)
 
-    indices = list(range(sched.num_timesteps - settings.skip_timesteps))[::-1]
+    indices = list(range(settings.guided_steps))[::-1]
     t0 = torch.full((batch,), indices[0], device=device, dtype=torch.long)
     x = sched.q_sample(source, t0, noise())
     for n, i in enumerate(indices):

@@ -65,7 +65,7 @@ def space_timesteps(num_timesteps: int, spec: str) -> list[int]:
     return sorted(set(taken))
 
 
-def _extract(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def extract(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """table[t] shaped to broadcast over a [B, ...] tensor, in its dtype and device."""
     out = table.to(t.device)[t].to(like.dtype)
     return out.view(-1, *([1] * (like.dim() - 1)))
@@ -129,21 +129,21 @@ class GaussianSchedule:
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Noise clean images to level t: sqrt(abar) x0 + sqrt(1 - abar) eps."""
         abar = self.alphas_cumprod
-        return _extract(abar.sqrt(), t, x0) * x0 + _extract((1 - abar).sqrt(), t, x0) * noise
+        return extract(abar.sqrt(), t, x0) * x0 + extract((1 - abar).sqrt(), t, x0) * noise
 
     def predict_xstart_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         abar = self.alphas_cumprod
-        return _extract((1 / abar).sqrt(), t, x_t) * x_t - _extract((1 / abar - 1).sqrt(), t, x_t) * eps
+        return extract((1 / abar).sqrt(), t, x_t) * x_t - extract((1 / abar - 1).sqrt(), t, x_t) * eps
 
     def predict_eps_from_xstart(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         abar = self.alphas_cumprod
-        return (_extract((1 / abar).sqrt(), t, x_t) * x_t - x0) / _extract((1 / abar - 1).sqrt(), t, x_t)
+        return (extract((1 / abar).sqrt(), t, x_t) * x_t - x0) / extract((1 / abar - 1).sqrt(), t, x_t)
 
     def q_posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         abar, abar_prev = self.alphas_cumprod, self.alphas_cumprod_prev
         coef1 = self.betas * abar_prev.sqrt() / (1 - abar)
         coef2 = (1 - abar_prev) * (1 - self.betas).sqrt() / (1 - abar)
-        return _extract(coef1, t, x_t) * x0 + _extract(coef2, t, x_t) * x_t
+        return extract(coef1, t, x_t) * x0 + extract(coef2, t, x_t) * x_t
 
     def p_mean_variance(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, clip_denoised: bool = False
@@ -160,8 +160,8 @@ class GaussianSchedule:
                 "only learned-sigma ADM checkpoints (learn_sigma=True) are supported."
             )
         eps, var_values = model_output.split(channels, dim=1)
-        min_log = _extract(self.posterior_log_variance_clipped, t, x_t)
-        max_log = _extract(torch.log(self.betas), t, x_t)
+        min_log = extract(self.posterior_log_variance_clipped, t, x_t)
+        max_log = extract(torch.log(self.betas), t, x_t)
         frac = (var_values + 1) / 2
         log_variance = frac * max_log + (1 - frac) * min_log
         pred_xstart = self.predict_xstart_from_eps(x_t, t, eps)

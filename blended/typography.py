@@ -33,7 +33,7 @@ GENERIC_TEXT_PROMPTS = ("text", "letters", "watermark")
 RENDER_SIZE = 224  # drawn at CLIP ViT's own input size, so the letters are legible where CLIP looks
 
 
-def _font(size: int):
+def load_font(size: int):
     from PIL import ImageFont
 
     try:
@@ -65,7 +65,7 @@ def render_text(text: str, size: int = RENDER_SIZE, dark_on_light: bool = True) 
     draw = ImageDraw.Draw(canvas)
     box = int(size * 0.9)
     spacing = 0.25
-    if _font(12) is None:  # bitmap font (Pillow < 10.1): draw small, then scale up with sharp edges
+    if load_font(12) is None:  # bitmap font (Pillow < 10.1): draw small, then scale up with sharp edges
         small = max(48, size // 4)
         font = ImageFont.load_default()
         tmp = Image.new("RGB", (small, small), paper)
@@ -77,7 +77,7 @@ def render_text(text: str, size: int = RENDER_SIZE, dark_on_light: bool = True) 
         canvas = tmp.resize((size, size), Image.NEAREST)
     else:
         for font_size in range(size // 2, 5, -2):
-            font = _font(font_size)
+            font = load_font(font_size)
             lines = _wrap(draw, words, font, box)
             l, t, r, b = draw.multiline_textbbox((0, 0), "\n".join(lines), font=font,
                                                  spacing=int(font_size * spacing), align="center")

@@ -15,8 +15,8 @@ from ..blended.errors import InputError
 from ..blended.metrics import evaluate
 
 from . import comfy_glue as glue
-from .images import check_image, to_library_mask
-from .types import ClipModel, LpipsModel
+from .images import to_library_mask, to_rgb01
+from .types import ClipSocket, LpipsSocket
 from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
@@ -24,8 +24,7 @@ CATEGORY = "blended_diffusion"
 
 def evaluate_batch(images, source, mask, prompt, clip=None, lpips=None, band_px=4, device="cpu") -> dict:
     """Metrics of edits IMAGE [N,H,W,C] of one ``source`` IMAGE [1,H,W,C] inside MASK [1|N,H,W]."""
-    check_image(images, "images")
-    check_image(source, "source")
+    edited, src = to_rgb01(images, "images"), to_rgb01(source, "source")
     if source.shape[0] != 1:
         raise InputError(f"source has a batch of {source.shape[0]}: give the one image the samples were edited from.")
     if tuple(source.shape[1:3]) != tuple(images.shape[1:3]):
@@ -38,16 +37,14 @@ def evaluate_batch(images, source, mask, prompt, clip=None, lpips=None, band_px=
         if not (library_mask == library_mask[:1]).all():
             raise InputError("mask differs between samples: evaluate the samples of one input image at a time.")
         library_mask = library_mask[:1]
-    edited = images[..., :3].float().movedim(-1, 1).to(device)
-    src = source[..., :3].float().movedim(-1, 1).to(device)
-    return evaluate(edited, src, library_mask.to(device), prompt, clip=clip, lpips=lpips, band_px=int(band_px))
+    return evaluate(edited.to(device), src.to(device), library_mask.to(device), prompt, clip=clip, lpips=lpips, band_px=int(band_px))
 
 
 def format_report(report: dict) -> str:
     return json.dumps(report, indent=1, allow_nan=True)
 
 
-class EvaluateResults(BlendedNode):
+class BlendedEvaluate(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -71,10 +68,10 @@ class EvaluateResults(BlendedNode):
                 io.Int.Input("band_px", default=4, min=0, max=256,
                              tooltip="Pixels around the mask left out of the background metrics (feathering and "
                              "resizing legitimately touch them)."),
-                ClipModel.Input("clip", optional=True,
+                ClipSocket.Input("clip", optional=True,
                                 tooltip="CLIP for the score; use one other than the guidance CLIP (it was optimised "
                                 "against). Without it no CLIP score is computed."),
-                LpipsModel.Input("lpips", optional=True,
+                LpipsSocket.Input("lpips", optional=True,
                                  tooltip="LPIPS for background LPIPS and diversity; without it only PSNR is computed."),
             ],
             outputs=[io.String.Output("report", display_name="report")],
@@ -82,9 +79,8 @@ class EvaluateResults(BlendedNode):
 
     @classmethod
     def execute(cls, images, source, mask, prompt, band_px, clip=None, lpips=None) -> io.NodeOutput:
-        with glue.user_errors():
-            device = glue.work_device()
-            with glue.models_on(device, clip, lpips):
-                report = evaluate_batch(images, source, mask, prompt, clip, lpips, band_px, device)
-            text = format_report(report)
+        device = glue.work_device()
+        with glue.models_on(device, clip, lpips):
+            report = evaluate_batch(images, source, mask, prompt, clip, lpips, band_px, device)
+        text = format_report(report)
         return io.NodeOutput(text, ui=ui.PreviewText(text))

@@ -6,31 +6,31 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import comfy_glue
 from .examples import install_example_inputs
-from .evaluate_node import EvaluateResults
+from .evaluate_node import BlendedEvaluate
 from .latent_nodes import (
-    BackgroundReconstructionNode, LatentCropNode, LatentSamplerNode, LatentSamplerObjectNode, LatentStitchNode,
+    BlendedBackgroundReconstruction, BlendedLatentCrop, BlendedLatentSampler, BlendedLatentSamplerObject, BlendedLatentStitch,
 )
-from .guidance_nodes import BackgroundLossNode, ClipGuidanceNode, ExtendingAugmentationNode
-from .loaders import ClipLoader, DiffusionModelLoader, LpipsLoader
-from .ranking_node import RankResults
+from .guidance_nodes import BlendedBackgroundLoss, BlendedCLIPGuidance, BlendedExtendingAugmentation
+from .loaders import BlendedCLIPLoader, BlendedDiffusionModelLoader, BlendedLPIPSLoader
+from .ranking_node import BlendedRankResults
 from .sampler_node import BlendedSampler
 
 NODES = [
-    DiffusionModelLoader,
-    ClipLoader,
-    LpipsLoader,
-    ExtendingAugmentationNode,
-    ClipGuidanceNode,
-    BackgroundLossNode,
+    BlendedDiffusionModelLoader,
+    BlendedCLIPLoader,
+    BlendedLPIPSLoader,
+    BlendedExtendingAugmentation,
+    BlendedCLIPGuidance,
+    BlendedBackgroundLoss,
     BlendedSampler,
-    RankResults,
-    EvaluateResults,
+    BlendedRankResults,
+    BlendedEvaluate,
     # latent path (Blended Latent Diffusion on the user's own checkpoints)
-    LatentCropNode,
-    LatentSamplerNode,
-    LatentSamplerObjectNode,
-    BackgroundReconstructionNode,
-    LatentStitchNode,
+    BlendedLatentCrop,
+    BlendedLatentSampler,
+    BlendedLatentSamplerObject,
+    BlendedBackgroundReconstruction,
+    BlendedLatentStitch,
 ]
 
 

@@ -14,14 +14,13 @@ from ..blended.guidance import DISTANCES, BackgroundLoss, ClipGuidance, Guidance
 from ..blended.prompts import SYNTAX_HELP
 
 from . import comfy_glue as glue
-from .types import Augmentation, ClipModel, LpipsModel
-from .types import Guidance as GuidanceType
+from .types import AugmentationSocket, ClipSocket, GuidanceSocket, LpipsSocket
 from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
 
 
-class ExtendingAugmentationNode(BlendedNode):
+class BlendedExtendingAugmentation(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -41,16 +40,15 @@ class ExtendingAugmentationNode(BlendedNode):
                                tooltip="Perspective distortion: how far each corner may move, as a fraction of "
                                "half the image size."),
             ],
-            outputs=[Augmentation.Output(display_name="augmentation")],
+            outputs=[AugmentationSocket.Output(display_name="augmentation")],
         )
 
     @classmethod
     def execute(cls, count, degrees, translate, perspective) -> io.NodeOutput:
-        with glue.user_errors():
-            return io.NodeOutput(ExtendingAugmentation(count, degrees, translate, perspective))
+        return io.NodeOutput(ExtendingAugmentation(count, degrees, translate, perspective))
 
 
-class ClipGuidanceNode(BlendedNode):
+class BlendedCLIPGuidance(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -63,7 +61,7 @@ class ClipGuidanceNode(BlendedNode):
             "The typography guard pushes away from CLIP's embedding of the prompt written as text (and of "
             "'text', 'letters', 'watermark'), against CLIP's habit of writing the prompt instead of drawing it.",
             inputs=[
-                ClipModel.Input("clip", tooltip="CLIP from the Blended CLIP Loader."),
+                ClipSocket.Input("clip", tooltip="CLIP from the Blended CLIP Loader."),
                 io.String.Input("prompt", multiline=True, default="a red ball",
                                 tooltip="What should appear inside the mask: a short phrase works best "
                                 "(CLIP reads at most 77 tokens per prompt). Several prompts: one per line (or "
@@ -77,7 +75,7 @@ class ClipGuidanceNode(BlendedNode):
                 io.Combo.Input("distance", options=list(DISTANCES), default="spherical",
                                tooltip="spherical: squared great-circle distance (the paper's D_CLIP); "
                                "cosine: 1 - cosine similarity."),
-                Augmentation.Input("augmentation", optional=True,
+                AugmentationSocket.Input("augmentation", optional=True,
                                    tooltip="Extending augmentations for the CLIP gradient; without them "
                                    "the gradient sees only the un-warped image."),
                 io.String.Input("negative_prompt", multiline=True, default="", optional=True,
@@ -92,24 +90,23 @@ class ClipGuidanceNode(BlendedNode):
                                tooltip="Weight of the typography guard relative to the prompt (like a negative "
                                "prompt of this weight); used only when typography_guard is on."),
             ],
-            outputs=[GuidanceType.Output(display_name="guidance")],
+            outputs=[GuidanceSocket.Output(display_name="guidance")],
         )
 
     @classmethod
     def execute(cls, clip, prompt, clip_lambda, range_lambda, distance, augmentation=None, negative_prompt="",
                 typography_guard=False, typography_strength=0.5) -> io.NodeOutput:
-        with glue.user_errors():
-            if not isinstance(typography_guard, bool):
-                raise InputError(f"typography_guard is {typography_guard!r}: use true (on) or false (off, the paper).")
-            typography = check_weight(typography_strength, "typography_strength", "0.5") if typography_guard else 0.0
-            terms = (ClipGuidance(clip, prompt, weight=clip_lambda, distance=distance, augmentation=augmentation,
-                                  negative_prompt=negative_prompt, typography=typography),)
-            if check_weight(range_lambda, "range_lambda", "50") > 0:
-                terms += (RangeLoss(range_lambda),)
-            return io.NodeOutput(Guidance(terms))
+        if not isinstance(typography_guard, bool):
+            raise InputError(f"typography_guard is {typography_guard!r}: use true (on) or false (off, the paper).")
+        typography = check_weight(typography_strength, "typography_strength", "0.5") if typography_guard else 0.0
+        terms = (ClipGuidance(clip, prompt, weight=clip_lambda, distance=distance, augmentation=augmentation,
+                              negative_prompt=negative_prompt, typography=typography),)
+        if check_weight(range_lambda, "range_lambda", "50") > 0:
+            terms += (RangeLoss(range_lambda),)
+        return io.NodeOutput(Guidance(terms))
 
 
-class BackgroundLossNode(BlendedNode):
+class BlendedBackgroundLoss(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -119,18 +116,17 @@ class BackgroundLossNode(BlendedNode):
             description="Adds D_bg (MSE + LPIPS outside the mask) for local CLIP-guided diffusion (Algorithm 1, "
             "sampler mode 'local'). Blended Diffusion (mode 'blended') does not need it.",
             inputs=[
-                GuidanceType.Input("guidance", tooltip="Guidance to extend, e.g. from Blended CLIP Guidance."),
-                LpipsModel.Input("lpips", tooltip="LPIPS from the Blended LPIPS Loader."),
+                GuidanceSocket.Input("guidance", tooltip="Guidance to extend, e.g. from Blended CLIP Guidance."),
+                LpipsSocket.Input("lpips", tooltip="LPIPS from the Blended LPIPS Loader."),
                 io.Float.Input("lambda_lpips", default=1000.0, min=0.0, max=1e7, step=10.0,
                                tooltip="Weight of LPIPS between x̂0 and the input outside the mask (reference "
                                "code: 1000)."),
                 io.Float.Input("lambda_l2", default=10000.0, min=0.0, max=1e7, step=100.0,
                                tooltip="Weight of the mean squared error outside the mask (reference code: 10000)."),
             ],
-            outputs=[GuidanceType.Output("guidance_out", display_name="guidance")],
+            outputs=[GuidanceSocket.Output("guidance_out", display_name="guidance")],
         )
 
     @classmethod
     def execute(cls, guidance, lpips, lambda_lpips, lambda_l2) -> io.NodeOutput:
-        with glue.user_errors():
-            return io.NodeOutput(guidance.with_term(BackgroundLoss(lpips, lambda_lpips, lambda_l2)))
+        return io.NodeOutput(guidance.with_term(BackgroundLoss(lpips, lambda_lpips, lambda_l2)))

@@ -11,18 +11,19 @@ import comfy.utils
 
 from ..blended.errors import InputError
 from ..blended.latent_blend import step_masks
-from ..blended.latent_reconstruct import ReconstructSettings, paste_exact, private_decoder, reconstruct, report_line
+from ..blended.latent_reconstruct import ReconstructSettings, private_decoder, reconstruct_all, report_text
+from ..blended.latent_region import crop_for_model, latent_pixel_mask, stitch
 
 from . import comfy_glue as glue
 from . import latent_sampling
-from .latent_edit import crop_for_model, latent_pixel_mask, stitch
+from .images import mask_batch, to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
+from .types import LatentCropSocket
 from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion/latent"
-LatentCropInfo = io.Custom("BLENDED_LATENT_CROP")  # nodes.latent_edit.LatentCrop
 
 
-class LatentCropNode(BlendedNode):
+class BlendedLatentCrop(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -49,19 +50,18 @@ class LatentCropNode(BlendedNode):
             outputs=[
                 io.Image.Output("crop_image", display_name="image"),
                 io.Mask.Output("crop_mask", display_name="mask"),
-                LatentCropInfo.Output("crop", display_name="crop"),
+                LatentCropSocket.Output("crop", display_name="crop"),
             ],
         )
 
     @classmethod
     def execute(cls, image, mask, resolution, multiple, context_margin, mask_dilate) -> io.NodeOutput:
-        with glue.user_errors():
-            img, m, crop = crop_for_model(image, mask, int(resolution), int(multiple), float(context_margin),
-                                          int(mask_dilate))
-        return io.NodeOutput(img, m, crop)
+        img, m, crop = crop_for_model(to_rgb01(image), to_library_mask(mask, image), resolution, multiple,
+                                      context_margin, mask_dilate)
+        return io.NodeOutput(to_comfy_image(img), to_comfy_mask(m), crop)
 
 
-class LatentSamplerNode(BlendedNode):
+class BlendedLatentSampler(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -107,10 +107,9 @@ class LatentSamplerNode(BlendedNode):
     @classmethod
     def execute(cls, model, positive, negative, latent, mask, seed, steps, cfg, sampler_name, scheduler, denoise,
                 batch_size, shrink_px, shrink_fraction) -> io.NodeOutput:
-        with glue.user_errors():
-            samples = run_latent_sampler(model, positive, negative, latent, mask, int(seed), int(steps), float(cfg),
-                                         sampler_name, scheduler, float(denoise), int(batch_size), int(shrink_px),
-                                         float(shrink_fraction))
+        samples = run_latent_sampler(model, positive, negative, latent, mask, int(seed), int(steps), float(cfg),
+                                     sampler_name, scheduler, float(denoise), int(batch_size), int(shrink_px),
+                                     float(shrink_fraction))
         return io.NodeOutput({"samples": samples})
 
 
@@ -124,7 +123,7 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
         raise InputError(f"latent must be an image latent [batch, channels, height, width]; got {tuple(source.shape)}.")
     if not source.abs().sum() > 0:
         raise InputError("latent is empty (all zeros): connect VAEEncode of the image to edit, not EmptyLatentImage.")
-    pixel_mask, factor = latent_pixel_mask(mask, source.shape, source.shape[0])
+    pixel_mask, factor = latent_pixel_mask(mask_batch(mask), source.shape, source.shape[0])
     sigmas = latent_sampling.schedule(model, steps, sampler_name, scheduler, denoise)
     n_steps = len(sigmas) - 1
     seeds = [seed + i for i in range(batch_size)]
@@ -140,7 +139,7 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
     return torch.cat(outs)
 
 
-class LatentSamplerObjectNode(BlendedNode):
+class BlendedLatentSamplerObject(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -166,18 +165,16 @@ class LatentSamplerObjectNode(BlendedNode):
 
     @classmethod
     def execute(cls, sampler_name, mask, shrink_px, shrink_fraction) -> io.NodeOutput:
-        with glue.user_errors():
-            if mask.dim() == 2:
-                mask = mask[None]
-            if not (mask > 0).any():
-                raise InputError("mask is empty: paint the area to edit (white = edit).")
-            sampler = latent_sampling.BlendedLatentSampler(sampler_name, pixel_mask=mask.clone(),
-                                                           shrink_px=int(shrink_px),
-                                                           shrink_fraction=float(shrink_fraction))
+        mask = mask_batch(mask)
+        if not (mask > 0).any():
+            raise InputError("mask is empty: paint the area to edit (white = edit).")
+        sampler = latent_sampling.BlendingSampler(sampler_name, pixel_mask=mask.clone(),
+                                                       shrink_px=int(shrink_px),
+                                                       shrink_fraction=float(shrink_fraction))
         return io.NodeOutput(sampler)
 
 
-class LatentStitchNode(BlendedNode):
+class BlendedLatentStitch(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -187,7 +184,7 @@ class LatentStitchNode(BlendedNode):
             description="Pastes the edited crops back into the full-size original inside the mask; every pixel "
             "outside the mask is the original's, bit for bit.",
             inputs=[
-                LatentCropInfo.Input("crop", tooltip="The Blended Latent Crop this edit was made from."),
+                LatentCropSocket.Input("crop", tooltip="The Blended Latent Crop this edit was made from."),
                 io.Image.Input("images", tooltip="Edited crops (VAEDecode or Blended Background Reconstruction)."),
                 io.Int.Input("mask_feather", default=0, min=0, max=512,
                              tooltip="Soften the paste over this many pixels inside the mask edge; pixels outside "
@@ -201,13 +198,12 @@ class LatentStitchNode(BlendedNode):
 
     @classmethod
     def execute(cls, crop, images, mask_feather) -> io.NodeOutput:
-        with glue.user_errors():
-            full, weights = stitch(crop, images, int(mask_feather))
-        return io.NodeOutput(full, weights)
+        full, weights = stitch(crop, to_rgb01(images, "images"), mask_feather)
+        return io.NodeOutput(to_comfy_image(full), to_comfy_mask(weights))
 
 
-class _Decode(torch.nn.Module):
-    """A first-stage model's ``decode`` as ``forward`` (what the reconstruction trains)."""
+class VaeDecode(torch.nn.Module):
+    """A ComfyUI VAE first-stage model's ``decode`` as ``forward`` (what the reconstruction trains)."""
 
     def __init__(self, first_stage):
         super().__init__()
@@ -217,7 +213,7 @@ class _Decode(torch.nn.Module):
         return self.first_stage.decode(z)
 
 
-class BackgroundReconstructionNode(BlendedNode):
+class BlendedBackgroundReconstruction(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -255,58 +251,27 @@ class BackgroundReconstructionNode(BlendedNode):
     @classmethod
     def execute(cls, vae, source, mask, latent, iterations, learning_rate, background_weight, mask_feather,
                 edited=None) -> io.NodeOutput:
-        with glue.user_errors():
-            settings = ReconstructSettings(int(iterations), float(learning_rate), float(background_weight),
-                                           int(mask_feather))
-            images, text, _ = reconstruct_images(vae, source, mask, latent, settings, edited)
+        settings = ReconstructSettings(iterations, learning_rate, background_weight, mask_feather)
+        images, text, _ = reconstruct_images(vae, source, mask, latent, settings, edited)
         return io.NodeOutput(images, text, ui=ui.PreviewText(text))
 
 
 def reconstruct_images(vae, source, mask, latent, settings: ReconstructSettings, edited=None):
     """-> (IMAGE [N,H,W,3], report text, per-image figures). N latents, image-major over the sources."""
-    from .images import check_image, to_library_mask
-
-    settings.validate()
-    check_image(source, "source")
     if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
         raise InputError("latent must be a LATENT (the Blended Latent Sampler's output).")
-    z = latent["samples"]
-    if z.dim() != 4:
-        raise InputError(f"latent must be an image latent [batch, channels, height, width]; got {tuple(z.shape)}.")
-    n, b = z.shape[0], source.shape[0]
-    if n % b:
-        raise InputError(f"latent has a batch of {n}, not a multiple of the {b} source image(s).")
-    if edited is not None:
-        check_image(edited, "edited")
-        if edited.shape[0] != n:
-            raise InputError(f"edited has {edited.shape[0]} images for {n} latents: connect the decode of this latent.")
-    lib_mask = to_library_mask(mask, source)
-    src01 = source[..., :3].float().movedim(-1, 1)
+    source01, lib_mask = to_rgb01(source, "source"), to_library_mask(mask, source)
+    edited01 = None if edited is None else to_rgb01(edited, "edited")
     device = glue.work_device()
     first_stage = vae.first_stage_model
-    total = settings.iterations * n
-    bar = comfy.utils.ProgressBar(max(total, 1))
-    outs, lines, all_stats = [], [], []
+    bar = comfy.utils.ProgressBar(max(settings.iterations * latent["samples"].shape[0], 1))
     glue.make_room_for([first_stage] * 4, device)  # copy + gradients + Adam's two moments
-    for i in range(n):
-        k = i // (n // b)
-        m = lib_mask[k if lib_mask.shape[0] > 1 else 0][None]
-        decoder = _Decode(private_decoder(first_stage, device))
 
-        def tick(done, _total, i=i):
-            glue.mm.throw_exception_if_processing_interrupted()
-            bar.update_absolute(i * settings.iterations + done, total)
+    def make_decoder():
+        glue.mm.soft_empty_cache()  # the previous image's copy and its Adam state are gone by now
+        return VaeDecode(private_decoder(first_stage, device))
 
-        inside = None if edited is None else edited[i : i + 1, ..., :3].float().movedim(-1, 1) * 2 - 1
-        tuned, stats = reconstruct(decoder, z[i : i + 1], src01[k : k + 1] * 2 - 1, m, settings,
-                                                  inside=inside, callback=tick)
-        del decoder
-        tuned01 = tuned.add(1).div(2).clamp(0, 1).cpu()
-        out, _, max_out, max_band = paste_exact(tuned01, src01[k : k + 1], m, settings.feather)
-        outs.append(out.movedim(1, -1))
-        stats.update(max_outside=float(max_out[0]), max_band=float(max_band[0]))
-        all_stats.append(stats)
-        lines.append(report_line(i, stats))
-        glue.mm.soft_empty_cache()
-    text = "\n".join(["background reconstruction (differences in 0..1 pixel units):"] + lines)
-    return torch.cat(outs).contiguous(), text, all_stats
+    images, stats = reconstruct_all(make_decoder, latent["samples"], source01, lib_mask, settings, edited01,
+                                    callback=lambda done, total: bar.update_absolute(done, total),
+                                    check=glue.check_interrupt)
+    return to_comfy_image(images), report_text(stats), stats

@@ -21,8 +21,7 @@ import latent_preview
 
 from ..blended.errors import InputError
 from ..blended.latent_blend import LatentBlend, noise_for_seeds, step_masks as make_step_masks
-
-from .latent_edit import latent_pixel_mask
+from ..blended.latent_region import latent_pixel_mask
 
 
 class _BlendingDenoiser:
@@ -47,7 +46,7 @@ class _BlendingDenoiser:
         return self._blend.blend_denoised(out, sigma)
 
 
-class BlendedLatentSampler(comfy.samplers.Sampler):
+class BlendingSampler(comfy.samplers.Sampler):
     """A SAMPLER: the core sampler ``sampler_name`` with Blended Latent Diffusion's blending.
 
     ``step_masks`` gives one latent mask per step (shrinking); or, for core SamplerCustom, which
@@ -101,7 +100,7 @@ def sample_blended(model, positive, negative, source_latent, step_masks, sigmas,
     source = source_latent.float()
     noise = noise_for_seeds(source.shape[1:], seeds)
     batch = source.expand(len(seeds), *source.shape[1:]).contiguous()
-    sampler = BlendedLatentSampler(sampler_name, step_masks, on_call=on_call)
+    sampler = BlendingSampler(sampler_name, step_masks, on_call=on_call)
     out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, batch,
                                      noise_mask=None, callback=callback, disable_pbar=disable_pbar, seed=int(seeds[0]))
     # process_latent_out(process_latent_in(x)) is not always x in floats: the returned background is

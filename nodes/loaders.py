@@ -16,14 +16,14 @@ from ..blended.errors import CheckpointError
 from ..blended.weights import CLIP_VIT_B16, KNOWN_WEIGHTS, downloads_disabled, ensure_file
 
 from . import comfy_glue as glue
-from .types import ClipModel, DiffusionModel, LpipsModel
+from .types import ClipSocket, DiffusionModelSocket, LpipsSocket
 from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
 LPIPS_DOWNLOAD = "vgg16 (torchvision download)"
 
 
-class DiffusionModelLoader(BlendedNode):
+class BlendedDiffusionModelLoader(BlendedNode):
     FILE_INPUTS = ("model_name",)  # a missing file gets the loader's own message
 
     @classmethod
@@ -44,25 +44,24 @@ class DiffusionModelLoader(BlendedNode):
                     "a listed OpenAI file that is missing is downloaded on first use (2.2 GB) when online.",
                 ),
             ],
-            outputs=[DiffusionModel.Output(display_name="model")],
+            outputs=[DiffusionModelSocket.Output(display_name="model")],
         )
 
     @classmethod
     def execute(cls, model_name) -> io.NodeOutput:
-        with glue.user_errors():
-            entry = KNOWN_WEIGHTS.get(model_name)
-            if entry is not None and glue.model_path("blended_diffusion", model_name) is None:
-                # download (progress on the node, resumable, verified), or say from where
-                path = ensure_file(entry, glue.default_folder("blended_diffusion"), progress=glue.DownloadProgress())
-            else:
-                path = glue.require_file("blended_diffusion", model_name, "Diffusion model", "pick another file")
-            glue.check_interrupt()
-            with glue.normal_tensors():
-                model = load_diffusion_model(path, device=glue.offload_device(), check=glue.check_interrupt)
+        entry = KNOWN_WEIGHTS.get(model_name)
+        if entry is not None and glue.model_path("blended_diffusion", model_name) is None:
+            # download (progress on the node, resumable, verified), or say from where
+            path = ensure_file(entry, glue.default_folder("blended_diffusion"), progress=glue.DownloadProgress())
+        else:
+            path = glue.require_file("blended_diffusion", model_name, "Diffusion model", "pick another file")
+        glue.check_interrupt()
+        with glue.normal_tensors():
+            model = load_diffusion_model(path, device=glue.offload_device(), check=glue.check_interrupt)
         return io.NodeOutput(model)
 
 
-class ClipLoader(BlendedNode):
+class BlendedCLIPLoader(BlendedNode):
     FILE_INPUTS = ("clip_name",)  # a missing file gets the loader's own message
 
     @classmethod
@@ -83,7 +82,7 @@ class ClipLoader(BlendedNode):
                     ".safetensors).",
                 ),
             ],
-            outputs=[ClipModel.Output(display_name="clip")],
+            outputs=[ClipSocket.Output(display_name="clip")],
         )
 
     @classmethod
@@ -121,22 +120,21 @@ class ClipLoader(BlendedNode):
 
     @classmethod
     def execute(cls, clip_name) -> io.NodeOutput:
-        with glue.user_errors():
-            source = clip_name
-            if clip_name == HUB_DEFAULT:
-                source = cls._hub_weights()
-            else:
-                source = glue.clip_file(clip_name)
-                if source is None:
-                    raise CheckpointError(cls._missing(clip_name))
-            glue.check_interrupt()
-            with glue.normal_tensors():
-                clip = load_clip(source, device=glue.offload_device())
-            glue.check_interrupt()
+        source = clip_name
+        if clip_name == HUB_DEFAULT:
+            source = cls._hub_weights()
+        else:
+            source = glue.clip_file(clip_name)
+            if source is None:
+                raise CheckpointError(cls._missing(clip_name))
+        glue.check_interrupt()
+        with glue.normal_tensors():
+            clip = load_clip(source, device=glue.offload_device())
+        glue.check_interrupt()
         return io.NodeOutput(clip)
 
 
-class LpipsLoader(BlendedNode):
+class BlendedLPIPSLoader(BlendedNode):
     FILE_INPUTS = ("lpips_name",)  # a missing file gets the loader's own message
 
     @classmethod
@@ -155,20 +153,19 @@ class LpipsLoader(BlendedNode):
                     "with the linear heads shipped in the lpips package; or a converted LPIPS file in models/lpips.",
                 ),
             ],
-            outputs=[LpipsModel.Output(display_name="lpips")],
+            outputs=[LpipsSocket.Output(display_name="lpips")],
         )
 
     @classmethod
     def execute(cls, lpips_name) -> io.NodeOutput:
         from ..blended.lpips_model import load_lpips
 
-        with glue.user_errors():
-            weights = None
-            if lpips_name != LPIPS_DOWNLOAD:
-                weights = glue.require_file("lpips", lpips_name, "LPIPS file", f"choose '{LPIPS_DOWNLOAD}'")
-            glue.check_interrupt()
-            with glue.normal_tensors():
-                model = load_lpips(weights, device=glue.offload_device())
-            glue.check_interrupt()
+        weights = None
+        if lpips_name != LPIPS_DOWNLOAD:
+            weights = glue.require_file("lpips", lpips_name, "LPIPS file", f"choose '{LPIPS_DOWNLOAD}'")
+        glue.check_interrupt()
+        with glue.normal_tensors():
+            model = load_lpips(weights, device=glue.offload_device())
+        glue.check_interrupt()
         return io.NodeOutput(model)
 

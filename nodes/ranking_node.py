@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
+from ..blended.edit import crop_to_mask
 from ..blended.errors import InputError
 from ..blended.ranking import RankingWeights, score_samples
 
 from . import comfy_glue as glue
 from .images import to_library_image, to_library_mask
-from .edit import crop_to_mask
-from .types import Guidance
+from .types import GuidanceSocket
 from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
 SCENE_VIEWS = ("context_box", "whole_image")
 
 
-class RankResults(BlendedNode):
+class BlendedRankResults(BlendedNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -33,7 +33,7 @@ class RankResults(BlendedNode):
                 io.Image.Input("images", tooltip="Samples from the Blended Sampler."),
                 io.Mask.Input("mask", tooltip="The sampler's mask output (or the edit mask): CLIP scores only "
                               "the content inside it, the seam score looks at its border."),
-                Guidance.Input("guidance", tooltip="The CLIP guidance the samples were made with: its prompts, "
+                GuidanceSocket.Input("guidance", tooltip="The CLIP guidance the samples were made with: its prompts, "
                                "CLIP model, distance and typography guard are used for the score."),
                 io.Int.Input("top_k", default=4, min=1, max=256,
                              tooltip="How many of the best samples to keep (all if fewer were made)."),
@@ -64,22 +64,21 @@ class RankResults(BlendedNode):
     @classmethod
     def execute(cls, images, mask, guidance, top_k, clip_weight=1.0, seam_weight=0.0, scene_weight=0.0,
                 scene_prompt="", scene_view="context_box") -> io.NodeOutput:
-        with glue.user_errors():
-            clip_guidance = guidance.clip
-            if clip_guidance is None:
-                raise InputError("guidance has no CLIP term: connect the Blended CLIP Guidance used for sampling.")
-            if scene_view not in SCENE_VIEWS:
-                raise InputError(f"scene_view '{scene_view}': choose one of {', '.join(SCENE_VIEWS)}.")
-            weights = RankingWeights(clip_weight, seam_weight, scene_weight)
-            library_mask = to_library_mask(mask, images)
-            full = to_library_image(images)
-            x, m = crop_to_mask(full, library_mask)
-            device = glue.work_device()
-            with glue.models_on(device, clip_guidance):
-                views = (x if scene_view == "context_box" else full).to(device)
-                table = score_samples(x.to(device), m.to(device), clip_guidance, weights, scene_prompt, views,
-                                      check=glue.check_interrupt)
-            order = table.order.cpu()[: int(top_k)]
-            full_mask = library_mask[:, 0].expand(images.shape[0], -1, -1)
-            text = table.format(int(top_k))
+        clip_guidance = guidance.clip
+        if clip_guidance is None:
+            raise InputError("guidance has no CLIP term: connect the Blended CLIP Guidance used for sampling.")
+        if scene_view not in SCENE_VIEWS:
+            raise InputError(f"scene_view '{scene_view}': choose one of {', '.join(SCENE_VIEWS)}.")
+        weights = RankingWeights(clip_weight, seam_weight, scene_weight)
+        library_mask = to_library_mask(mask, images)
+        full = to_library_image(images)
+        x, m = crop_to_mask(full, library_mask)
+        device = glue.work_device()
+        with glue.models_on(device, clip_guidance):
+            views = (x if scene_view == "context_box" else full).to(device)
+            table = score_samples(x.to(device), m.to(device), clip_guidance, weights, scene_prompt, views,
+                                  check=glue.check_interrupt)
+        order = table.order.cpu()[: int(top_k)]
+        full_mask = library_mask[:, 0].expand(images.shape[0], -1, -1)
+        text = table.format(int(top_k))
         return io.NodeOutput(images[order], full_mask[order].contiguous(), text, ui=ui.PreviewText(text))

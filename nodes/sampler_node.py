@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
+from ..blended.edit import RegionSettings, edit
+from ..blended.masks import EDIT_THRESHOLD
 from ..blended.memory import MEMORY_MODES, PRECISIONS, autocast_for
 from ..blended.sampler import METHODS, MODES, SamplerSettings
 
 from . import comfy_glue as glue
-from .edit import RegionSettings, edit_image
-from .types import DiffusionModel, Guidance
+from .images import to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
+from .types import DiffusionModelSocket, GuidanceSocket
 from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
@@ -26,8 +28,8 @@ class BlendedSampler(BlendedNode):
             description="Edits the masked area of the image to match the guidance; every pixel outside the "
             "(dilated) mask is returned exactly as it came in. Works at any image size.",
             inputs=[
-                DiffusionModel.Input("model", tooltip="ADM from the Blended Diffusion Model Loader."),
-                Guidance.Input("guidance", tooltip="From Blended CLIP Guidance (and, for mode 'local', Blended "
+                DiffusionModelSocket.Input("model", tooltip="ADM from the Blended Diffusion Model Loader."),
+                GuidanceSocket.Input("guidance", tooltip="From Blended CLIP Guidance (and, for mode 'local', Blended "
                                "Background Loss)."),
                 io.Image.Input("image", tooltip="The photo to edit, any size."),
                 io.Mask.Input("mask", tooltip="White (1) = edit here. LoadImage's MASK is 1 - alpha: erase the "
@@ -83,25 +85,17 @@ class BlendedSampler(BlendedNode):
     def execute(cls, model, guidance, image, mask, steps, skip_timesteps, mode, method, batch_size, seed,
                 enforce_background, mask_dilate, mask_feather, context_margin, precision="auto",
                 memory="auto") -> io.NodeOutput:
-        with glue.user_errors():
-            device = glue.work_device()
-            settings = SamplerSettings(
-                steps=str(steps).strip(), method=method, skip_timesteps=int(skip_timesteps), mode=mode,
-                enforce_background=bool(enforce_background), autocast=autocast_for(precision, device),
-                memory=memory,
-            )
-            schedule_steps = settings.schedule().num_timesteps
-            settings.validate(schedule_steps)
-            seeds = [int(seed) + i for i in range(int(batch_size))]
-            progress = glue.StepProgress((schedule_steps - settings.skip_timesteps) * image.shape[0], image.shape[0])
-            glue.make_room(model, guidance, settings, len(seeds), device)
-            # Chunks are planned inside the sampler from the free memory once the models are on the
-            # device. Nodes run under inference_mode; guidance needs autograd, and inference tensors cannot be
-            # saved for backward, so the inputs are cloned inside the grad-enabled block.
-            with torch.inference_mode(False), torch.enable_grad(), glue.models_on(device, model, guidance):
-                images, paste = edit_image(
-                    model, image.clone(), mask.clone(), guidance, settings, seeds,
-                    RegionSettings(int(mask_dilate), int(mask_feather), float(context_margin)),
-                    device=device, callback=progress.callback, check=glue.check_interrupt,
-                )
-        return io.NodeOutput(images, paste)
+        device = glue.work_device()
+        settings = SamplerSettings(steps, method, skip_timesteps, mode, enforce_background=enforce_background,
+                                   autocast=autocast_for(precision, device), memory=memory)
+        region = RegionSettings(mask_dilate, mask_feather, context_margin)
+        seeds = [seed + i for i in range(batch_size)]
+        progress = glue.StepProgress(settings.guided_steps * image.shape[0], image.shape[0])
+        glue.make_room(model, guidance, settings, len(seeds), device)
+        # Nodes run under inference_mode, and guidance needs autograd: inference tensors cannot be saved
+        # for backward, so the inputs are cloned inside the grad-enabled block.
+        with torch.inference_mode(False), torch.enable_grad(), glue.models_on(device, model, guidance):
+            rgb, edit_mask = to_rgb01(image).clone(), to_library_mask(mask, image, threshold=EDIT_THRESHOLD).clone()
+            images, paste = edit(model, rgb, edit_mask, guidance, settings, seeds, region, device=device,
+                                 callback=progress.callback, check=glue.check_interrupt)
+        return io.NodeOutput(to_comfy_image(images), to_comfy_mask(paste))

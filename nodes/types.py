@@ -3,8 +3,9 @@
 
 from comfy_api.latest import io
 
-DiffusionModel = io.Custom("BLENDED_DIFFUSION_MODEL")  # blended.diffusion_model.DiffusionModel
-ClipModel = io.Custom("BLENDED_CLIP")  # blended.clip_model.ClipBundle
-LpipsModel = io.Custom("BLENDED_LPIPS")  # LPIPS module: (a, b) in [-1,1] -> [B]
-Augmentation = io.Custom("BLENDED_AUGMENTATION")  # blended.augment.ExtendingAugmentation
-Guidance = io.Custom("BLENDED_GUIDANCE")  # blended.guidance.Guidance
+DiffusionModelSocket = io.Custom("BLENDED_DIFFUSION_MODEL")  # blended.diffusion_model.DiffusionModel
+ClipSocket = io.Custom("BLENDED_CLIP")  # blended.clip_model.ClipBundle
+LpipsSocket = io.Custom("BLENDED_LPIPS")  # LPIPS module: (a, b) in [-1,1] -> [B]
+AugmentationSocket = io.Custom("BLENDED_AUGMENTATION")  # blended.augment.ExtendingAugmentation
+GuidanceSocket = io.Custom("BLENDED_GUIDANCE")  # blended.guidance.Guidance
+LatentCropSocket = io.Custom("BLENDED_LATENT_CROP")  # blended.latent_region.LatentCrop

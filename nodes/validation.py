@@ -70,7 +70,9 @@ def check_inputs(node_cls, inputs: dict) -> None:
 
 
 class BlendedNode(io.ComfyNode):
-    """Base class of the pack's nodes: ``execute`` runs only on inputs that fit the schema."""
+    """Base class of the pack's nodes: ``execute`` runs only on inputs that fit the schema, and a
+    library error it raises reaches the user in the library's words (``glue.user_errors``), so no
+    node repeats either."""
 
     FILE_INPUTS: tuple[str, ...] = ()
 
@@ -86,7 +88,7 @@ class BlendedNode(io.ComfyNode):
         def execute(node_cls, *args, **kwargs):
             with glue.user_errors():
                 check_inputs(node_cls, signature.bind_partial(node_cls, *args, **kwargs).arguments)
-            return run.__func__(node_cls, *args, **kwargs)
+                return run.__func__(node_cls, *args, **kwargs)
 
         execute.checks_inputs = True
         cls.execute = classmethod(execute)

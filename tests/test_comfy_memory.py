@@ -40,7 +40,7 @@ def expected_plan(comfy, graph, edit):
     from blended.checkpoint import load_diffusion_model
     from blended.clip_model import load_clip
     from blended.guidance import ClipGuidance, Guidance, RangeLoss
-    from blended_diffusion_pack.nodes.edit import RegionSettings, prepare_masks
+    from blended.edit import RegionSettings, prepare_masks
 
     models = comfy.base / "models"
     model = load_diffusion_model(models / "blended_diffusion" / comfy.names["model"])

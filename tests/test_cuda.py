@@ -5,7 +5,7 @@ import torch
 
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
 from blended.sampler import SamplerSettings, sample
-from blended_diffusion_pack.nodes.edit import edit_image
+from test_nodes_unit import edit_image
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 FAST = SamplerSettings(steps="6", skip_timesteps=1)

@@ -7,7 +7,7 @@ import torch
 
 from blended.errors import InputError
 from blended.guidance import ClipGuidance
-from blended_diffusion_pack.nodes.edit import RegionSettings, prepare_masks
+from blended.edit import RegionSettings, prepare_masks
 
 
 class Cancelled(Exception):

@@ -201,14 +201,14 @@ def test_sampler_object_blends_inside_core_sample_custom(sd15):
     """The SAMPLER for core SamplerCustom: core noise, core sigmas, the same per-step background."""
     import comfy.sample
 
-    from blended_diffusion_pack.nodes.latent_sampling import BlendedLatentSampler, schedule
+    from blended_diffusion_pack.nodes.latent_sampling import BlendingSampler, schedule
 
     model, clip, vae = sd15
     mask = edit_mask()
     latent = vae.encode(source_image(1)).detach()
     patched, calls = recording(model)
     sigmas = schedule(model, 3, "euler", "normal", 1.0)
-    sampler = BlendedLatentSampler("euler", pixel_mask=mask, shrink_px=8, shrink_fraction=0.5)
+    sampler = BlendingSampler("euler", pixel_mask=mask[:, None], shrink_px=8, shrink_fraction=0.5)
     noise = comfy.sample.prepare_noise(latent, 11)
     out = comfy.sample.sample_custom(patched, noise, 4.0, sampler, sigmas, encode_text(clip, "a cat"),
                                      encode_text(clip, ""), latent)

@@ -8,7 +8,27 @@ import torch
 
 from blended.errors import InputError
 from blended.latent_reconstruct import ReconstructSettings, paste_exact, report_line
-from blended_diffusion_pack.nodes.latent_edit import crop_for_model, latent_pixel_mask, stitch
+from blended.latent_region import LatentCrop
+from blended.latent_region import crop_for_model as library_crop
+from blended.latent_region import latent_pixel_mask as library_pixel_mask
+from blended.latent_region import stitch as library_stitch
+from blended_diffusion_pack.nodes.images import mask_batch, to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
+
+
+# The library works on [B,3,H,W] / [B,1,H,W]; these wrap it in the latent nodes' conversions, so the
+# checks read in the IMAGE/MASK terms a user sees.
+def crop_for_model(image, mask, *args):
+    img, m, crop = library_crop(to_rgb01(image), to_library_mask(mask, image), *args)
+    return to_comfy_image(img), to_comfy_mask(m), crop
+
+
+def stitch(crop: LatentCrop, edited, feather=0):
+    full, weights = library_stitch(crop, to_rgb01(edited, "images"), feather)
+    return to_comfy_image(full), to_comfy_mask(weights)
+
+
+def latent_pixel_mask(mask, latent_shape, batch):
+    return library_pixel_mask(mask_batch(mask), latent_shape, batch)
 
 
 def comfy_image(h, w, b=1, seed=0):
@@ -90,9 +110,9 @@ def test_paste_exact_and_its_report():
 
 def test_reconstruct_settings_are_checked():
     with pytest.raises(InputError, match="iterations"):
-        ReconstructSettings(iterations=-1).validate()
+        ReconstructSettings(iterations=-1)
     with pytest.raises(InputError, match="background_weight"):
-        ReconstructSettings(background_weight=-1).validate()
+        ReconstructSettings(background_weight=-1)
 
 
 def test_reconstruct_tunes_a_private_copy_only():

@@ -76,8 +76,8 @@ def test_pack_imports_from_the_archive_without_touching_sys_path(archive, tmp_pa
         sys.modules[spec.name] = pack
         spec.loader.exec_module(pack)
         import importlib
-        edit = importlib.import_module("comfyui-blended-diffusion.nodes.edit")
-        assert edit.sample.__module__ == "comfyui-blended-diffusion.blended.sampler", edit.sample.__module__
+        images = importlib.import_module("comfyui-blended-diffusion.nodes.images")
+        assert images.InputError.__module__ == "comfyui-blended-diffusion.blended.errors", images.InputError.__module__
         assert sys.path == before, set(sys.path) ^ set(before)
         assert "blended" not in sys.modules and "nodes" not in sys.modules
         print("ok")

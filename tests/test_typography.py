@@ -25,7 +25,7 @@ def test_rendered_text_is_large_and_legible():
 def test_older_pillow_bitmap_font_still_renders(monkeypatch):
     import blended.typography as typography
 
-    monkeypatch.setattr(typography, "_font", lambda size: None)  # Pillow < 10.1 cannot size the built-in font
+    monkeypatch.setattr(typography, "load_font", lambda size: None)  # Pillow < 10.1 cannot size the built-in font
     img = typography.render_text("a bowl of cherries", 224)
     ink = img[0, 0] < 0.5
     cols = ink.any(0).nonzero()

@@ -2,12 +2,10 @@
 
 The ADM works at 256x256 while photos do not, and squashing a photo to a square would distort
 what CLIP sees. So the mask's context box is cut out, resized (aspect kept) to the model's
-resolution, edited, resized back, and only the masked area is pasted into the *original*
-ComfyUI IMAGE tensor. The paste happens in ComfyUI's own 0..1 values with ``torch.where``, so a
-pixel outside the (dilated, feathered) mask is the very float the user passed in, not a value
-that went through a [-1,1] round trip.
-
-Plain torch, no ComfyUI import: the sampler node adds devices, progress and interrupts.
+resolution, edited, resized back, and only the masked area is pasted into the caller's own image.
+The paste happens in the caller's 0..1 values with ``torch.where``, so a pixel outside the
+(dilated, feathered) mask is the very float passed in, not a value that went through a [-1,1]
+round trip.
 """
 
 from __future__ import annotations
@@ -16,10 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..blended import masks, region
-from ..blended.sampler import SamplerSettings, sample
-
-from .images import check_image, to_library_mask
+from . import masks, region
+from .errors import InputError, no_check
+from .sampler import SamplerSettings, StepCallback, sample
 
 
 @dataclass(frozen=True)
@@ -29,11 +26,7 @@ class RegionSettings:
     margin: float = 0.25  # context around the mask's box, as a fraction of the box size
 
 
-def _no_check() -> None:
-    pass
-
-
-def prepare_masks(mask: torch.Tensor, settings: RegionSettings, check=_no_check) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare_masks(mask: torch.Tensor, settings: RegionSettings, check=no_check) -> tuple[torch.Tensor, torch.Tensor]:
     """(edit, paste): the binary area the sampler may change, and the soft paste weights inside it.
     ``check`` runs between phases (each about a second on a 24 MP mask) so Cancel is heard."""
     check()
@@ -44,7 +37,7 @@ def prepare_masks(mask: torch.Tensor, settings: RegionSettings, check=_no_check)
     return edit, paste
 
 
-def edit_image(
+def edit(
     model,
     image: torch.Tensor,
     mask: torch.Tensor,
@@ -53,22 +46,24 @@ def edit_image(
     seeds: list[int],
     region_settings: RegionSettings = RegionSettings(),
     device: torch.device | str = "cpu",
-    callback=None,
-    check=_no_check,
+    callback: StepCallback | None = None,
+    check=no_check,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edit every image of ``image`` (IMAGE [B,H,W,C] 0..1) inside ``mask`` (MASK [B|1,H,W]).
+    """Edit every image of ``image`` ([B,3,H,W] in 0..1) inside ``mask`` ([B|1,1,H,W]; values above
+    ``masks.EDIT_THRESHOLD`` are edited).
 
-    Returns (IMAGE [B*len(seeds),H,W,3], MASK [B*len(seeds),H,W] paste weights), image-major:
-    all samples of the first image, then of the second.
+    Returns (images [B*len(seeds),3,H,W] in 0..1 on the CPU, paste weights [B*len(seeds),1,H,W]),
+    image-major: all samples of the first image, then of the second. Where the paste weight is 0
+    the result is ``image``'s own value, bit for bit.
     """
-    check_image(image)
-    library_mask = to_library_mask(mask, image, threshold=masks.EDIT_THRESHOLD)
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise InputError(f"image must be [B,3,H,W] in 0..1, got {tuple(image.shape)}.")
+    if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:] or mask.shape[0] not in (1, image.shape[0]):
+        raise InputError(f"mask must be [1 or B,1,H,W] matching the image {tuple(image.shape)}, got {tuple(mask.shape)}.")
     outputs, paste_masks = [], []
     for b in range(image.shape[0]):
-        original = image[b : b + 1, ..., :3].float().movedim(-1, 1)  # [1,3,H,W] in 0..1, values untouched
-        if original.shape[1] != 3:
-            original = original.expand(-1, 3, -1, -1)
-        edit_mask, paste = prepare_masks(library_mask[b if library_mask.shape[0] > 1 else 0][None], region_settings, check)
+        original = image[b : b + 1]
+        edit_mask, paste = prepare_masks(mask[b if mask.shape[0] > 1 else 0][None], region_settings, check)
         box = region.context_box(edit_mask, region_settings.margin)
         size = region.model_input_size(box, model.image_size, model.config.size_multiple)
         source = region.crop_resize(original * 2 - 1, box, size).to(device)
@@ -78,10 +73,9 @@ def edit_image(
             paste = torch.zeros_like(paste)
             paste[..., box.slices[0], box.slices[1]] = 1
         edited01 = edited.float().add(1).div(2).clamp(0, 1).cpu()
-        pasted = region.paste_back(original, edited01, box, paste)
-        outputs.append(pasted.movedim(1, -1))
-        paste_masks.append(paste[0].expand(len(seeds), -1, -1))
-    return torch.cat(outputs).contiguous(), torch.cat(paste_masks).contiguous()
+        outputs.append(region.paste_back(original, edited01, box, paste))
+        paste_masks.append(paste.expand(len(seeds), -1, -1, -1))
+    return torch.cat(outputs), torch.cat(paste_masks)
 
 
 def crop_to_mask(images: torch.Tensor, mask: torch.Tensor, margin: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,11 +2,9 @@
 
 SD1.x works best near 512 px (SDXL 1024), in sizes its VAE and UNet accept (multiples of 8; 16 for
 Flux). A photo of any size is cut to a box around the mask with some context, scaled (aspect kept)
-so its short side is the model's resolution and padded to the multiple; the user's own VAEEncode /
-sampler / VAEDecode run on that crop, and the stitch pastes only the masked area back into the
-*original* IMAGE values, so every pixel outside the mask is the very float passed in.
-
-ComfyUI-free (plain torch), like ``edit.py``.
+so its short side is the model's resolution and padded to the multiple; the user's own encoder,
+sampler and decoder run on that crop, and ``stitch`` pastes only the masked area back into the
+caller's *original* values, so every pixel outside the mask is the very float passed in.
 """
 
 from __future__ import annotations
@@ -15,17 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..blended import masks, region
-from ..blended.errors import InputError
-
-from .images import check_image, to_library_mask
+from . import masks, region
+from .errors import InputError
 
 
 @dataclass
 class LatentCrop:
     """What the stitch needs: the originals, the box, and the model-size canvas."""
 
-    image: torch.Tensor  # IMAGE [B,H,W,C] 0..1, the caller's own values
+    image: torch.Tensor  # [B,3,H,W] in 0..1, the caller's own values
     mask: torch.Tensor  # [B|1,1,H,W] binary edit mask at full size
     box: region.Box
     size: tuple[int, int]  # model input (h, w) in pixels
@@ -33,33 +29,28 @@ class LatentCrop:
 
 def crop_for_model(image: torch.Tensor, mask: torch.Tensor, resolution: int, multiple: int, margin: float,
                    dilate: int = 0) -> tuple[torch.Tensor, torch.Tensor, LatentCrop]:
-    """-> (IMAGE crop [B,h,w,3] 0..1, MASK crop [B|1,h,w] binary, LatentCrop)."""
-    check_image(image)
+    """``image`` [B,3,H,W] in 0..1, ``mask`` [B|1,1,H,W] (any value above 0 edits) ->
+    (crop [B,3,h,w] in 0..1, binary crop mask [B|1,1,h,w], LatentCrop)."""
     if resolution < multiple or resolution % multiple:
         raise InputError(f"resolution {resolution} must be a multiple of {multiple} (the model's size step).")
-    edit = masks.dilate(masks.binarize(to_library_mask(mask, image), 0.0), int(dilate))
+    edit = masks.dilate(masks.binarize(mask, 0.0), int(dilate))
     box = region.context_box(edit, margin)
     h, w = region.model_input_size(box, resolution, multiple)
     # the short side must be a multiple too
     size = (-(-h // multiple) * multiple, -(-w // multiple) * multiple)
-    rgb = image[..., :3].float().movedim(-1, 1)
-    if rgb.shape[1] == 1:
-        rgb = rgb.expand(-1, 3, -1, -1)
-    crop_img = region.crop_resize(rgb, box, size).clamp(0, 1).movedim(1, -1).contiguous()
+    crop_img = region.crop_resize(image, box, size).clamp(0, 1)
     # any coverage counts: a thin stroke must not vanish in the downscale
-    crop_mask = (region.crop_resize(edit, box, size, pad_mode="constant") > 0).float()[:, 0].contiguous()
+    crop_mask = (region.crop_resize(edit, box, size, pad_mode="constant") > 0).float()
     return crop_img, crop_mask, LatentCrop(image, edit, box, size)
 
 
 def stitch(crop: LatentCrop, edited: torch.Tensor, feather: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edited crops IMAGE [N,h,w,C] (N = images x samples, image-major) -> full IMAGE [N,H,W,3] and
-    the paste weights MASK [N,H,W]."""
-    check_image(edited, "images")
-    b = crop.image.shape[0]
-    n = edited.shape[0]
-    if tuple(edited.shape[1:3]) != tuple(crop.size):
+    """Edited crops [N,3,h,w] in 0..1 (N = images x samples, image-major) -> full images [N,3,H,W]
+    and the paste weights [N,1,H,W]; where a weight is 0 the value is the original's, bit for bit."""
+    b, n = crop.image.shape[0], edited.shape[0]
+    if tuple(edited.shape[-2:]) != tuple(crop.size):
         raise InputError(
-            f"images are {edited.shape[2]}x{edited.shape[1]} but the crop is {crop.size[1]}x{crop.size[0]}: connect "
+            f"images are {edited.shape[-1]}x{edited.shape[-2]} but the crop is {crop.size[1]}x{crop.size[0]}: connect "
             "the decoded result of the latent made from this crop."
         )
     if n % b:
@@ -70,24 +61,18 @@ def stitch(crop: LatentCrop, edited: torch.Tensor, feather: int = 0) -> tuple[to
     outs, ws = [], []
     for i in range(n):
         k = i // per
-        original = crop.image[k : k + 1, ..., :3].float().movedim(-1, 1)
-        if original.shape[1] == 1:
-            original = original.expand(-1, 3, -1, -1)
-        ed = edited[i : i + 1, ..., :3].float().movedim(-1, 1)
-        outs.append(region.paste_back(original, ed, crop.box, weights[k : k + 1]).movedim(1, -1))
-        ws.append(weights[k])
-    return torch.cat(outs).contiguous(), torch.cat(ws).contiguous()
+        outs.append(region.paste_back(crop.image[k : k + 1], edited[i : i + 1], crop.box, weights[k : k + 1]))
+        ws.append(weights[k : k + 1])
+    return torch.cat(outs), torch.cat(ws)
 
 
 def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int) -> tuple[torch.Tensor, int]:
-    """MASK [B|1,H,W] for a latent [B,C,h,w] -> ([B|1,1,H',W'] float, downscale factor).
+    """Pixel mask [B|1,1,H,W] for a latent [B,C,h,w] -> (its part the latent covers, [B|1,1,H',W'],
+    the downscale factor).
 
     The mask must be at the size the latent was encoded from (a multiple of the latent's size, up to
-    the few pixels VAEEncode drops to reach that multiple; those are cut evenly as it does)."""
-    if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3):
-        raise InputError("mask must be a ComfyUI MASK [batch, height, width].")
-    if mask.dim() == 2:
-        mask = mask[None]
+    the few pixels an encoder drops to reach that multiple; those are cut evenly as ComfyUI's
+    VAEEncode does)."""
     if len(latent_shape) != 4:
         raise InputError(f"latent must be an image latent [batch, channels, height, width]; got {tuple(latent_shape)}.")
     h, w = latent_shape[-2:]
@@ -101,7 +86,7 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int) -> tuple[tor
     if mask.shape[0] not in (1, batch):
         raise InputError(f"mask has a batch of {mask.shape[0]} for {batch} latent(s): give one mask, or one per latent.")
     top, left = (H - f * h) // 2, (W - f * w) // 2
-    m = mask[:, top : top + f * h, left : left + f * w].float().clamp(0, 1)[:, None]
+    m = mask[..., top : top + f * h, left : left + f * w].float().clamp(0, 1)
     if not (m > 0).any():
         raise InputError("mask is empty: paint the area to edit (white = edit; LoadImage's MASK is 1 - alpha).")
     return m, f
