@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from scripts.run_edit import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine  # noqa: E402
+from scripts.comfy_engine import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine  # noqa: E402
 
 IMAGES = REPO / "docs" / "images"
 CHROMIUM = "/usr/bin/chromium"

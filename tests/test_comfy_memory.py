@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from comfy_harness import api_workflow, forced_memory_budget_mb, photo, save_rgba, watch_run
-from scripts.run_edit import execution_error, output_images, set_inputs
+from scripts.comfy_engine import execution_error, output_images, set_inputs
 
 WIDE_W, WIDE_H = 560, 40
 STEPS, SKIP, BATCH = "4", 1, 8

@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from scripts.run_edit import engine_source
+from scripts.comfy_engine import engine_source
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from comfy_harness import api_workflow, ellipse, photo, save_rgba
 from hostile_files import pickle_that_runs_code, torchscript_that_runs_code
-from scripts.run_edit import PromptRejected, execution_error, output_images, set_inputs
+from scripts.comfy_engine import PromptRejected, execution_error, output_images, set_inputs
 from test_comfy_engine import TOP_K, assert_serving, fast, run_error, run_ok
 
 RAW_EXCEPTION_WORDS = ("Traceback", "KeyError", "TypeError:", "UnboundLocalError", "cannot convert float NaN")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.run_edit import WORKFLOWS
+from scripts.comfy_engine import WORKFLOWS
 
 KRITA = WORKFLOWS / "krita" / "blended_selection_edit.json"
 TOOLING = Path(__file__).resolve().parent / "data" / "comfyui_tooling_nodes_3.1.3.json"

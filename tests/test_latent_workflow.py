@@ -8,7 +8,7 @@ import copy
 import numpy as np
 
 from comfy_harness import api_workflow, watch_run
-from scripts.run_edit import execution_error, output_images, output_texts, set_inputs
+from scripts.comfy_engine import execution_error, output_images, output_texts, set_inputs
 
 from test_comfy_engine import loaded_rgb, read_rgb
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from comfy_harness import ellipse, photo
-from scripts.run_edit import EXAMPLE_IMAGE, EXAMPLE_PROMPT, REPO
+from scripts.comfy_engine import EXAMPLE_IMAGE, EXAMPLE_PROMPT, REPO
 
 RUN_EDIT = REPO / "scripts" / "run_edit.py"
 

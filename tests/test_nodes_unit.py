@@ -19,7 +19,7 @@ from blended.sampler import SamplerSettings
 from blended_diffusion_pack.nodes.images import (
     to_comfy_image, to_comfy_mask, to_library_image, to_library_mask, to_rgb01,
 )
-from scripts.run_edit import compose_input, describe_rejection, set_inputs, write_model_paths
+from scripts.comfy_engine import compose_input, describe_rejection, set_inputs, write_model_paths
 
 FAST = SamplerSettings(steps="4", skip_timesteps=1)
 
@@ -161,7 +161,7 @@ def test_crop_to_mask_covers_the_mask():
     assert cm.sum() == m.sum()  # the whole mask is inside the crop
 
 
-# --- scripts/run_edit.py ----------------------------------------------------------------------------
+# --- scripts/comfy_engine.py ------------------------------------------------------------------------
 
 
 def test_compose_input_turns_white_mask_into_transparency(tmp_path):

@@ -18,7 +18,7 @@ import json
 import pytest
 
 from scripts.build_ui_workflows import PROMPT_JS, as_api, api_names, comfy_frontend
-from scripts.run_edit import API_WORKFLOWS, PACK_DIR_NAME, WORKFLOWS
+from scripts.comfy_engine import API_WORKFLOWS, PACK_DIR_NAME, WORKFLOWS
 
 API_NAMES = api_names()
 UI_NAMES = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
