@@ -57,9 +57,9 @@ def latent_path(ckpt: Path, size: int, steps: int, rec_iters: int, device) -> di
 
     comfy_engine_path()
     import comfy.sd
+    import pack_import
 
     from blended.latent_reconstruct import ReconstructSettings
-    import pack_import
 
     pack_import.register()
     from blended_diffusion_pack.nodes.latent_nodes import reconstruct_images, run_latent_sampler
@@ -84,8 +84,6 @@ def latent_path(ckpt: Path, size: int, steps: int, rec_iters: int, device) -> di
     t_n, _ = clock(lambda: reconstruct_images(vae, image, mask, {"samples": z},
                                               ReconstructSettings(iterations=rec_iters)), device)
     per_iter = (t_n - t_one) / max(rec_iters - 1, 1)
-    del model, clip, vae
-    gc.collect()
     return {"encode": t_enc, "step": t_sample / steps, "decode": t_dec, "rec_iter": per_iter,
             "rec_fixed": max(t_one - per_iter, 0.0)}
 
@@ -106,8 +104,6 @@ def pixel_path(size: int, steps: int, device) -> dict:
     sample(model, image, mask, guidance, SamplerSettings(steps="100", skip_timesteps=99), [0])  # warm-up
     s = SamplerSettings(steps="100", skip_timesteps=100 - steps)
     t, _ = clock(lambda: sample(model, image, mask, guidance, s, [0]), device)
-    del model, guidance
-    gc.collect()
     return {"step": t / steps}
 
 
@@ -137,6 +133,7 @@ def main(argv=None):
         print(f"device: {device}; torch threads: {torch.get_num_threads()}; image {args.size}x{args.size} px, "
               f"timed {args.steps} steps per path, {args.rec_iters} reconstruction iterations")
         lat = latent_path(ckpt, args.size, args.steps, args.rec_iters, device)
+        gc.collect()  # the SD1.5 models died with latent_path's frame; free them before the pixel path
     latent_edit = lat["encode"] + LATENT_STEPS * lat["step"] + lat["decode"]
     print(f"\nlatent path (SD1.5, CFG 7.5, euler, batch 1): encode {lat['encode']:.2f} s, {lat['step']:.2f} s/step, "
           f"decode {lat['decode']:.2f} s -> {latent_edit:.1f} s per edit of {LATENT_STEPS} steps")

@@ -84,8 +84,8 @@ class LiveBytes:
 def worker(spec: dict) -> dict:
     """One configuration, in this (fresh) process."""
     import torch
-
     from bench_sampler import full_size_clip, make_model, scene
+
     from blended import memory
     from blended.augment import ExtendingAugmentation
     from blended.guidance import ClipGuidance, Guidance, RangeLoss
@@ -195,7 +195,8 @@ def main(argv=None):
     results = {}
     configs = [("full", dict(memory="fast")), ("low", dict(memory="low"))]
     if device == "cuda":
-        configs += [("full-bf16", dict(memory="fast", autocast="bf16")), ("low-bf16", dict(memory="low", autocast="bf16"))]
+        configs += [("full-bf16", dict(memory="fast", autocast="bf16")),
+                    ("low-bf16", dict(memory="low", autocast="bf16"))]
     for name, extra in configs:
         r = results[name] = run({**base, **extra})
         print(f"{name:10} growth {r['growth'] / GiB:6.2f} GiB (planner's estimate {r['estimate'] / GiB:5.2f})  "

@@ -26,13 +26,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
+from tiny_clip import tiny_clip_state_dict  # noqa: E402
+from two_forward import two_forward_sample  # noqa: E402
+
 from blended.augment import ExtendingAugmentation  # noqa: E402
 from blended.diffusion_model import DiffusionModel  # noqa: E402
 from blended.guidance import ClipGuidance, Guidance, RangeLoss  # noqa: E402
 from blended.sampler import SamplerSettings, sample  # noqa: E402
 from blended.unet import UNetConfig, UNetModel  # noqa: E402
-from tiny_clip import tiny_clip_state_dict  # noqa: E402
-from two_forward import two_forward_sample  # noqa: E402
 
 CONFIGS = {
     # name: UNetConfig fields (guided-diffusion layout); "small" is a 64 px ADM at reduced width.
@@ -122,7 +123,8 @@ def peak_memory(which: str, device) -> float:
     the bytes autograd saves for backward per step, which is what guidance adds to inference."""
     model = make_model("small", device)
     image, mask = scene(model.image_size, device)
-    guidance = Guidance((ClipGuidance(make_clip(device), "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+    clip_guidance = ClipGuidance(make_clip(device), "a red ball", augmentation=ExtendingAugmentation(4))
+    guidance = Guidance((clip_guidance, RangeLoss()))
     settings = SamplerSettings(steps="4", skip_timesteps=1)
     run = sample if which == "ours" else two_forward_sample
     args = (model, image, mask, guidance, settings, list(range(4)))
@@ -169,7 +171,8 @@ def main(argv=None):
                 seeds = list(range(batch))
                 ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats)
                 base = timed(lambda: two_forward_sample(model, image, mask, guidance, settings, seeds), device, repeats)
-                print(f"{name:8} {batch:5d} {1e3 * ours / n_steps:13.1f} {1e3 * base / n_steps:17.1f} {base / ours:14.2f}x")
+                print(f"{name:8} {batch:5d} {1e3 * ours / n_steps:13.1f} {1e3 * base / n_steps:17.1f} "
+                      f"{base / ours:14.2f}x")
 
     print("\n1b. ours vs the floor (UNet fwd+bwd + CLIP fwd+bwd on the same 1+4 views), ms/step")
     print(f"{'config':8} {'batch':>5} {'ours':>8} {'floor':>8} {'ours/floor':>11}")

@@ -70,7 +70,8 @@ class ExtendingAugmentation:
             ],
             dim=1,
         )
-        corners = torch.tensor([[0, 0], [size - 1, 0], [size - 1, size - 1], [0, size - 1]], dtype=dtype, device=u.device)
+        far = size - 1
+        corners = torch.tensor([[0, 0], [far, 0], [far, far], [0, far]], dtype=dtype, device=u.device)
         inward = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=dtype, device=u.device)
         moved = corners + inward * u[:, 3:].reshape(-1, 4, 2) * self.perspective * size / 2
         persp = get_perspective_transform(corners.expand(n * b, -1, -1), moved)

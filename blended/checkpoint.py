@@ -19,7 +19,6 @@ from .model_file import flat_state_dict, read_model_file
 from .unet import CONFIG_METADATA_KEY, UNetConfig, UNetModel, config_from_state_dict
 from .weights import ADM_256_UNCOND
 
-
 EXPECTED = (
     f"Expected an OpenAI guided-diffusion (ADM) UNet such as {ADM_256_UNCOND.filename} "
     f"({ADM_256_UNCOND.url}), placed in ComfyUI/models/{ADM_256_UNCOND.subfolder}/."

@@ -58,8 +58,11 @@ def edit(
     """
     if image.dim() != 4 or image.shape[1] != 3:
         raise InputError(f"image must be [B,3,H,W] in 0..1, got {tuple(image.shape)}.")
-    if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:] or mask.shape[0] not in (1, image.shape[0]):
-        raise InputError(f"mask must be [1 or B,1,H,W] matching the image {tuple(image.shape)}, got {tuple(mask.shape)}.")
+    fits = mask.dim() == 4 and mask.shape[1] == 1 and mask.shape[-2:] == image.shape[-2:]
+    if not fits or mask.shape[0] not in (1, image.shape[0]):
+        raise InputError(
+            f"mask must be [1 or B,1,H,W] matching the image {tuple(image.shape)}, got {tuple(mask.shape)}."
+        )
     outputs, paste_masks = [], []
     for b in range(image.shape[0]):
         original = image[b : b + 1]

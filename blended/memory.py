@@ -233,7 +233,14 @@ def fits(cost: Cost, budget_bytes: int) -> int:
 
 
 def plan(
-    samples: int, model, guidance, height: int, width: int, budget_bytes: int, memory: str = "auto", autocast: str = "none"
+    samples: int,
+    model,
+    guidance,
+    height: int,
+    width: int,
+    budget_bytes: int,
+    memory: str = "auto",
+    autocast: str = "none",
 ) -> Plan:
     """Chunk size and checkpointing for ``samples`` samples in ``budget_bytes``.
 

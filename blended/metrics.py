@@ -3,8 +3,9 @@
 Background numbers skip a band around the mask: a feathered paste and the box resize legitimately
 touch pixels next to the mask, and counting them would blur the one question that matters there
 (did anything far from the edit change?). The seam score looks exactly there instead: is the
-step across the mask's border larger than the image's own variation on either side of it? The CLIP score should use a *different* CLIP than the
-guidance one, since the guiding model has been optimised against and would flatter the result.
+step across the mask's border larger than the image's own variation on either side of it? The
+CLIP score should use a *different* CLIP than the guidance one, since the guiding model has been
+optimised against and would flatter the result.
 """
 
 from __future__ import annotations

@@ -127,14 +127,17 @@ def combine(
                 f"weight for the same text (in {input_name} or {negative_name}). Remove the repeat, or give "
                 "something a net positive weight."
             )
+        given = "; ".join(f"{_short(p.text)}:{p.weight:g}" for p in positive)
         raise InputError(
-            f"{input_name} has no prompt with a positive weight ({'; '.join(f'{_short(p.text)}:{p.weight:g}' for p in positive)}): "
+            f"{input_name} has no prompt with a positive weight ({given}): "
             "guidance needs something to move towards. Give at least one prompt a positive weight, e.g. ':1'."
         )
     kept = tuple(WeightedPrompt(t, w / total) for t, w in merged.items() if w != 0)
     return PromptSet(kept)
 
 
-def prompt_set(text: str, negative: str = "", input_name: str = "prompt", negative_name: str = "negative_prompt") -> PromptSet:
+def prompt_set(
+    text: str, negative: str = "", input_name: str = "prompt", negative_name: str = "negative_prompt"
+) -> PromptSet:
     """Parse and combine a prompt box and a negative-prompt box."""
     return combine(parse_prompts(text, input_name), parse_prompts(negative, negative_name), input_name, negative_name)

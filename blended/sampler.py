@@ -24,6 +24,7 @@ from . import memory
 from .errors import InputError
 from .guidance import Guidance, GuidanceContext
 from .schedule import GaussianSchedule, extract
+from .seeds import cpu_generator
 
 METHODS = ("ddpm", "ddim")
 MODES = ("blended", "local")
@@ -92,7 +93,13 @@ def ddpm_step(p: dict, t: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor)
 
 
 def ddim_step(
-    sched: GaussianSchedule, p: dict, x_t: torch.Tensor, t: torch.Tensor, grad: torch.Tensor, noise: torch.Tensor, eta: float
+    sched: GaussianSchedule,
+    p: dict,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    grad: torch.Tensor,
+    noise: torch.Tensor,
+    eta: float,
 ) -> torch.Tensor:
     """Guided DDIM step: the gradient shifts eps (score conditioning), then eq. 12 of the DDIM paper."""
     abar = extract(sched.alphas_cumprod, t, x_t)
@@ -115,7 +122,7 @@ class SeedNoise:
     """Per-sample CPU generators: a sample's result depends on its seed, not on batch or device."""
 
     def __init__(self, seeds: list[int], shape: tuple, device, dtype):
-        self.generators = [torch.Generator().manual_seed(int(s) % 2**63) for s in seeds]
+        self.generators = [cpu_generator(s) for s in seeds]
         self.shape, self.device, self.dtype = shape, device, dtype
 
     def __call__(self) -> torch.Tensor:
@@ -154,7 +161,9 @@ def sample(
     if image.dim() != 4 or image.shape[1] != 3:
         raise InputError(f"image must be [B,3,H,W] in [-1,1], got {tuple(image.shape)}.")
     if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:]:
-        raise InputError(f"mask must be [B,1,H,W] matching the image {tuple(image.shape[-2:])}, got {tuple(mask.shape)}.")
+        raise InputError(
+            f"mask must be [B,1,H,W] matching the image {tuple(image.shape[-2:])}, got {tuple(mask.shape)}."
+        )
     batch = len(seeds)
     source = _broadcast(image, batch, "image").float()
     mask = _broadcast(mask.to(source), batch, "mask")
@@ -226,7 +235,7 @@ def _sample_chunk(
     """The sampling loop for one chunk of samples, which all fit in memory together."""
     batch, device = len(seeds), source.device
     noise = SeedNoise(seeds, tuple(source.shape[1:]), device, source.dtype)
-    aug_generators = [torch.Generator().manual_seed((int(s) + 0x5EED) % 2**63) for s in seeds]
+    aug_generators = [cpu_generator(int(s) + 0x5EED) for s in seeds]
     ctx = GuidanceContext(mask=mask, source=source, generators=aug_generators)
 
     indices = list(range(settings.guided_steps))[::-1]

@@ -71,17 +71,17 @@ def render_text(text: str, size: int = RENDER_SIZE, dark_on_light: bool = True) 
         tmp = Image.new("RGB", (small, small), paper)
         d = ImageDraw.Draw(tmp)
         text = "\n".join(_wrap(d, words, font, int(small * 0.9)))
-        l, t, r, b = d.multiline_textbbox((0, 0), text, font=font, align="center")
-        d.multiline_text(((small - (r - l)) // 2 - l, (small - (b - t)) // 2 - t), text, fill=ink, font=font,
-                         align="center")
+        left, top, right, bottom = d.multiline_textbbox((0, 0), text, font=font, align="center")
+        origin = ((small - (right - left)) // 2 - left, (small - (bottom - top)) // 2 - top)
+        d.multiline_text(origin, text, fill=ink, font=font, align="center")
         canvas = tmp.resize((size, size), Image.NEAREST)
     else:
         for font_size in range(size // 2, 5, -2):
             font = load_font(font_size)
             lines = _wrap(draw, words, font, box)
-            l, t, r, b = draw.multiline_textbbox((0, 0), "\n".join(lines), font=font,
-                                                 spacing=int(font_size * spacing), align="center")
-            if r - l <= box and b - t <= box:
+            left, top, right, bottom = draw.multiline_textbbox((0, 0), "\n".join(lines), font=font,
+                                                               spacing=int(font_size * spacing), align="center")
+            if right - left <= box and bottom - top <= box:
                 break
         draw.multiline_text((size // 2, size // 2), "\n".join(lines), fill=ink, font=font, anchor="mm",
                             align="center", spacing=int(font_size * spacing))

@@ -4,8 +4,9 @@ A compact re-implementation whose ``state_dict`` has exactly OpenAI's key layout
 checkpoints (``256x256_diffusion_uncond.pt``, ``512x512_diffusion.pt``, ...) load with
 ``strict=True``. What differs from the reference is only what we never need: no dropout, no
 in-module fp16 conversion (autocast is the caller's business) and no 1-D/3-D variants; gradient
-checkpointing is non-reentrant (see ``UNetModel.checkpointing``). Attention runs through ``scaled_dot_product_attention``; it is the same
-arithmetic as OpenAI's einsum version (which scales q and k by ``ch**-0.25`` each).
+checkpointing is non-reentrant (see ``UNetModel.checkpointing``). Attention runs through
+``scaled_dot_product_attention``; it is the same arithmetic as OpenAI's einsum version (which
+scales q and k by ``ch**-0.25`` each).
 
 The whole architecture can be read back from a state dict (``config_from_state_dict``) except the
 attention head count, which leaves no trace in the weights.

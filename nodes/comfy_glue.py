@@ -12,15 +12,14 @@ import contextlib
 import logging
 import os
 
-import torch
-
 import comfy.model_management as mm
 import comfy.utils
 import folder_paths
+import torch
+
 from ..blended import memory
 from ..blended.clip_model import CLIP_FOLDER
 from ..blended.errors import BlendedError, CheckpointError
-
 from .images import preview
 
 # Our own model folders under ComfyUI/models/, registered under names no core loader lists.

@@ -13,7 +13,6 @@ from comfy_api.latest import io, ui
 
 from ..blended.errors import InputError
 from ..blended.metrics import evaluate
-
 from . import comfy_glue as glue
 from .images import to_library_mask, to_rgb01
 from .types import ClipSocket, LpipsSocket
@@ -37,7 +36,8 @@ def evaluate_batch(images, source, mask, prompt, clip=None, lpips=None, band_px=
         if not (library_mask == library_mask[:1]).all():
             raise InputError("mask differs between samples: evaluate the samples of one input image at a time.")
         library_mask = library_mask[:1]
-    return evaluate(edited.to(device), src.to(device), library_mask.to(device), prompt, clip=clip, lpips=lpips, band_px=int(band_px))
+    return evaluate(edited.to(device), src.to(device), library_mask.to(device), prompt, clip=clip, lpips=lpips,
+                    band_px=int(band_px))
 
 
 def format_report(report: dict) -> str:

@@ -36,7 +36,8 @@ def install_example_inputs(input_dir: str | os.PathLike, source: Path = EXAMPLES
                             "to run the templates as shipped.", src.name, input_dir, e)
             break
     if copied:
-        logging.info("Blended Diffusion: example inputs for the templates copied to %s: %s", input_dir, ", ".join(copied))
+        logging.info("Blended Diffusion: example inputs for the templates copied to %s: %s", input_dir,
+                     ", ".join(copied))
     return copied
 
 

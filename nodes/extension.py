@@ -5,12 +5,16 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from . import comfy_glue
-from .examples import install_example_inputs
 from .evaluate_node import BlendedEvaluate
-from .latent_nodes import (
-    BlendedBackgroundReconstruction, BlendedLatentCrop, BlendedLatentSampler, BlendedLatentSamplerObject, BlendedLatentStitch,
-)
+from .examples import install_example_inputs
 from .guidance_nodes import BlendedBackgroundLoss, BlendedCLIPGuidance, BlendedExtendingAugmentation
+from .latent_nodes import (
+    BlendedBackgroundReconstruction,
+    BlendedLatentCrop,
+    BlendedLatentSampler,
+    BlendedLatentSamplerObject,
+    BlendedLatentStitch,
+)
 from .loaders import BlendedCLIPLoader, BlendedDiffusionModelLoader, BlendedLPIPSLoader
 from .ranking_node import BlendedRankResults
 from .sampler_node import BlendedSampler

@@ -12,8 +12,6 @@ from ..blended.augment import ExtendingAugmentation
 from ..blended.errors import InputError
 from ..blended.guidance import DISTANCES, BackgroundLoss, ClipGuidance, Guidance, RangeLoss, check_weight
 from ..blended.prompts import SYNTAX_HELP
-
-from . import comfy_glue as glue
 from .types import AugmentationSocket, ClipSocket, GuidanceSocket, LpipsSocket
 from .validation import BlendedNode
 

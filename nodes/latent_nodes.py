@@ -3,17 +3,16 @@ crop -> (core VAEEncode) -> blended latent sampler -> background reconstruction 
 
 from __future__ import annotations
 
-import torch
-from comfy_api.latest import io, ui
-
 import comfy.samplers
 import comfy.utils
+import torch
+from comfy_api.latest import io, ui
 
 from ..blended.errors import InputError
 from ..blended.latent_blend import step_masks
 from ..blended.latent_reconstruct import ReconstructSettings, private_decoder, reconstruct_all, report_text
 from ..blended.latent_region import crop_for_model, latent_pixel_mask, stitch
-
+from ..blended.seeds import batch_seeds
 from . import comfy_glue as glue
 from . import latent_sampling
 from .images import mask_batch, to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
@@ -126,7 +125,7 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
     pixel_mask, factor = latent_pixel_mask(mask_batch(mask), source.shape, source.shape[0])
     sigmas = latent_sampling.schedule(model, steps, sampler_name, scheduler, denoise)
     n_steps = len(sigmas) - 1
-    seeds = [seed + i for i in range(batch_size)]
+    seeds = batch_seeds(seed, batch_size)
     outs = []
     for b in range(source.shape[0]):
         pm = pixel_mask[b : b + 1] if pixel_mask.shape[0] > 1 else pixel_mask

@@ -12,15 +12,15 @@ in ComfyUI is patched.
 
 from __future__ import annotations
 
-import torch
-
 import comfy.model_management as mm
 import comfy.sample
 import comfy.samplers
 import latent_preview
+import torch
 
 from ..blended.errors import InputError
-from ..blended.latent_blend import LatentBlend, noise_for_seeds, step_masks as make_step_masks
+from ..blended.latent_blend import LatentBlend, noise_for_seeds
+from ..blended.latent_blend import step_masks as make_step_masks
 from ..blended.latent_region import latent_pixel_mask
 
 

@@ -7,7 +7,6 @@ from comfy_api.latest import io, ui
 from ..blended.edit import crop_to_mask
 from ..blended.errors import InputError
 from ..blended.ranking import RankingWeights, score_samples
-
 from . import comfy_glue as glue
 from .images import to_library_image, to_library_mask
 from .types import GuidanceSocket

@@ -9,7 +9,7 @@ from ..blended.edit import RegionSettings, edit
 from ..blended.masks import EDIT_THRESHOLD
 from ..blended.memory import MEMORY_MODES, PRECISIONS, autocast_for
 from ..blended.sampler import METHODS, MODES, SamplerSettings
-
+from ..blended.seeds import batch_seeds
 from . import comfy_glue as glue
 from .images import to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
 from .types import DiffusionModelSocket, GuidanceSocket
@@ -51,8 +51,8 @@ class BlendedSampler(BlendedNode):
                 io.Int.Input("batch_size", default=8, min=1, max=256,
                              tooltip="Samples per input image; rank them and keep the best (paper: 64)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Sample i uses seed + i. Same seed and batch size: the same image bit for bit; in a "
-                             "batch of another size float rounding can move a pixel by about 1/255."),
+                             tooltip="Sample i uses seed + i. Same seed and batch size: the same image bit for bit; "
+                             "in a batch of another size float rounding can move a pixel by about 1/255."),
                 io.Boolean.Input("enforce_background", default=True,
                                  tooltip="Keep every pixel outside the mask exactly as given. Off returns the model's "
                                  "whole context box, showing what local mode really did to the background there."),
@@ -89,7 +89,7 @@ class BlendedSampler(BlendedNode):
         settings = SamplerSettings(steps, method, skip_timesteps, mode, enforce_background=enforce_background,
                                    autocast=autocast_for(precision, device), memory=memory)
         region = RegionSettings(mask_dilate, mask_feather, context_margin)
-        seeds = [seed + i for i in range(batch_size)]
+        seeds = batch_seeds(seed, batch_size)
         progress = glue.StepProgress(settings.guided_steps * image.shape[0], image.shape[0])
         glue.make_room(model, guidance, settings, len(seeds), device)
         # Nodes run under inference_mode, and guidance needs autograd: inference tensors cannot be saved

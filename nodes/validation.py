@@ -16,7 +16,6 @@ import math
 from comfy_api.latest import io
 
 from ..blended.errors import InputError
-
 from . import comfy_glue as glue
 
 

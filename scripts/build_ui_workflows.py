@@ -76,7 +76,7 @@ LAYOUT_JS = """([gapX, gapY]) => {
     x += Math.round(Math.max(...column.map((n) => n.size[0]))) + gapX;
   }
   app.graph.setDirtyCanvas(true, true);
-}"""
+}"""  # noqa: E501
 
 # Fit the whole graph into the canvas (also stored as the workflow's initial view, extra.ds).
 FIT_JS = """() => {

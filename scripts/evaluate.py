@@ -1,7 +1,8 @@
 """Score a folder of edits against their source, outside ComfyUI (the Blended Evaluate node's numbers).
 
     python scripts/evaluate.py --source photo.png --mask mask.png --prompt "a bowl of cherries" results/*.png
-        [--clip ViT-B-32-quickgelu:openai | models/blended_clip/other_clip.safetensors] [--lpips models/lpips/lpips_vgg.safetensors]
+        [--clip ViT-B-32-quickgelu:openai | models/blended_clip/other_clip.safetensors]
+        [--lpips models/lpips/lpips_vgg.safetensors]
         [--band 4] [--seam-px 2] [--json report.json]
 
 The CLIP score should come from a CLIP *other* than the guiding ViT-B/16, which was optimised
@@ -55,7 +56,9 @@ def evaluate_files(source: Path, mask: Path, edits: list[Path], prompt: str, cli
     for path in edits:
         img = read_image(path)
         if img.shape != src.shape:
-            raise SystemExit(f"{path} is {img.shape[-1]}x{img.shape[-2]} but --source is {src.shape[-1]}x{src.shape[-2]}.")
+            raise SystemExit(
+                f"{path} is {img.shape[-1]}x{img.shape[-2]} but --source is {src.shape[-1]}x{src.shape[-2]}."
+            )
         edited.append(img)
     if not edited:
         raise SystemExit("no edited images given.")

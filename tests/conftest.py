@@ -21,9 +21,10 @@ pytest_plugins = ["comfy_harness", "sd15_fixture"]  # sd15_fixture: random SD1.5
 
 @pytest.fixture(scope="session")
 def tiny_model():
+    from tiny_unet import tiny_unet_config, tiny_unet_state_dict
+
     from blended.diffusion_model import DiffusionModel
     from blended.unet import UNetModel
-    from tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
     unet = UNetModel(tiny_unet_config())
     unet.load_state_dict(tiny_unet_state_dict(seed=0), strict=True)
@@ -32,8 +33,9 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory):
-    from blended.clip_model import load_clip
     from tiny_clip import save_tiny_clip
+
+    from blended.clip_model import load_clip
 
     return load_clip(save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.safetensors"))
 

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 import pytest
+from comfy_harness import api_workflow, watch_run
 from PIL import Image
 
-from comfy_harness import api_workflow, watch_run
 from scripts.comfy_engine import PromptRejected, execution_error, output_images, output_texts, set_inputs
 
 SHIPPED = ["object_editing", "background_replacement", "scribble_editing", "text_extrapolation"]
@@ -91,6 +91,7 @@ def test_pack_keeps_the_files_already_in_input(comfy):
     """The harness wrote its own blended_object.png etc. before the server started: the pack's
     example copies (issue 11) must not have replaced them."""
     from comfy_harness import IMAGE_H, IMAGE_W
+
     from scripts.comfy_engine import WORKFLOWS
 
     for example in sorted((WORKFLOWS / "examples").glob("*.png")):

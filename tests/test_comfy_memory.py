@@ -15,9 +15,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from comfy_harness import api_workflow, forced_memory_budget_mb, photo, save_rgba, watch_run
 from PIL import Image
 
-from comfy_harness import api_workflow, forced_memory_budget_mb, photo, save_rgba, watch_run
 from scripts.comfy_engine import execution_error, output_images, set_inputs
 
 WIDE_W, WIDE_H = 560, 40
@@ -39,8 +39,8 @@ def expected_plan(comfy, graph, edit):
     from blended.augment import ExtendingAugmentation
     from blended.checkpoint import load_diffusion_model
     from blended.clip_model import load_clip
-    from blended.guidance import ClipGuidance, Guidance, RangeLoss
     from blended.edit import RegionSettings, prepare_masks
+    from blended.guidance import ClipGuidance, Guidance, RangeLoss
 
     models = comfy.base / "models"
     model = load_diffusion_model(models / "blended_diffusion" / comfy.names["model"])

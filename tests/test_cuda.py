@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from test_nodes_unit import edit_image
 
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
 from blended.sampler import SamplerSettings, sample
-from test_nodes_unit import edit_image
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 FAST = SamplerSettings(steps="6", skip_timesteps=1)
@@ -16,9 +16,10 @@ def tame_tiny_model():
     variance drives samples to about 1e6 inside the mask, where float rounding differences between
     CPU and GPU grow to whole units and fp16 overflows; scaled, a 1e-4 change of the input moves
     the CPU result by about 2e-4, so a CPU/GPU comparison measures the arithmetic."""
+    from tiny_unet import tiny_unet_config, tiny_unet_state_dict
+
     from blended.diffusion_model import DiffusionModel
     from blended.unet import UNetModel
-    from tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
     unet = UNetModel(tiny_unet_config())
     unet.load_state_dict(tiny_unet_state_dict(seed=0), strict=True)

@@ -57,7 +57,8 @@ class FrozenClipGuidance:
     """ClipGuidance exactly as it was before weighted prompts (commit 3347adb), kept as the reference."""
 
     def __init__(self, clip, prompt, weight=1000.0, distance="spherical", augmentation=None):
-        self.clip, self.prompt, self.weight, self.distance, self.augmentation = clip, prompt, weight, distance, augmentation
+        self.clip, self.prompt, self.weight = clip, prompt, weight
+        self.distance, self.augmentation = distance, augmentation
 
     @staticmethod
     def _distance(image_embeds, text_embeds, kind):
@@ -125,8 +126,8 @@ def test_one_prompt_samples_equal_the_paper_bit_for_bit(tiny_model, tiny_clip):
     mask[..., 8:24, 8:24] = 1
     settings = SamplerSettings(steps="5", skip_timesteps=1)
     aug = ExtendingAugmentation(2)
-    old = sample(tiny_model, image, mask, Guidance((FrozenClipGuidance(tiny_clip, "a red ball", 1000.0, "spherical", aug),
-                                                    RangeLoss())), settings, [5, 6])
+    frozen = FrozenClipGuidance(tiny_clip, "a red ball", 1000.0, "spherical", aug)
+    old = sample(tiny_model, image, mask, Guidance((frozen, RangeLoss())), settings, [5, 6])
     new = sample(tiny_model, image, mask, Guidance((ClipGuidance(tiny_clip, "a red ball", 1000.0, "spherical", aug),
                                                     RangeLoss())), settings, [5, 6])
     assert torch.equal(old, new)
@@ -174,7 +175,8 @@ def test_prompt_errors_name_the_input(tiny_clip):
         ClipGuidance(tiny_clip, "a red ball", negative_prompt="a red ball")
     with pytest.raises(InputError, match="prompt is empty"):
         ClipGuidance(tiny_clip, " | ")
-    with pytest.raises(InputError, match=r"prompt entry 'a very long prompt a very long prompt\.\.\.' is 82 CLIP tokens"):
+    too_long = r"prompt entry 'a very long prompt a very long prompt\.\.\.' is 82 CLIP tokens"
+    with pytest.raises(InputError, match=too_long):
         ClipGuidance(tiny_clip, "a red ball | " + "a very long prompt " * 20)
     with pytest.raises(InputError, match="negative_prompt entry .* CLIP tokens long"):
         ClipGuidance(tiny_clip, "a red ball", negative_prompt="blurry | " + "a very long prompt " * 20)

@@ -7,12 +7,17 @@ import math
 
 import pytest
 import torch
+from sd15_fixture import comfy_engine_path
 
 from blended.errors import InputError
 from blended.latent_blend import (
-    LatentBlend, cover_mask, noise_for_seeds, shrink_radii, step_index, step_masks,
+    LatentBlend,
+    cover_mask,
+    noise_for_seeds,
+    shrink_radii,
+    step_index,
+    step_masks,
 )
-from sd15_fixture import comfy_engine_path
 
 
 def test_cover_mask_keeps_a_one_pixel_stroke_and_only_touched_cells():

@@ -13,11 +13,10 @@ import gc
 
 import pytest
 import torch
-
-from blended.latent_blend import cover_mask, step_masks
 from comfy_harness import photo
 from sd15_fixture import comfy_engine_path
 
+from blended.latent_blend import cover_mask, step_masks
 
 SIZE = 64
 
@@ -132,9 +131,8 @@ def test_samples_are_reproducible_per_seed(sd15):
 def example_photo(size):
     """The shipped example photo (scikit-image's CC0 coffee), scaled: real image statistics."""
     import numpy as np
-    from PIL import Image
-
     from comfy_harness import WORKFLOWS
+    from PIL import Image
 
     im = Image.open(WORKFLOWS / "examples" / "blended_object.png").convert("RGB").resize((size, size), Image.LANCZOS)
     return torch.from_numpy(np.asarray(im).copy()).float().div(255)[None]

@@ -119,8 +119,8 @@ def test_reconstruct_tunes_a_private_copy_only():
     from blended.latent_reconstruct import private_decoder, reconstruct
 
     torch.manual_seed(0)
-    shared = torch.nn.Sequential(torch.nn.Conv2d(4, 32, 3, padding=1), torch.nn.SiLU(), torch.nn.Upsample(scale_factor=2),
-                                 torch.nn.Conv2d(32, 3, 3, padding=1))
+    shared = torch.nn.Sequential(torch.nn.Conv2d(4, 32, 3, padding=1), torch.nn.SiLU(),
+                                 torch.nn.Upsample(scale_factor=2), torch.nn.Conv2d(32, 3, 3, padding=1))
     before = {k: v.clone() for k, v in shared.state_dict().items()}
     z = torch.randn(1, 4, 8, 8)
     y, x = torch.meshgrid(torch.linspace(-1, 1, 16), torch.linspace(-1, 1, 16), indexing="ij")

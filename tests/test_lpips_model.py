@@ -31,7 +31,8 @@ def test_metric_properties_on_real_photos(real_lpips):
     assert real_lpips(x, x).item() == 0.0
     assert real_lpips(x, y).item() == pytest.approx(real_lpips(y, x).item(), rel=1e-5)
     blurred = [
-        torch.from_numpy(filters.gaussian(x[0].permute(1, 2, 0).numpy(), sigma=s, channel_axis=-1)).permute(2, 0, 1)[None]
+        torch.from_numpy(filters.gaussian(x[0].permute(1, 2, 0).numpy(), sigma=s, channel_axis=-1))
+        .permute(2, 0, 1)[None]
         for s in (0.5, 1.5, 3.0)
     ]
     d = [real_lpips(x, b).item() for b in blurred]

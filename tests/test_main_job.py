@@ -12,9 +12,9 @@ import subprocess
 import sys
 
 import numpy as np
+from comfy_harness import ellipse, photo
 from PIL import Image
 
-from comfy_harness import ellipse, photo
 from scripts.comfy_engine import EXAMPLE_IMAGE, EXAMPLE_PROMPT, REPO
 
 RUN_EDIT = REPO / "scripts" / "run_edit.py"

@@ -7,8 +7,8 @@ import pytest
 import torch
 from skimage import data, transform
 
-from blended.lpips_model import load_lpips
 from blended.errors import InputError
+from blended.lpips_model import load_lpips
 from blended.metrics import background_lpips, background_psnr, clip_score_in_box, diversity, evaluate, seam_score
 
 
@@ -110,7 +110,8 @@ def test_evaluate_script_on_files(tmp_path, real_lpips_path, tiny_clip):
     save_tiny_clip(clip_file, seed=1)
     edits = [save(torch.where(mask > 0, photo("coffee"), src), "a.png"), save(photo("chelsea"), "b.png")]
     argv = ["--source", str(save(src, "src.png")), "--mask", str(tmp_path / "mask.png"), "--prompt", "a cup",
-            "--clip", str(clip_file), "--lpips", str(real_lpips_path), "--band", "1", "--json", str(tmp_path / "r.json"),
+            "--clip", str(clip_file), "--lpips", str(real_lpips_path), "--band", "1",
+            "--json", str(tmp_path / "r.json"),
             *map(str, edits)]
     assert main(argv) == 0
     import json

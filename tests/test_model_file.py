@@ -9,7 +9,10 @@ import warnings
 
 import pytest
 import torch
+from hostile_files import pickle_that_runs_code, torchscript_that_runs_code
 from safetensors.torch import save_file
+from tiny_clip import tiny_clip_state_dict
+from tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
 from blended.checkpoint import load_diffusion_model
 from blended.clip_model import load_clip
@@ -17,9 +20,6 @@ from blended.errors import CheckpointError
 from blended.lpips_model import load_lpips
 from blended.model_file import first_code_global, read_torchscript_tensors
 from blended.unet import CONFIG_METADATA_KEY
-from hostile_files import pickle_that_runs_code, torchscript_that_runs_code
-from tiny_clip import tiny_clip_state_dict
-from tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
 LOADERS = {
     "diffusion": load_diffusion_model,

@@ -17,7 +17,11 @@ from blended.guidance import ClipGuidance, Guidance, RangeLoss
 from blended.masks import EDIT_THRESHOLD
 from blended.sampler import SamplerSettings
 from blended_diffusion_pack.nodes.images import (
-    to_comfy_image, to_comfy_mask, to_library_image, to_library_mask, to_rgb01,
+    to_comfy_image,
+    to_comfy_mask,
+    to_library_image,
+    to_library_mask,
+    to_rgb01,
 )
 from scripts.comfy_engine import compose_input, describe_rejection, set_inputs, write_model_paths
 
@@ -123,7 +127,8 @@ def test_dilate_and_feather_stay_inside_the_grown_mask(tiny_model, guidance):
 def test_without_enforce_background_the_whole_context_box_is_returned(tiny_model, guidance):
     img, mask = comfy_image(48, 64), box_mask(48, 64, 20, 28, 28, 36)
     local = SamplerSettings(steps="4", skip_timesteps=1, mode="local", enforce_background=False)
-    out, paste = edit_image(tiny_model, img, mask, guidance, local, seeds=[0], region_settings=RegionSettings(margin=0.5))
+    out, paste = edit_image(tiny_model, img, mask, guidance, local, seeds=[0],
+                            region_settings=RegionSettings(margin=0.5))
     box = paste[0] > 0
     assert box.sum() == 16 * 16 and torch.equal(paste[0][20:28, 28:36], torch.ones(8, 8))  # 8 px grown by 50 %
     assert torch.equal(out[0][~box], img[0][~box])  # the model never saw beyond its box

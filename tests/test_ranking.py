@@ -39,7 +39,8 @@ def test_new_weights_at_zero_give_the_papers_order(tiny_clip, box_mask):
     images = torch.rand(20, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     guidance = ClipGuidance(tiny_clip, "a red ball")
     expected = frozen_rank(images, box_mask, guidance, chunk=7)
-    for kwargs in ({}, {"weights": RankingWeights(1.0, 0.0, 0.0)}, {"weights": RankingWeights(), "scene_prompt": "a room"}):
+    for kwargs in ({}, {"weights": RankingWeights(1.0, 0.0, 0.0)},
+                   {"weights": RankingWeights(), "scene_prompt": "a room"}):
         order, scores = rank(images, box_mask, guidance, chunk=7, **kwargs)
         assert torch.equal(order, expected[0]) and torch.equal(scores, expected[1]), kwargs
 
@@ -85,7 +86,8 @@ def test_ties_keep_their_order(tiny_clip, box_mask):
 def test_scene_score_judges_the_unmasked_view(tiny_clip, box_mask):
     images = torch.cat([photo("astronaut"), photo("coffee"), photo("chelsea")])
     guidance = ClipGuidance(tiny_clip, "a red ball", distance="cosine")
-    table = score_samples(images, box_mask, guidance, RankingWeights(clip=0.0, scene=1.0), scene_prompt="a cat:2 | a room")
+    table = score_samples(images, box_mask, guidance, RankingWeights(clip=0.0, scene=1.0),
+                          scene_prompt="a cat:2 | a room")
     expected = TextTargets(tiny_clip, prompt_set("a cat:2 | a room"), "cosine")(
         tiny_clip.encode_image(torch.nn.functional.adaptive_avg_pool2d(images.add(1).div(2), 32)))
     torch.testing.assert_close(table.criteria["scene"], expected)

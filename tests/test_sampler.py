@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from two_forward import two_forward_sample
 
 from blended.augment import ExtendingAugmentation, resize_for_clip
 from blended.errors import InputError
@@ -9,7 +10,6 @@ from blended.guidance import BackgroundLoss, ClipGuidance, Guidance, GuidanceCon
 from blended.ranking import rank
 from blended.sampler import SamplerSettings, sample
 from blended.schedule import GaussianSchedule
-from two_forward import two_forward_sample
 
 FAST = SamplerSettings(steps="8", skip_timesteps=2)
 

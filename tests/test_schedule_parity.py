@@ -22,7 +22,8 @@ def reference(spec):
 def test_tables_match_reference(spec):
     ref, ours = reference(spec), GaussianSchedule.linear(1000).respace(spec)
     assert ours.timestep_map.tolist() == ref.timestep_map
-    for name in ["betas", "alphas_cumprod", "alphas_cumprod_prev", "posterior_variance", "posterior_log_variance_clipped"]:
+    names = ["betas", "alphas_cumprod", "alphas_cumprod_prev", "posterior_variance", "posterior_log_variance_clipped"]
+    for name in names:
         np.testing.assert_allclose(getattr(ours, name).numpy(), getattr(ref, name), rtol=1e-12, atol=0, err_msg=name)
 
 
@@ -74,7 +75,8 @@ def test_guided_ddpm_step_matches_reference_p_sample():
     ref, ours = reference("100"), GaussianSchedule.linear(1000).respace("100")
     torch.manual_seed(123)
     # Reference cond_fn returns grad log p(y|x) = -grad(loss); ours takes grad(loss).
-    expected = ref.p_sample(FixedOutput(out), x, t, clip_denoised=False, cond_fn=lambda x, t: -grad, model_kwargs={})["sample"]
+    expected = ref.p_sample(FixedOutput(out), x, t, clip_denoised=False, cond_fn=lambda x, t: -grad,
+                            model_kwargs={})["sample"]
     torch.manual_seed(123)
     noise = torch.randn_like(x)
     got = ddpm_step(ours.p_mean_variance(out, x, t), t, grad, noise)
@@ -87,7 +89,8 @@ def test_guided_ddim_step_matches_reference(eta):
     x, out, t, grad = _setup("ddim50")
     ref, ours = reference("ddim50"), GaussianSchedule.linear(1000).respace("ddim50")
     torch.manual_seed(7)
-    expected = ref.ddim_sample(FixedOutput(out), x, t, clip_denoised=False, cond_fn=lambda x, t: -grad, eta=eta, model_kwargs={})
+    expected = ref.ddim_sample(FixedOutput(out), x, t, clip_denoised=False, cond_fn=lambda x, t: -grad, eta=eta,
+                               model_kwargs={})
     torch.manual_seed(7)
     noise = torch.randn_like(x)
     got = ddim_step(ours, ours.p_mean_variance(out, x, t), x, t, grad, noise, eta)

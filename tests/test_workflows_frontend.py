@@ -17,7 +17,7 @@ import json
 
 import pytest
 
-from scripts.build_ui_workflows import PROMPT_JS, as_api, api_names, comfy_frontend
+from scripts.build_ui_workflows import PROMPT_JS, api_names, as_api, comfy_frontend
 from scripts.comfy_engine import API_WORKFLOWS, PACK_DIR_NAME, WORKFLOWS
 
 API_NAMES = api_names()
@@ -83,7 +83,9 @@ def ui_workflow(name: str) -> dict:
 
 def test_every_api_workflow_has_a_ui_twin():
     assert API_NAMES, "no workflows/api/*.api.json"
-    assert UI_NAMES == API_NAMES, "each workflows/api/<name>.api.json needs a workflows/<name>.json (scripts/build_ui_workflows.py)"
+    assert UI_NAMES == API_NAMES, (
+        "each workflows/api/<name>.api.json needs a workflows/<name>.json (scripts/build_ui_workflows.py)"
+    )
 
 
 @pytest.mark.parametrize("name", UI_NAMES)
@@ -114,7 +116,7 @@ def test_a_changed_widget_value_is_caught(frontend):
 # --- the template browser ---------------------------------------------------------------------------
 
 FETCH_JS = """async (path) => { const r = await fetch(app.api.apiURL(path));
-  return {status: r.status, type: r.headers.get('content-type'), json: r.ok && !path.endsWith('.jpg') ? await r.json() : null}; }"""
+  return {status: r.status, type: r.headers.get('content-type'), json: r.ok && !path.endsWith('.jpg') ? await r.json() : null}; }"""  # noqa: E501
 GRAPH_JS = """() => ({nodes: app.graph.nodes.length,
   missing: app.graph.nodes.map((n) => n.type).filter((t) => !(t in LiteGraph.registered_node_types))})"""
 
@@ -166,7 +168,7 @@ HELP_JS = """async (name) => {
 }"""
 NODE_INFO_JS = """(name) => { const pinia = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia;
   const d = pinia._s.get('nodeDef').nodeDefsByName[name];
-  return {display: d.display_name, inputs: Object.keys(d.inputs ?? {})}; }"""
+  return {display: d.display_name, inputs: Object.keys(d.inputs ?? {})}; }"""  # noqa: E501
 OUR_NODES = sorted([
     "BlendedBackgroundLoss", "BlendedCLIPGuidance", "BlendedCLIPLoader", "BlendedDiffusionModelLoader",
     "BlendedEvaluate", "BlendedExtendingAugmentation", "BlendedLPIPSLoader", "BlendedRankResults", "BlendedSampler",
