@@ -9,7 +9,6 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..blended.augment import ExtendingAugmentation
-from ..blended.errors import InputError
 from ..blended.guidance import DISTANCES, BackgroundLoss, ClipGuidance, Guidance, RangeLoss, check_weight
 from ..blended.prompts import SYNTAX_HELP
 from .types import AugmentationSocket, ClipSocket, GuidanceSocket, LpipsSocket
@@ -94,8 +93,6 @@ class BlendedCLIPGuidance(BlendedNode):
     @classmethod
     def execute(cls, clip, prompt, clip_lambda, range_lambda, distance, augmentation=None, negative_prompt="",
                 typography_guard=False, typography_strength=0.5) -> io.NodeOutput:
-        if not isinstance(typography_guard, bool):
-            raise InputError(f"typography_guard is {typography_guard!r}: use true (on) or false (off, the paper).")
         typography = check_weight(typography_strength, "typography_strength", "0.5") if typography_guard else 0.0
         terms = (ClipGuidance(clip, prompt, weight=clip_lambda, distance=distance, augmentation=augmentation,
                               negative_prompt=negative_prompt, typography=typography),)
