@@ -108,7 +108,8 @@ def resize_back(x: torch.Tensor, box: Box, full_size: tuple[int, int]) -> torch.
 
 def paste_back(original: torch.Tensor, edited: torch.Tensor, box: Box, weights: torch.Tensor) -> torch.Tensor:
     """``edited`` (model-size crop) resized into ``original`` where ``weights`` > 0; elsewhere the
-    original values, bit for bit."""
+    original values, bit for bit. Images in 0..1: the antialiased resize back rounds a few ULPs
+    past 1, so the pasted values are clamped to that range (an IMAGE stays within 0..1)."""
     full = resize_back(edited.to(original.dtype), box, tuple(original.shape[-2:]))
     w = weights.to(original.dtype)
-    return torch.where(w > 0, full * w + original * (1 - w), original)
+    return torch.where(w > 0, (full * w + original * (1 - w)).clamp(0, 1), original)
