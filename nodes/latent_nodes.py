@@ -106,9 +106,8 @@ class BlendedLatentSampler(BlendedNode):
     @classmethod
     def execute(cls, model, positive, negative, latent, mask, seed, steps, cfg, sampler_name, scheduler, denoise,
                 batch_size, shrink_px, shrink_fraction) -> io.NodeOutput:
-        samples = run_latent_sampler(model, positive, negative, latent, mask, int(seed), int(steps), float(cfg),
-                                     sampler_name, scheduler, float(denoise), int(batch_size), int(shrink_px),
-                                     float(shrink_fraction))
+        samples = run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg, sampler_name,
+                                     scheduler, denoise, batch_size, shrink_px, shrink_fraction)
         return io.NodeOutput({"samples": samples})
 
 
@@ -167,9 +166,8 @@ class BlendedLatentSamplerObject(BlendedNode):
         mask = mask_batch(mask)
         if not (mask > 0).any():
             raise InputError("mask is empty: paint the area to edit (white = edit).")
-        sampler = latent_sampling.BlendingSampler(sampler_name, pixel_mask=mask.clone(),
-                                                       shrink_px=int(shrink_px),
-                                                       shrink_fraction=float(shrink_fraction))
+        sampler = latent_sampling.BlendingSampler(sampler_name, pixel_mask=mask.clone(), shrink_px=shrink_px,
+                                                  shrink_fraction=shrink_fraction)
         return io.NodeOutput(sampler)
 
 
