@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_nodes_unit import edit_image
+from comfy_layout import edit_image
 
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
 from blended.sampler import SamplerSettings, sample

@@ -5,30 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from comfy_layout import crop_for_model, latent_pixel_mask, stitch
 
 from blended.errors import InputError
 from blended.latent_reconstruct import ReconstructSettings, paste_exact, report_line
-from blended.latent_region import LatentCrop
-from blended.latent_region import crop_for_model as library_crop
-from blended.latent_region import latent_pixel_mask as library_pixel_mask
-from blended.latent_region import stitch as library_stitch
-from blended_diffusion_pack.nodes.images import mask_batch, to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
-
-
-# The library works on [B,3,H,W] / [B,1,H,W]; these wrap it in the latent nodes' conversions, so the
-# checks read in the IMAGE/MASK terms a user sees.
-def crop_for_model(image, mask, *args):
-    img, m, crop = library_crop(to_rgb01(image), to_library_mask(mask, image), *args)
-    return to_comfy_image(img), to_comfy_mask(m), crop
-
-
-def stitch(crop: LatentCrop, edited, feather=0):
-    full, weights = library_stitch(crop, to_rgb01(edited, "images"), feather)
-    return to_comfy_image(full), to_comfy_mask(weights)
-
-
-def latent_pixel_mask(mask, latent_shape, batch):
-    return library_pixel_mask(mask_batch(mask), latent_shape, batch)
 
 
 def comfy_image(h, w, b=1, seed=0):

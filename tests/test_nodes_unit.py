@@ -9,19 +9,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from comfy_layout import edit_image
 from PIL import Image
 
-from blended.edit import RegionSettings, crop_to_mask, edit
+from blended.edit import RegionSettings, crop_to_mask
 from blended.errors import InputError
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
-from blended.masks import EDIT_THRESHOLD
 from blended.sampler import SamplerSettings
 from blended_diffusion_pack.nodes.images import (
-    to_comfy_image,
-    to_comfy_mask,
     to_library_image,
     to_library_mask,
-    to_rgb01,
 )
 from scripts.comfy_engine import compose_input, describe_rejection, set_inputs, write_model_paths
 
@@ -38,13 +35,6 @@ def box_mask(h, w, y0, y1, x0, x1, b=1):
     m = torch.zeros(b, h, w)
     m[:, y0:y1, x0:x1] = 1
     return m
-
-
-def edit_image(model, image, mask, guidance, settings, seeds, region_settings=RegionSettings(), device="cpu"):
-    """The library's any-size edit between ComfyUI's IMAGE/MASK, converted as the sampler node does."""
-    edit_mask = to_library_mask(mask, image, threshold=EDIT_THRESHOLD)
-    out, paste = edit(model, to_rgb01(image), edit_mask, guidance, settings, seeds, region_settings, device=device)
-    return to_comfy_image(out), to_comfy_mask(paste)
 
 
 @pytest.fixture(scope="module")
