@@ -261,7 +261,7 @@ def reconstruct_images(vae, source, mask, latent, settings: ReconstructSettings,
     edited01 = None if edited is None else to_rgb01(edited, "edited")
     device = glue.work_device()
     first_stage = vae.first_stage_model
-    bar = comfy.utils.ProgressBar(max(settings.iterations * latent["samples"].shape[0], 1))
+    bar = comfy.utils.ProgressBar(1)  # the library's callback brings the total (iterations x latents)
     glue.make_room_for([first_stage] * 4, device)  # copy + gradients + Adam's two moments
 
     def make_decoder():

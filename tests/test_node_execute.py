@@ -525,3 +525,6 @@ def test_background_reconstruction_names_bad_inputs(sd15):
         run(BlendedBackgroundReconstruction, source=source, mask=box_mask(64, 64, 2, 9, 2, 9), **common)
     with pytest.raises(ValueError, match="LATENT"):
         run(BlendedBackgroundReconstruction, source=source, mask=mask, **{**common, "latent": None})
+    with pytest.raises(ValueError, match="image latent"):
+        flat = {"samples": torch.tensor(1.0)}  # not [batch, channels, height, width]
+        run(BlendedBackgroundReconstruction, source=source, mask=mask, **{**common, "latent": flat})
