@@ -1,8 +1,10 @@
-"""The repository is ruff clean under pyproject.toml's [tool.ruff] (pyflakes, pycodestyle, isort),
-so the test command is also the lint command: a finding fails CI like a broken test."""
+"""Rules the code must keep, checked by the test command like any behaviour: ruff clean under
+pyproject.toml's [tool.ruff] (pyflakes, pycodestyle, isort), and the library below the node layer
+(docs/DESIGN.md, "Layers")."""
 
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -12,3 +14,22 @@ def test_ruff_finds_nothing():
     run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_library_never_imports_comfyui():
+    """Every blended.* module imported in a fresh interpreter: nothing of ComfyUI gets loaded."""
+    script = textwrap.dedent(f"""
+        import importlib, pkgutil, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        import blended
+        names = [f"blended.{{m.name}}" for m in pkgutil.iter_modules(blended.__path__)]
+        for name in names:
+            importlib.import_module(name)
+        comfy = sorted(m for m in sys.modules if m.split(".")[0] in
+                       ("comfy", "comfy_api", "comfy_extras", "folder_paths", "nodes", "server", "latent_preview"))
+        assert not comfy, comfy
+        print(len(names))
+    """)
+    run = subprocess.run([sys.executable, "-I", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert int(run.stdout.strip()) >= 20  # every module was imported, not an empty package
