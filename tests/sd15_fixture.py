@@ -10,6 +10,7 @@ test process, for tests that drive the engine's sampling code directly.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import struct
@@ -111,6 +112,26 @@ def write_random_sd15(path: Path, seed: int = 0) -> Path:
 def sd15_checkpoint(tmp_path_factory) -> Path:
     """A random SD1.5 single-file checkpoint, built once per session."""
     return write_random_sd15(tmp_path_factory.mktemp("sd15") / "random_sd15.safetensors")
+
+
+@pytest.fixture(scope="module")
+def sd15(sd15_checkpoint):
+    """The random SD1.5 loaded by core's checkpoint loader: (MODEL, CLIP, VAE), once per test module."""
+    comfy_engine_path()
+    import comfy.model_management as mm
+    import comfy.sd
+
+    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint), output_vae=True,
+                                                                output_clip=True)
+    yield model, clip, vae
+    del model, clip, vae
+    mm.unload_all_models()  # ComfyUI keeps loaded models listed; let the other tests have the memory
+    gc.collect()
+
+
+def encode_text(clip, text):
+    """CONDITIONING for ``text``, as core CLIPTextEncode makes it."""
+    return clip.encode_from_tokens_scheduled(clip.tokenize(text))
 
 
 def write_random_sd15_lora(path: Path, rank: int = 4, seed: int = 0, scale: float = 1.0) -> Path:

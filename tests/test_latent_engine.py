@@ -9,35 +9,14 @@ the source latent noised, by hand, to the level of that call. Tiny latents (64x6
 
 from __future__ import annotations
 
-import gc
-
 import pytest
 import torch
 from comfy_harness import photo
-from sd15_fixture import comfy_engine_path
+from sd15_fixture import encode_text
 
 from blended.latent_blend import cover_mask, step_masks
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def sd15(sd15_checkpoint):
-    comfy_engine_path()
-    import comfy.sd
-
-    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint), output_vae=True,
-                                                                output_clip=True)
-    yield model, clip, vae
-    import comfy.model_management as mm
-
-    del model, clip, vae
-    mm.unload_all_models()  # ComfyUI keeps loaded models listed; let the server tests have the memory
-    gc.collect()
-
-
-def encode_text(clip, text):
-    return clip.encode_from_tokens_scheduled(clip.tokenize(text))
 
 
 def source_image(seed=0):

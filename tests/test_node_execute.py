@@ -11,7 +11,6 @@ a temp dir for the loader tests; monkeypatch puts ComfyUI's globals back afterwa
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import math
 import re
@@ -19,7 +18,7 @@ import re
 import pytest
 import torch
 from comfy_harness import photo
-from sd15_fixture import comfy_engine_path
+from sd15_fixture import comfy_engine_path, encode_text
 
 try:
     comfy_engine_path()  # comfy_api, folder_paths and comfy.* importable, device = CPU
@@ -439,22 +438,6 @@ def test_latent_sampler_object_is_a_core_sampler_with_shrinking_masks():
 # --- latent path on a random SD1.5 checkpoint -------------------------------------------------------
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def sd15(sd15_checkpoint):
-    import comfy.sd
-
-    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint), output_vae=True,
-                                                                output_clip=True)
-    yield model, clip, vae
-    del model, clip, vae
-    mm.unload_all_models()  # ComfyUI keeps loaded models listed; let the other tests have the memory
-    gc.collect()
-
-
-def encode_text(clip, text):
-    return clip.encode_from_tokens_scheduled(clip.tokenize(text))
 
 
 def latent_sampler_inputs(sd15, source, **overrides):
