@@ -118,13 +118,18 @@ def floor_step(model, clip, image, views: int, batch: int):
     return step
 
 
+def config(name: str, device, clip):
+    """One benchmark configuration: the model, its scene, and CLIP guidance on 4 extending copies."""
+    model = make_model(name, device)
+    image, mask = scene(model.image_size, device)
+    guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+    return model, image, mask, guidance
+
+
 def peak_memory(which: str, device) -> float:
     """MiB: on CUDA the peak allocated above the set-up state; on CPU (no allocator statistics)
     the bytes autograd saves for backward per step, which is what guidance adds to inference."""
-    model = make_model("small", device)
-    image, mask = scene(model.image_size, device)
-    clip_guidance = ClipGuidance(make_clip(device), "a red ball", augmentation=ExtendingAugmentation(4))
-    guidance = Guidance((clip_guidance, RangeLoss()))
+    model, image, mask, guidance = config("small", device, make_clip(device))
     settings = SamplerSettings(steps="4", skip_timesteps=1)
     run = sample if which == "ours" else two_forward_sample
     args = (model, image, mask, guidance, settings, list(range(4)))
@@ -164,9 +169,7 @@ def main(argv=None):
         print("\n1. per-step time: ours (1 UNet forward/step) vs two-forward baseline")
         print(f"{'config':8} {'batch':>5} {'ours ms/step':>13} {'baseline ms/step':>17} {'baseline/ours':>14}")
         for name in ("tiny", "small"):
-            model = make_model(name, device)
-            image, mask = scene(model.image_size, device)
-            guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+            model, image, mask, guidance = config(name, device, clip)
             for batch in (1, 4):
                 seeds = list(range(batch))
                 ours = timed(lambda: sample(model, image, mask, guidance, settings, seeds), device, repeats)
@@ -177,9 +180,7 @@ def main(argv=None):
     print("\n1b. ours vs the floor (UNet fwd+bwd + CLIP fwd+bwd on the same 1+4 views), ms/step")
     print(f"{'config':8} {'batch':>5} {'ours':>8} {'floor':>8} {'ours/floor':>11}")
     for name in ("tiny", "small"):
-        model = make_model(name, device)
-        image, mask = scene(model.image_size, device)
-        guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+        model, image, mask, guidance = config(name, device, clip)
         for batch in (1, 4):
             seeds = list(range(batch))
             run_floor = floor_step(model, clip, image, 5, batch)
@@ -208,9 +209,7 @@ def main(argv=None):
     print(f"ours {mem_ours:.0f}  baseline {mem_base:.0f}  baseline/ours {mem_base / max(mem_ours, 1e-9):.2f}x  ({how})")
 
     print("\n3. cost growth, small config (time relative to batch 1 / to no augmentation)")
-    model = make_model("small", device)
-    image, mask = scene(model.image_size, device)
-    guidance = Guidance((ClipGuidance(clip, "a red ball", augmentation=ExtendingAugmentation(4)), RangeLoss()))
+    model, image, mask, guidance = config("small", device, clip)
     one = timed(lambda: sample(model, image, mask, guidance, settings, [0]), device, repeats)
     for batch in (2, 4, 8):
         t = timed(lambda: sample(model, image, mask, guidance, settings, list(range(batch))), device, repeats)
