@@ -31,11 +31,21 @@ NoiseScaling = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
 
 def cover_mask(pixel_mask: torch.Tensor, factor: int) -> torch.Tensor:
     """[B,1,H,W] pixel mask -> [B,1,ceil(H/f),ceil(W/f)] binary latent mask that is 1 in every cell
-    containing at least one mask pixel (a 1-px stroke keeps its cells)."""
+    containing at least one mask pixel (a 1-px stroke keeps its cells). A video mask [B,1,T,H,W]
+    (one pixel mask per latent frame) is covered frame by frame."""
     if factor < 1:
         raise InputError(f"latent downscale factor must be >= 1; got {factor}.")
     hard = masks.binarize(pixel_mask, 0.0)
-    return F.max_pool2d(hard, kernel_size=factor, stride=factor, ceil_mode=True)
+    return _per_frame(hard, lambda m: F.max_pool2d(m, kernel_size=factor, stride=factor, ceil_mode=True))
+
+
+def _per_frame(mask: torch.Tensor, fn) -> torch.Tensor:
+    """``fn`` on [N,1,H,W]; a [B,1,T,H,W] mask goes through it as B*T frames and comes back 5-D."""
+    if mask.dim() != 5:
+        return fn(mask)
+    b, c, t = mask.shape[:3]
+    out = fn(mask.permute(0, 2, 1, 3, 4).reshape(b * t, c, *mask.shape[-2:]))
+    return out.reshape(b, t, c, *out.shape[-2:]).permute(0, 2, 1, 3, 4)
 
 
 def shrink_radii(steps: int, start_px: int, fraction: float) -> list[int]:
@@ -54,7 +64,8 @@ def shrink_radii(steps: int, start_px: int, fraction: float) -> list[int]:
 
 
 def step_masks(pixel_mask: torch.Tensor, factor: int, steps: int, shrink_px: int = 0, shrink_fraction: float = 0.0):
-    """Latent mask for every step: the pixel mask dilated by that step's radius, then covered.
+    """Latent mask for every step: the pixel mask dilated by that step's radius, then covered (a
+    video mask [B,1,T,H,W] is dilated within each frame: shrinking is spatial, never across time).
 
     Masks are computed once per distinct radius and shared between steps.
     """
@@ -62,7 +73,8 @@ def step_masks(pixel_mask: torch.Tensor, factor: int, steps: int, shrink_px: int
     out = []
     for r in shrink_radii(steps, shrink_px, shrink_fraction):
         if r not in by_radius:
-            by_radius[r] = cover_mask(masks.dilate(masks.binarize(pixel_mask, 0.0), r), factor)
+            grown = _per_frame(masks.binarize(pixel_mask, 0.0), lambda m, r=r: masks.dilate(m, r))
+            by_radius[r] = cover_mask(grown, factor)
         out.append(by_radius[r])
     return out
 

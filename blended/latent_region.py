@@ -44,9 +44,14 @@ def crop_for_model(image: torch.Tensor, mask: torch.Tensor, resolution: int, mul
     return crop_img, crop_mask, LatentCrop(image, edit, box, size)
 
 
-def stitch(crop: LatentCrop, edited: torch.Tensor, feather: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def stitch(crop: LatentCrop, edited: torch.Tensor, feather: int = 0,
+           video: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Edited crops [N,3,h,w] in 0..1 (N = images x samples, image-major) -> full images [N,3,H,W]
-    and the paste weights [N,1,H,W]; where a weight is 0 the value is the original's, bit for bit."""
+    and the paste weights [N,1,H,W]; where a weight is 0 the value is the original's, bit for bit.
+
+    ``video``: the crop's batch is the frames of one clip and ``edited`` holds whole clips, one after
+    the other (samples x frames: what VAEDecode of a batch of video latents gives), so frame i is
+    pasted onto source frame i mod F."""
     b, n = crop.image.shape[0], edited.shape[0]
     if tuple(edited.shape[-2:]) != tuple(crop.size):
         raise InputError(
@@ -54,27 +59,35 @@ def stitch(crop: LatentCrop, edited: torch.Tensor, feather: int = 0) -> tuple[to
             "the decoded result of the latent made from this crop."
         )
     if n % b:
-        raise InputError(f"images has a batch of {n}, not a multiple of the {b} cropped image(s).")
+        what = f"the {b} frames of the cropped clip (decode every frame the VAE encoded)" if video else \
+            f"the {b} cropped image(s)"
+        raise InputError(f"images has a batch of {n}, not a multiple of {what}.")
     per = n // b
     edit_mask = crop.mask if crop.mask.shape[0] == b else crop.mask.expand(b, -1, -1, -1)
     weights = masks.feather(edit_mask, int(feather)) if feather > 0 else edit_mask
     outs, ws = [], []
     for i in range(n):
-        k = i // per
+        k = i % b if video else i // per
         outs.append(region.paste_back(crop.image[k : k + 1], edited[i : i + 1], crop.box, weights[k : k + 1]))
         ws.append(weights[k : k + 1])
     return torch.cat(outs), torch.cat(ws)
 
 
-def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int) -> tuple[torch.Tensor, int]:
+def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int,
+                      factor: int | None = None) -> tuple[torch.Tensor, int]:
     """Pixel mask [B|1,1,H,W] for a latent [B,C,h,w] -> (its part the latent covers, [B|1,1,H',W'],
-    the downscale factor).
+    the downscale factor). For a video latent [B,C,T,h,w] the mask's batch is the frames (one mask
+    per frame of the encoded clip, or one for all): -> [1,1,T,H',W'], each latent frame's mask the
+    union of the frames it encodes (``frame_union``), shared by every latent of the batch.
 
     The mask must be at the size the latent was encoded from (a multiple of the latent's size, up to
     the few pixels an encoder drops to reach that multiple; those are cut evenly as ComfyUI's
-    VAEEncode does)."""
-    if len(latent_shape) != 4:
-        raise InputError(f"latent must be an image latent [batch, channels, height, width]; got {tuple(latent_shape)}.")
+    VAEEncode does). ``factor``, when the model's VAE downscale is known, must be the ratio: a mask of
+    another model's size (an SD1.5 512 px mask on a 1024 px Flux latent) would otherwise be read at the
+    wrong scale."""
+    if len(latent_shape) not in (4, 5):
+        raise InputError(f"latent must be an image latent [batch, channels, height, width] or a video latent "
+                         f"[batch, channels, frames, height, width]; got {tuple(latent_shape)}.")
     h, w = latent_shape[-2:]
     H, W = mask.shape[-2:]
     f = H // h
@@ -83,7 +96,15 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int) -> tuple[tor
             f"mask is {W}x{H} px but the latent is {w}x{h} cells: the mask must be drawn on the image the latent was "
             "encoded from (use the Blended Latent Crop's image and mask outputs for VAEEncode and this sampler)."
         )
-    if mask.shape[0] not in (1, batch):
+    if factor is not None and f != factor:
+        raise InputError(
+            f"mask is {W}x{H} px but the latent is {w}x{h} cells, and this model's VAE makes one cell of {factor}x"
+            f"{factor} px (the mask would need {w * factor}x{h * factor} px): draw the mask on the image this latent "
+            "was encoded from (use the Blended Latent Crop's image and mask outputs for VAEEncode and this sampler)."
+        )
+    if len(latent_shape) == 5:
+        mask = frame_union(mask, latent_shape[2])
+    elif mask.shape[0] not in (1, batch):
         raise InputError(
             f"mask has a batch of {mask.shape[0]} for {batch} latent(s): give one mask, or one per latent."
         )
@@ -92,3 +113,33 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int) -> tuple[tor
     if not (m > 0).any():
         raise InputError("mask is empty: paint the area to edit (white = edit; LoadImage's MASK is 1 - alpha).")
     return m, f
+
+
+# how many frames ComfyUI's video VAEs fold into one latent frame: none (frame by frame), Wan 2.1/2.2
+# and Hunyuan Video, Mochi, LTXV and Cosmos
+TEMPORAL_FACTORS = (1, 4, 6, 8)
+
+
+def frame_union(mask: torch.Tensor, latent_frames: int) -> torch.Tensor:
+    """Frame masks [F|1,1,H,W] -> one pixel mask per latent frame [1,1,T,H,W].
+
+    Causal video VAEs (Wan 2.1/2.2, Hunyuan Video, Cosmos, LTXV, Mochi) encode F = 1 + k(T-1) frames
+    into T latent frames: latent frame 0 is frame 0 alone, latent frame t >= 1 holds frames
+    k(t-1)+1 .. kt, and decoding gives back those 1 + k(T-1) frames. A latent frame is edited
+    wherever any of its frames is, so its mask is their union (a covering in time, as cells cover
+    pixels in space). The stitch pastes decoded frame by source frame, so the clip must be exactly
+    the frames the VAE decodes back; that fixes k = (F-1)/(T-1) without knowing the VAE, and a k
+    that no video VAE has means the mask belongs to another clip.
+    """
+    T, n = int(latent_frames), mask.shape[0]
+    if n == 1:
+        return mask.unsqueeze(2).expand(-1, -1, T, -1, -1)[:1]
+    if T == 1 or (n - 1) % (T - 1) or (n - 1) // (T - 1) not in TEMPORAL_FACTORS:
+        raise InputError(
+            f"mask has {n} frames but the video latent has {T} latent frames: a video VAE that compresses time k-fold "
+            f"encodes 1 + k*(T-1) frames (Wan, Hunyuan Video: 1 + 4*{T - 1} = {1 + 4 * (T - 1)}). Give one mask for "
+            "all frames ([1,H,W]), or one per frame of the clip that was encoded (trim the video and its mask to "
+            "1 + 4n frames before VAEEncode).")
+    k = (n - 1) // (T - 1)
+    frames = [mask[0:1]] + [mask[k * (t - 1) + 1 : k * t + 1].amax(0, keepdim=True) for t in range(1, T)]
+    return torch.cat(frames).permute(1, 0, 2, 3).unsqueeze(0)

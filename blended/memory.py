@@ -308,3 +308,17 @@ def checkpointing(model, guidance, enabled: bool):
 
 def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError)
+
+
+# --- reward models (ranking) ------------------------------------------------------------------------
+
+
+def reward_cost(reward) -> Cost:
+    """Scoring is gradient-free, so only a few layers' activations of the image tower live at once
+    (the checkpointed factor of CLIP); the reward model's own weights are counted by the caller."""
+    return Cost(FIXED_BYTES, int(CLIP_BYTES_PER_ELEMENT["low"] * reward.activation_elements() * 4))
+
+
+def reward_chunk(reward, samples: int, budget_bytes: int) -> int:
+    """Images per reward-model forward that fit ``budget_bytes`` (at least one)."""
+    return max(1, min(int(samples), fits(reward_cost(reward), budget_bytes)))

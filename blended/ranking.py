@@ -12,6 +12,14 @@ weight (0 = off, and with both off the order is the paper's):
 - ``scene``: D_CLIP of the *unmasked* view (the context box, or the whole image) against a scene
   prompt, so the edit has to make sense in its surroundings.
 The total is the weighted sum (lower is better); ties keep the samples' order.
+
+Reward models (``blended.reward_models``: HPSv2.1, PickScore, LAION aesthetic) join as further
+criteria, each on the mask's box or the whole picture. A single reward model can be fooled (HPSv2
+likes brightness and vivid colour, Follow-Your-Preference, arXiv 2509.23082), and scores on
+different scales do not add, so with reward criteria the default combination is the weighted
+*mean rank*; the weighted mean of z-scored values is the other option. With only the criteria
+above, ``combine="auto"`` keeps the weighted sum, so an existing graph ranks exactly as before.
+A sample that is first on one criterion and in the worse half on every other is flagged.
 """
 
 from __future__ import annotations
@@ -29,6 +37,33 @@ from .prompts import combine, parse_prompts
 
 CRITERIA = ("clip", "seam", "scene")
 LABELS = {"clip": "D_CLIP", "seam": "seam", "scene": "scene"}
+COMBINES = ("auto", "mean_rank", "z_score", "weighted_sum")
+REWARD_VIEWS = ("mask_box", "whole_image")
+VIEW_LABELS = {"mask_box": "box", "whole_image": "whole"}
+
+
+@dataclass(frozen=True)
+class RewardCriterion:
+    """One reward model as a ranking criterion; ``reward`` None means unavailable (``note`` says why)."""
+
+    reward: object | None  # blended.reward_models.RewardModel
+    weight: float = 1.0
+    view: str = "mask_box"
+    note: str = ""
+    name: str = ""  # the model's label when it is unavailable
+
+    def __post_init__(self):
+        w = self.weight
+        if not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise InputError(f"reward weight is {w}: use a finite number of 0 or more "
+                             "(0 lists it without ranking by it).")
+        if self.view not in REWARD_VIEWS:
+            raise InputError(f"reward view '{self.view}': choose one of {', '.join(REWARD_VIEWS)}.")
+
+    @property
+    def label(self) -> str:
+        base = self.reward.label if self.reward is not None else (self.name or "reward")
+        return f"{base} ({VIEW_LABELS[self.view]})"
 
 
 @dataclass(frozen=True)
@@ -38,6 +73,8 @@ class RankingWeights:
     clip: float = 1.0
     seam: float = 0.0
     scene: float = 0.0
+    # reward criteria with weight will be given: these three may all be 0
+    allow_zero: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self):
         names = {"clip": "clip_weight", "seam": "seam_weight", "scene": "scene_weight"}
@@ -45,7 +82,7 @@ class RankingWeights:
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise InputError(f"{name} is {value}: use a finite number of 0 or more (0 turns the criterion off).")
-        if not any(getattr(self, k) for k in names):
+        if not self.allow_zero and not any(getattr(self, k) for k in names):
             raise InputError(
                 "clip_weight, seam_weight and scene_weight are all 0: nothing to rank by. "
                 "Set clip_weight to 1 for the paper's ranking."
@@ -60,15 +97,81 @@ class RankTable:
     total: torch.Tensor  # [N] weighted sum, lower is better
     criteria: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N]
     weights: RankingWeights = RankingWeights()
+    combine: str = "weighted_sum"
+    labels: dict[str, str] = field(default_factory=dict)  # reward criteria: name -> label
+    used: dict[str, float] = field(default_factory=dict)  # criteria in the total -> weight (ensemble modes)
+    ranks: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N] rank, 1 = best
+    flags: dict[int, str] = field(default_factory=dict)  # sample -> the criterion it alone wins on
+    notes: list[str] = field(default_factory=list)  # e.g. a reward model that was not available
+
+    def label(self, name: str) -> str:
+        return self.labels.get(name) or LABELS.get(name, name)
 
     def format(self, top_k: int | None = None) -> str:
         """A line per kept sample with every criterion; the total (what the order is by) comes last."""
+        if self.combine == "weighted_sum" and not self.labels:
+            text = self._format_sum(top_k)
+        else:
+            text = self._format_ensemble(top_k)
+        return "\n".join(self.notes + [text])
+
+    def _format_ensemble(self, top_k):
+        how = {"mean_rank": "weighted mean rank", "z_score": "weighted mean z-score",
+               "weighted_sum": "weighted sum"}[self.combine]
+        used = " + ".join(f"{w:g} x {self.label(k)}" for k, w in self.used.items())
+        lines = [f"ranked {self.total.shape[0]} samples by the {how} of {used} (lower is better; "
+                 "reward models: higher score is better, rank 1 = best):"]
+        for r, i in enumerate(self.order[:top_k].tolist()):
+            cells = "  ".join(f"{self.label(k)} {float(v[i]):.4f} (rank {float(self.ranks[k][i]):g})"
+                              for k, v in self.criteria.items())
+            line = f"#{r + 1}: sample {i}  {cells}  total {float(self.total[i]):.4f}"
+            if i in self.flags:
+                line += (f"  ! first only on {self.label(self.flags[i])}, in the worse half on every other "
+                         "criterion: that criterion may be fooled")
+            lines.append(line)
+        return "\n".join(lines)
+
+    def _format_sum(self, top_k):
         used = [f"{getattr(self.weights, k):g} x {LABELS[k]}" for k in CRITERIA if getattr(self.weights, k)]
         lines = [f"ranked {self.total.shape[0]} samples by {' + '.join(used)} (lower is better):"]
         for r, i in enumerate(self.order[:top_k].tolist()):
             cells = "  ".join(f"{LABELS[k]} {float(v[i]):.4f}" for k, v in self.criteria.items())
             lines.append(f"#{r + 1}: sample {i}  {cells}  total {float(self.total[i]):.4f}")
         return "\n".join(lines)
+
+
+def ranks_of(values: torch.Tensor, higher_is_better: bool = False) -> torch.Tensor:
+    """Rank of each value, 1 = best; ties share the mean of their ranks (no criterion favours order)."""
+    v = values.double()
+    if higher_is_better:
+        v = -v
+    below = (v[None, :] < v[:, None]).sum(1).double()
+    equal = (v[None, :] == v[:, None]).sum(1).double()
+    return below + (equal + 1) / 2
+
+
+def zscores(values: torch.Tensor, higher_is_better: bool = False) -> torch.Tensor:
+    """(cost - mean) / std over the batch; a criterion that cannot tell samples apart gives 0."""
+    v = values.double()
+    if higher_is_better:
+        v = -v
+    std = v.std(unbiased=False)
+    return torch.zeros_like(v) if not torch.isfinite(std) or std == 0 else (v - v.mean()) / std
+
+
+def lone_winners(ranks: dict[str, torch.Tensor], used: list[str]) -> dict[int, str]:
+    """Samples first on one criterion and in the worse half on all the others (at least two others)."""
+    if len(used) < 3:
+        return {}
+    n = ranks[used[0]].shape[0]
+    if n < 3:
+        return {}
+    flags = {}
+    for i in range(n):
+        for k in used:
+            if ranks[k][i] <= 1 and all(ranks[j][i] > (n + 1) / 2 for j in used if j != k):
+                flags[i] = k
+    return flags
 
 
 class SceneScore:
@@ -104,11 +207,23 @@ def score_samples(
     band_px: int = 2,
     chunk: int = 16,
     check=no_check,
+    rewards=(),
+    combine: str = "auto",
+    whole_images: torch.Tensor | None = None,
+    reward_chunk=None,
+    progress=None,
+    on_device=None,
 ) -> RankTable:
     """Scores of samples [N,3,H,W] in [-1,1] with mask [N|1,1,H,W].
 
     ``scene_images`` are the views the scene prompt judges (default: ``images`` unmasked, i.e. the
     box the caller cropped); the scene criterion is computed whenever a scene prompt is given.
+
+    ``rewards`` are ``RewardCriterion``s, scored on ``images`` (view ``mask_box``) or on
+    ``whole_images`` (``whole_image``, default ``images``) in chunks of ``reward_chunk(reward, n)``
+    images (default ``chunk``), one model at a time inside ``on_device(reward)`` (a context manager
+    that brings it to the work device and frees it after); ``check`` runs before every chunk and
+    ``progress(done, total)`` after it. Unavailable ones add their note and are left out.
     """
     if clip_guidance is None:
         raise InputError("ranking needs CLIP guidance: connect the CLIP guidance loss node.")
@@ -130,14 +245,86 @@ def score_samples(
             f"scene_weight is {weights.scene:g} but scene_prompt is empty: describe the whole picture "
             "(e.g. 'a kitchen table with a bowl of cherries'), or set scene_weight to 0."
         )
-    total = None
-    for name in CRITERIA:  # a criterion of weight 0 is not added at all: 0 * inf would be nan
-        w = getattr(weights, name)
-        if w:
-            term = criteria[name] if w == 1.0 else w * criteria[name]
-            total = term if total is None else total + term
+    if combine not in COMBINES:
+        raise InputError(f"combine '{combine}': choose one of {', '.join(COMBINES)}.")
+    labels, reward_weights, notes = _score_rewards(
+        images, whole_images, clip_guidance, rewards, criteria, chunk, check, reward_chunk, progress, on_device
+    )
+    if combine == "auto":
+        combine = "mean_rank" if any(reward_weights.values()) else "weighted_sum"
+    if combine == "weighted_sum" and not labels:
+        total = None
+        for name in CRITERIA:  # a criterion of weight 0 is not added at all: 0 * inf would be nan
+            w = getattr(weights, name)
+            if w:
+                term = criteria[name] if w == 1.0 else w * criteria[name]
+                total = term if total is None else total + term
+        if total is None:
+            raise InputError("clip_weight, seam_weight and scene_weight are all 0 and no reward model with a weight "
+                             "is available: nothing to rank by. Set clip_weight to 1 for the paper's ranking.")
+        order = torch.argsort(total, stable=True)
+        return RankTable(order, total, criteria, weights, notes=notes)
+    return _ensemble(criteria, weights, reward_weights, labels, combine, notes)
+
+
+def _score_rewards(images, whole_images, clip_guidance, rewards, criteria, chunk, check, reward_chunk, progress,
+                   on_device):
+    """Every available reward criterion's scores into ``criteria``; (labels, weights, notes)."""
+    import contextlib
+
+    n = images.shape[0]
+    labels, weights, notes = {}, {}, []
+    available = []
+    for c in rewards or ():
+        if c.reward is None:
+            notes.append(f"{c.label} not used: {c.note}" if c.note else f"{c.label} not used.")
+        else:
+            available.append(c)
+    if not available:
+        return labels, weights, notes
+    prompts = [(p.text, p.weight) for p in clip_guidance.prompts.prompts if p.weight > 0]
+    sizes = [max(1, int(reward_chunk(c.reward, n) if reward_chunk else chunk)) for c in available]
+    total_chunks = sum(math.ceil(n / s) for s in sizes)
+    done = 0
+    for c, size in zip(available, sizes):
+        views = images if c.view == "mask_box" else (images if whole_images is None else whole_images)
+        if views.shape[0] != n:
+            raise InputError(f"{c.label}: {views.shape[0]} views for {n} samples.")
+        key = f"reward{len(labels)}"
+        parts = []
+        with (on_device(c.reward) if on_device else contextlib.nullcontext()):
+            for i in range(0, n, size):
+                check()
+                parts.append(c.reward.score(views[i:i + size].add(1).div(2), prompts).float().cpu())
+                done += 1
+                if progress is not None:
+                    progress(done, total_chunks)
+        criteria[key] = torch.cat(parts).to(criteria["clip"].device)
+        labels[key], weights[key] = c.label, float(c.weight)
+    return labels, weights, notes
+
+
+def _ensemble(criteria, weights: RankingWeights, reward_weights, labels, combine, notes) -> RankTable:
+    higher = set(labels)  # reward models: higher is better; D_CLIP, seam, scene: lower is better
+    used = {k: float(getattr(weights, k)) for k in CRITERIA if k in criteria and getattr(weights, k)}
+    used.update({k: w for k, w in reward_weights.items() if w})
+    if not used:
+        raise InputError("every criterion has weight 0: nothing to rank by. "
+                         "Set clip_weight or a reward weight above 0.")
+    ranks = {k: ranks_of(v, k in higher) for k, v in criteria.items()}
+    if combine == "mean_rank":
+        terms = {k: ranks[k] for k in used}
+    elif combine == "z_score":
+        terms = {k: zscores(criteria[k], k in higher) for k in used}
+    else:
+        terms = {k: -criteria[k].double() if k in higher else criteria[k].double() for k in used}
+    total = sum(w * terms[k] for k, w in used.items())
+    if combine != "weighted_sum":
+        total = total / sum(used.values())
+    total = total.float()
     order = torch.argsort(total, stable=True)
-    return RankTable(order, total, criteria, weights)
+    flags = lone_winners(ranks, list(used))
+    return RankTable(order, total, criteria, weights, combine, labels, used, ranks, flags, notes)
 
 
 def rank(

@@ -184,3 +184,37 @@ def _download(entry: WeightFile, path: Path, progress: ProgressFn | None = None)
     os.replace(part, path)
     print(f"  {entry.filename}: done ({done / 1e6:.1f} MB, verified)" if entry.sha256 else
           f"  {entry.filename}: done ({done / 1e6:.1f} MB)", file=sys.stderr, flush=True)
+
+
+# Reward models for ranking (blended.reward_models). Neither the authors' pages nor their code
+# publish a SHA-256 or size for these three files (Hugging Face shows an LFS hash only on its web
+# page, which could not be read here), so they download unverified, like ADM_512_COND above; pin
+# one by filling in ``sha256`` (Hugging Face's "SHA256" on the file's page) and the downloader
+# checks it. OpenAI's ViT-L/14 is named by its SHA-256, which OpenAI's clip package checks.
+HPS_V21 = WeightFile(
+    filename="HPS_v2.1_compressed.pt",
+    subfolder="blended_hpsv2",
+    url="https://huggingface.co/xswu/HPSv2/resolve/main/HPS_v2.1_compressed.pt",
+    description="HPSv2.1 human preference score (open_clip ViT-H-14)",
+)
+PICKSCORE_V1 = WeightFile(
+    filename="PickScore_v1.safetensors",
+    subfolder="blended_pickscore",
+    url="https://huggingface.co/yuvalkirstain/PickScore_v1/resolve/main/model.safetensors",
+    description="PickScore v1 (CLIP-H in transformers layout); saved under this name",
+)
+AESTHETIC_V2 = WeightFile(
+    filename="sac+logos+ava1-l14-linearMSE.pth",
+    subfolder="blended_aesthetic",
+    url="https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac+logos+ava1-l14-linearMSE.pth",
+    description="LAION aesthetic predictor v2 (MLP over CLIP ViT-L/14 image embeddings)",
+)
+CLIP_VIT_L14 = WeightFile(
+    filename="ViT-L-14.pt",
+    subfolder="blended_clip",
+    url="https://openaipublic.blob.core.windows.net/clip/models/"
+    "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+    description="OpenAI CLIP ViT-L/14 (the aesthetic predictor's image encoder)",
+    sha256="b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+)
+REWARD_WEIGHTS = {"hpsv2": (HPS_V21,), "pickscore": (PICKSCORE_V1,), "aesthetic": (AESTHETIC_V2, CLIP_VIT_L14)}

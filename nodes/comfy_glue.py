@@ -23,15 +23,16 @@ from ..blended.errors import BlendedError, CheckpointError
 from .images import preview
 
 # Our own model folders under ComfyUI/models/, registered under names no core loader lists.
-MODEL_FOLDERS = ("blended_diffusion", CLIP_FOLDER, "lpips")
+# plus one folder per reward model of the ranking (blended.weights.REWARD_WEIGHTS)
+MODEL_FOLDERS = ("blended_diffusion", CLIP_FOLDER, "lpips", "blended_hpsv2", "blended_pickscore", "blended_aesthetic")
 # Where the README sent CLIP files before the pack had its own folder: ComfyUI's "clip" key, the
 # legacy alias of "text_encoders" (models/clip, models/text_encoders, extra_model_paths' clip:).
 LEGACY_CLIP_FOLDER = "clip"
 
 
 def register_model_folders() -> None:
-    """Make models/blended_diffusion, models/blended_clip and models/lpips known to ComfyUI (and to
-    extra_model_paths.yaml)."""
+    """Make models/blended_diffusion, models/blended_clip, models/lpips and the reward models' folders
+    known to ComfyUI (and to extra_model_paths.yaml)."""
     for name in MODEL_FOLDERS:
         default = os.path.join(folder_paths.models_dir, name)
         entry = folder_paths.folder_names_and_paths.get(name)
@@ -198,3 +199,15 @@ class DownloadProgress:
             if self.bar is None:
                 self.bar = comfy.utils.ProgressBar(steps)
             self.bar.update_absolute(min(done >> 20, steps), steps)
+
+
+class ChunkProgress:
+    """Chunks of a longer job (the reward models of the ranking) on the node's progress bar."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = comfy.utils.ProgressBar(max(1, total))
+        self.bar.update_absolute(done, max(1, total))

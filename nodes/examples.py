@@ -16,14 +16,15 @@ import tempfile
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows" / "examples"
+EXAMPLE_SUFFIXES = (".png", ".mp4")  # photos and masks, and the video template's clip
 
 
 def install_example_inputs(input_dir: str | os.PathLike, source: Path = EXAMPLES) -> list[str]:
-    """Copy each example image into ``input_dir`` unless that name exists; returns the names copied.
+    """Copy each example image (and video) into ``input_dir`` unless that name exists; returns the names copied.
     An input folder that cannot be written is reported once and skipped: the nodes still load."""
     input_dir = Path(input_dir)
     copied = []
-    for src in sorted(source.glob("*.png")):
+    for src in sorted(p for p in source.iterdir() if p.suffix in EXAMPLE_SUFFIXES):
         dest = input_dir / src.name
         if dest.exists():
             continue

@@ -17,6 +17,7 @@ from .latent_nodes import (
 )
 from .loaders import BlendedCLIPLoader, BlendedDiffusionModelLoader, BlendedLPIPSLoader
 from .ranking_node import BlendedRankResults
+from .reward_nodes import BlendedRewardCriterion, BlendedRewardModelLoader
 from .sampler_node import BlendedSampler
 
 NODES = [
@@ -28,6 +29,8 @@ NODES = [
     BlendedBackgroundLoss,
     BlendedSampler,
     BlendedRankResults,
+    BlendedRewardModelLoader,
+    BlendedRewardCriterion,
     BlendedEvaluate,
     # latent path (Blended Latent Diffusion on the user's own checkpoints)
     BlendedLatentCrop,

@@ -78,7 +78,8 @@ class BlendedLatentSampler(BlendedNode):
                 io.Conditioning.Input("negative", tooltip="Classifier-free guidance's negative conditioning."),
                 io.Latent.Input("latent", tooltip="VAEEncode of the image to edit (the Blended Latent Crop's image)."),
                 io.Mask.Input("mask", tooltip="The edit mask at the encoded image's size (the crop's mask). Every "
-                              "latent cell a mask pixel touches is edited, so thin strokes survive."),
+                              "latent cell a mask pixel touches is edited, so thin strokes survive. Video latents: "
+                              "one mask for all frames or one per frame (1 + 4n frames for Wan)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Sample i uses seed + i: a sample is reproducible whatever the batch size."),
                 io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Sampling steps actually run."),
@@ -117,11 +118,13 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
     if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
         raise InputError("latent must be a LATENT from VAEEncode of the image to edit.")
     source = latent["samples"]
-    if source.is_nested or source.dim() != 4:
-        raise InputError(f"latent must be an image latent [batch, channels, height, width]; got {tuple(source.shape)}.")
+    if source.is_nested or source.dim() not in (4, 5):
+        raise InputError(f"latent must be an image latent [batch, channels, height, width] or a video latent "
+                         f"[batch, channels, frames, height, width]; got {tuple(source.shape)}.")
     if not source.abs().sum() > 0:
         raise InputError("latent is empty (all zeros): connect VAEEncode of the image to edit, not EmptyLatentImage.")
-    pixel_mask, factor = latent_pixel_mask(mask_batch(mask), source.shape, source.shape[0])
+    pixel_mask, factor = latent_pixel_mask(mask_batch(mask), source.shape, source.shape[0],
+                                           latent_sampling.latent_factor(model.model))
     sigmas = latent_sampling.schedule(model, steps, sampler_name, scheduler, denoise)
     n_steps = len(sigmas) - 1
     seeds = batch_seeds(seed, batch_size)
@@ -186,6 +189,10 @@ class BlendedLatentStitch(BlendedNode):
                 io.Int.Input("mask_feather", default=0, min=0, max=512,
                              tooltip="Soften the paste over this many pixels inside the mask edge; pixels outside "
                              "the mask never change."),
+                io.Boolean.Input("video", default=False, optional=True,
+                                 tooltip="On for a video: the crop's images are the frames of one clip and the "
+                                 "edited images whole clips one after another (VAEDecode of a video latent batch). "
+                                 "Off: a batch of photos, each image's samples together."),
             ],
             outputs=[
                 io.Image.Output("full_images", display_name="images"),
@@ -194,8 +201,8 @@ class BlendedLatentStitch(BlendedNode):
         )
 
     @classmethod
-    def execute(cls, crop, images, mask_feather) -> io.NodeOutput:
-        full, weights = stitch(crop, to_rgb01(images, "images"), mask_feather)
+    def execute(cls, crop, images, mask_feather, video=False) -> io.NodeOutput:
+        full, weights = stitch(crop, to_rgb01(images, "images"), mask_feather, video)
         return io.NodeOutput(to_comfy_image(full), to_comfy_mask(weights))
 
 
@@ -257,6 +264,10 @@ def reconstruct_images(vae, source, mask, latent, settings: ReconstructSettings,
     """-> (IMAGE [N,H,W,3], report text, per-image figures). N latents, image-major over the sources."""
     if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
         raise InputError("latent must be a LATENT (the Blended Latent Sampler's output).")
+    if latent["samples"].dim() == 5:
+        raise InputError("latent is a video latent [batch, channels, frames, height, width]: Background Reconstruction "
+                         "tunes an image decoder. For a video, decode with VAEDecode and paste with Blended Latent "
+                         "Stitch (video on), which keeps every frame's background exact.")
     source01, lib_mask = to_rgb01(source, "source"), to_library_mask(mask, source)
     edited01 = None if edited is None else to_rgb01(edited, "edited")
     device = glue.work_device()

@@ -23,6 +23,16 @@ from ..blended.latent_blend import LatentBlend, noise_for_seeds
 from ..blended.latent_blend import step_masks as make_step_masks
 from ..blended.latent_region import latent_pixel_mask
 
+# pixels per latent cell, by ComfyUI's latent format (0.3.75's formats do not state it): SD1.x/2.x,
+# SDXL (also AuraFlow's), SD3 (also Lumina 2's, Z-Image's), Flux.1 (also Chroma's) are 8; Flux.2's packed
+# 128 channels 16; Chroma Radiance's pixel space 1. Formats not listed are not checked.
+_CELL_PX = {"SD15": 8, "SDXL": 8, "SD3": 8, "Flux": 8, "Flux2": 16, "ChromaRadiance": 1}
+
+
+def latent_factor(base_model) -> int | None:
+    """The VAE downscale a ComfyUI model's latents come from, where its latent format tells it."""
+    return _CELL_PX.get(type(base_model.latent_format).__name__)
+
 
 class _BlendingDenoiser:
     """Stands in for the guider that a core sampler calls: blend in, denoise, blend out. Every other
@@ -64,11 +74,12 @@ class BlendingSampler(comfy.samplers.Sampler):
         self.pixel_mask = pixel_mask
         self.shrink = (int(shrink_px), float(shrink_fraction))
         self.on_call = on_call
+        self.factor = None
 
     def masks_for(self, sigmas, latent_image):
         if self.step_masks is not None:
             return self.step_masks
-        pm, factor = latent_pixel_mask(self.pixel_mask, latent_image.shape, latent_image.shape[0])
+        pm, factor = latent_pixel_mask(self.pixel_mask, latent_image.shape, latent_image.shape[0], self.factor)
         return make_step_masks(pm, factor, len(sigmas) - 1, *self.shrink)
 
     def max_denoise(self, model_wrap, sigmas):
@@ -79,6 +90,7 @@ class BlendingSampler(comfy.samplers.Sampler):
         if latent_image is None:
             raise InputError("the blended sampler needs the source latent (VAEEncode of the image to edit).")
         ms = model_wrap.inner_model.model_sampling
+        self.factor = latent_factor(model_wrap.inner_model)
         masks = [m.to(noise.device) for m in self.masks_for(sigmas, latent_image)]
         blend = LatentBlend(latent_image, noise, masks, sigmas, ms.noise_scaling)
         wrapped = _BlendingDenoiser(model_wrap, blend, self.on_call)

@@ -47,6 +47,17 @@ class BlendedDiffusionModelLoader(BlendedNode):
         )
 
     @classmethod
+    def validate_inputs(cls, model_name) -> bool | str:
+        """ComfyUI 0.3.75 never checks a V3 combo's value; newer releases refuse one that is not in
+        the options at queue time ("Value not in list") unless the node validates that input itself.
+        So the loader does, on both: any file name is accepted here and ``execute`` downloads a
+        known OpenAI file, loads a present one, or says where a missing one belongs, the same
+        message on every ComfyUI."""
+        if not isinstance(model_name, str):
+            return f"model_name must be a file name, not {type(model_name).__name__}."
+        return True
+
+    @classmethod
     def execute(cls, model_name) -> io.NodeOutput:
         entry = KNOWN_WEIGHTS.get(model_name)
         if entry is not None and glue.model_path("blended_diffusion", model_name) is None:
@@ -91,8 +102,8 @@ class BlendedCLIPLoader(BlendedNode):
         told where it belongs."""
         if not isinstance(clip_name, str):
             return f"clip_name must be a file name or '{HUB_DEFAULT}', not {type(clip_name).__name__}."
-        if clip_name == HUB_DEFAULT or glue.clip_file(clip_name, hint=False):
-            return True
+        if clip_name in (HUB_DEFAULT, CLIP_VIT_B16.filename) or glue.clip_file(clip_name, hint=False):
+            return True  # OpenAI's ViT-B-16.pt, missing, is downloaded as the hub tag's weights
         return cls._missing(clip_name)
 
     @staticmethod
@@ -120,7 +131,7 @@ class BlendedCLIPLoader(BlendedNode):
     @classmethod
     def execute(cls, clip_name) -> io.NodeOutput:
         source = clip_name
-        if clip_name == HUB_DEFAULT:
+        if clip_name == HUB_DEFAULT or (clip_name == CLIP_VIT_B16.filename and glue.clip_file(clip_name) is None):
             source = cls._hub_weights()
         else:
             source = glue.clip_file(clip_name)
@@ -154,6 +165,13 @@ class BlendedLPIPSLoader(BlendedNode):
             ],
             outputs=[LpipsSocket.Output(display_name="lpips")],
         )
+
+    @classmethod
+    def validate_inputs(cls, lpips_name) -> bool | str:
+        """As the diffusion loader's: the loader's own message instead of newer ComfyUI's "Value not in list"."""
+        if not isinstance(lpips_name, str):
+            return f"lpips_name must be a file name or '{LPIPS_DOWNLOAD}', not {type(lpips_name).__name__}."
+        return True
 
     @classmethod
     def execute(cls, lpips_name) -> io.NodeOutput:

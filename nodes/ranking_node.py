@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from comfy_api.latest import io, ui
 
+from ..blended import memory
 from ..blended.edit import crop_to_mask
 from ..blended.errors import InputError
-from ..blended.ranking import RankingWeights, score_samples
+from ..blended.ranking import COMBINES, RankingWeights, score_samples
 from . import comfy_glue as glue
 from .images import to_library_image, to_library_mask
-from .types import GuidanceSocket
+from .types import CriteriaSocket, GuidanceSocket
 from .validation import BlendedNode
 
 CATEGORY = "blended_diffusion"
 SCENE_VIEWS = ("context_box", "whole_image")
+ORDERS = ("best_first", "best_last")
 
 
 class BlendedRankResults(BlendedNode):
@@ -52,6 +56,19 @@ class BlendedRankResults(BlendedNode):
                 io.Combo.Input("scene_view", options=list(SCENE_VIEWS), default="context_box", optional=True,
                                tooltip="What the scene prompt judges: context_box = the mask's box with a margin "
                                "(the model's view), whole_image = the full picture (outpainting)."),
+                io.Combo.Input("order", options=list(ORDERS), default="best_first", optional=True,
+                               tooltip="Order of the kept samples in the output batch. best_last for Krita's "
+                               "'layers' batch mode, which puts each image above the previous one, so the best "
+                               "ends on top of the layer stack. The scores text lists best first either way."),
+                CriteriaSocket.Input("criteria", optional=True,
+                                     tooltip="Reward models (Blended Reward Criterion, chained) ranked together with "
+                                     "D_CLIP, seam and scene. A model that could not be loaded is left out with a "
+                                     "note in the scores."),
+                io.Combo.Input("combine", options=list(COMBINES), default="auto", optional=True,
+                               tooltip="How criteria on different scales are combined. auto: the weighted sum "
+                               "(as before) without reward models, mean_rank with them. mean_rank: weighted mean of "
+                               "each criterion's rank (robust: one fooled model moves a sample only so far). "
+                               "z_score: weighted mean of z-scored values. weighted_sum: the raw weighted sum."),
             ],
             outputs=[
                 io.Image.Output("ranked_images", display_name="images"),
@@ -62,22 +79,36 @@ class BlendedRankResults(BlendedNode):
 
     @classmethod
     def execute(cls, images, mask, guidance, top_k, clip_weight=1.0, seam_weight=0.0, scene_weight=0.0,
-                scene_prompt="", scene_view="context_box") -> io.NodeOutput:
+                scene_prompt="", scene_view="context_box", criteria=None, combine="auto",
+                order="best_first") -> io.NodeOutput:
         clip_guidance = guidance.clip
         if clip_guidance is None:
             raise InputError("guidance has no CLIP term: connect the Blended CLIP Guidance used for sampling.")
         if scene_view not in SCENE_VIEWS:
             raise InputError(f"scene_view '{scene_view}': choose one of {', '.join(SCENE_VIEWS)}.")
-        weights = RankingWeights(clip_weight, seam_weight, scene_weight)
+        rewards = tuple(criteria or ())
+        weights = RankingWeights(clip_weight, seam_weight, scene_weight, allow_zero=any(c.weight for c in rewards))
         library_mask = to_library_mask(mask, images)
         full = to_library_image(images)
         x, m = crop_to_mask(full, library_mask)
         device = glue.work_device()
+        budget = memory.budget(device)
+
+        @contextlib.contextmanager
+        def on_device(reward):  # one reward model on the work device at a time, freed after
+            glue.make_room_for([reward.model], device)
+            with glue.models_on(device, reward):
+                yield
+
         with glue.models_on(device, clip_guidance):
             views = (x if scene_view == "context_box" else full).to(device)
             table = score_samples(x.to(device), m.to(device), clip_guidance, weights, scene_prompt, views,
-                                  check=glue.check_interrupt)
-        order = table.order.cpu()[: int(top_k)]
+                                  check=glue.check_interrupt, rewards=rewards, combine=combine,
+                                  whole_images=full.to(device) if rewards else None,
+                                  reward_chunk=lambda r, n: memory.reward_chunk(r, n, budget),
+                                  progress=glue.ChunkProgress(), on_device=on_device)
+        kept = table.order.cpu()[: int(top_k)]
+        kept = kept.flip(0) if order == "best_last" else kept
         full_mask = library_mask[:, 0].expand(images.shape[0], -1, -1)
         text = table.format(int(top_k))
-        return io.NodeOutput(images[order], full_mask[order].contiguous(), text, ui=ui.PreviewText(text))
+        return io.NodeOutput(images[kept], full_mask[kept].contiguous(), text, ui=ui.PreviewText(text))

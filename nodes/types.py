@@ -9,3 +9,5 @@ LpipsSocket = io.Custom("BLENDED_LPIPS")  # LPIPS module: (a, b) in [-1,1] -> [B
 AugmentationSocket = io.Custom("BLENDED_AUGMENTATION")  # blended.augment.ExtendingAugmentation
 GuidanceSocket = io.Custom("BLENDED_GUIDANCE")  # blended.guidance.Guidance
 LatentCropSocket = io.Custom("BLENDED_LATENT_CROP")  # blended.latent_region.LatentCrop
+RewardSocket = io.Custom("BLENDED_REWARD")  # blended.reward_models.RewardModel, or nodes.reward_nodes.Unavailable
+CriteriaSocket = io.Custom("BLENDED_RANK_CRITERIA")  # tuple of blended.ranking.RewardCriterion

@@ -106,9 +106,17 @@ RESTORE_JS = """(api) => {
 PROMPT_JS = "async () => (await app.graphToPrompt()).output"
 
 
+# Widgets the frontend adds for its own previews and sends along (the server ignores them); whether
+# LoadVideo's appears depends on when its preview loaded, so they are not part of a workflow.
+PREVIEW_WIDGETS = {"video-preview"}
+
+
 def as_api(output: dict) -> dict:
-    """graphToPrompt's output without the _meta titles, comparable to an .api.json."""
-    return {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in output.items()}
+    """graphToPrompt's output without the _meta titles and preview widgets, comparable to an .api.json."""
+    def inputs(v):
+        return {n: x for n, x in v["inputs"].items() if n not in PREVIEW_WIDGETS}
+
+    return {k: {"class_type": v["class_type"], "inputs": inputs(v)} for k, v in output.items()}
 
 
 @contextmanager

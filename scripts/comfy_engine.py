@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,12 +129,25 @@ def execution_error(entry: dict) -> dict | None:
     return None
 
 
+def new_prompt_id() -> str:
+    return str(uuid.uuid4())
+
+
+def is_prompt_id(value) -> bool:
+    """ComfyUI's rule for a client's prompt id (0.38: ``comfy_execution.jobs.validate_job_id``)."""
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
 class ComfyServer:
     """ComfyUI's main.py in a subprocess on 127.0.0.1, plus the few HTTP calls a client needs."""
 
     def __init__(self, engine: Path, base: Path, port: int | None = None, extra_args=(), env=None, log_path=None,
-                 cpu: bool = False):
-        self.engine, self.base, self.cpu = Path(engine), Path(base), cpu
+                 cpu: bool = False, new_session: bool = False):
+        # new_session: the server leads its own process group (scripts/comfy_distributed.py kills groups)
+        self.engine, self.base, self.cpu, self.new_session = Path(engine), Path(base), cpu, new_session
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_args = list(extra_args)
@@ -149,7 +163,8 @@ class ComfyServer:
         ]
         cmd = [c for c in cmd if c]
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=self.engine, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=self.engine, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=self.new_session)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -212,9 +227,15 @@ class ComfyServer:
     def object_info(self) -> dict:
         return self.get("/object_info")
 
-    def queue_prompt(self, graph: dict, client_id: str = "blended-headless") -> str:
-        """Queue a graph; progress and previews go to the websocket of ``client_id``."""
-        status, body = self.post("/prompt", {"prompt": graph, "client_id": client_id})
+    def queue_prompt(self, graph: dict, client_id: str = "blended-headless", prompt_id: str | None = None) -> str:
+        """Queue a graph; progress and previews go to the websocket of ``client_id``. The prompt id
+        is chosen here, so a client knows it before the first websocket message; newer ComfyUI
+        refuses a client id that is not a UUID in canonical lowercase hyphenated form."""
+        prompt_id = new_prompt_id() if prompt_id is None else prompt_id
+        if not is_prompt_id(prompt_id):
+            raise ValueError(f"prompt_id {prompt_id!r} is not a canonical UUID (newer ComfyUI refuses it); "
+                             "leave it out to get a fresh one.")
+        status, body = self.post("/prompt", {"prompt": graph, "client_id": client_id, "prompt_id": prompt_id})
         if status != 200:
             raise PromptRejected(body or {})
         return body["prompt_id"]

@@ -7,13 +7,19 @@ port, POSTs ``workflows/api/object_editing.api.json`` with the given inputs, wai
 ranked results to ``--out``. Running the shipped workflow through the server, rather than calling
 the library directly, means the command exercises exactly what a ComfyUI user runs. The engine is
 started by ``scripts/comfy_engine.py``, as in the tests.
+
+With ``--checkpoint FILE`` (an SD1.5 or SDXL single-file checkpoint: a path, or a name in
+``models/checkpoints``) it runs the latent path instead: ``workflows/api/blended_latent_object_editing.api.json``
+with that checkpoint, the crop at the checkpoint's resolution (read off its keys: 1024 for SDXL, else 512).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts.comfy_engine import (  # noqa: E402
+    API_WORKFLOWS,
     DEFAULT_COMFY,
     EXAMPLE_IMAGE,
     EXAMPLE_PROMPT,
@@ -32,6 +39,7 @@ from scripts.comfy_engine import (  # noqa: E402
     cuda_available,
     execution_error,
     load_graph,
+    nodes_of,
     output_images,
     output_texts,
     prefetch_model,
@@ -40,6 +48,8 @@ from scripts.comfy_engine import (  # noqa: E402
     set_inputs,
     write_model_paths,
 )
+
+LATENT_WORKFLOW = API_WORKFLOWS / "blended_latent_object_editing.api.json"
 
 
 def create_argparser() -> argparse.ArgumentParser:
@@ -60,6 +70,11 @@ def create_argparser() -> argparse.ArgumentParser:
     p.add_argument("--steps", help="respacing, e.g. 100 or ddim50 (default: the workflow's)")
     p.add_argument("--skip", type=int, help="skip_timesteps (default: the workflow's)")
     p.add_argument("--seed", type=int, default=0)
+    latent = p.add_argument_group("latent path (Blended Latent Diffusion on your own checkpoint)")
+    latent.add_argument("--checkpoint", help="SD1.5/SDXL single-file checkpoint: a path, or a file name in "
+                        "models/checkpoints; runs the latent template instead of the pixel path")
+    latent.add_argument("--resolution", type=int, help="crop short side in px (default: 1024 for SDXL, else 512)")
+    latent.add_argument("--iterations", type=int, help="background reconstruction steps (default: the workflow's)")
     p.add_argument("--workflow", type=Path, default=WORKFLOW, help="API-format workflow to run")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the edit")
     p.add_argument("--cpu", action="store_true", help="run ComfyUI with --cpu even if a GPU is present")
@@ -71,10 +86,86 @@ def main(argv=None) -> int:
     comfy = prepare_engine(args.comfy_dir.resolve())
     base = prepare_base(comfy)
     models_dir = (args.models_dir or comfy / "models").resolve()
-    prefetch_model(models_dir, args.model)
+    checkpoint = find_checkpoint(args.checkpoint, models_dir) if args.checkpoint else None
+    if checkpoint is None:
+        prefetch_model(models_dir, args.model)
 
     name = f"blended_edit_{os.getpid()}.png"
     compose_input(args.image, args.mask, base / "input" / name)
+    if checkpoint is not None:
+        graph = latent_graph(args, name, checkpoint)
+    else:
+        graph = pixel_graph(args, name)
+
+    cpu = args.cpu or not cuda_available()
+    extra = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.models_dir or checkpoint is not None:
+            paths = write_model_paths(models_dir, Path(tmp) / "paths.yaml")
+            if checkpoint is not None:
+                with paths.open("a") as f:  # the checkpoint's own folder, wherever it is
+                    f.write(f"{LATENT_SECTION}:\n    base_path: {json.dumps(str(checkpoint.parent))}\n"
+                            "    checkpoints: .\n")
+            extra = ["--extra-model-paths-config", str(paths)]
+        return run_graph(args, comfy, base, graph, extra, cpu, Path(tmp))
+
+
+LATENT_SECTION = "blended_checkpoint"
+
+
+def find_checkpoint(given: str, models_dir: Path) -> Path:
+    """The checkpoint file: a path as given, else a name in models/checkpoints; missing -> the
+    file and the folder it goes in, as the pixel path says for its model."""
+    path = Path(given).expanduser()
+    if path.is_file():
+        return path.resolve()
+    folder = models_dir / "checkpoints"
+    if (folder / given).is_file():
+        return (folder / given).resolve()
+    raise SystemExit(
+        f"error: checkpoint '{given}' not found. Put your SD1.5 or SDXL single-file checkpoint (.safetensors) into "
+        f"{folder} and pass its file name, or pass its path with --checkpoint. Checkpoints are your own files; "
+        "nothing is downloaded for the latent path (e.g. v1-5-pruned-emaonly.safetensors from "
+        "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive, sd_xl_base_1.0.safetensors from "
+        "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0)."
+    )
+
+
+def checkpoint_resolution(path: Path) -> int:
+    """The model's native resolution, from the keys in the safetensors header (no weights read):
+    SDXL's second text encoder under conditioner.embedders.1 means 1024, anything else 512."""
+    try:
+        with path.open("rb") as f:
+            size = struct.unpack("<Q", f.read(8))[0]
+            keys = json.loads(f.read(size)).keys()
+    except (OSError, ValueError, struct.error):
+        return 512  # not a safetensors file: ComfyUI's loader says what is wrong with it
+    return 1024 if any(k.startswith("conditioner.embedders.1.") for k in keys) else 512
+
+
+def latent_graph(args, image_name: str, checkpoint: Path) -> dict:
+    graph = load_graph(LATENT_WORKFLOW)
+    set_inputs(graph, "LoadImage", image=image_name)
+    set_inputs(graph, "CheckpointLoaderSimple", ckpt_name=checkpoint.name)
+    sampler = nodes_of(graph, "BlendedLatentSampler")[0]["inputs"]
+    graph[sampler["positive"][0]]["inputs"]["text"] = args.prompt
+    set_inputs(graph, "BlendedCLIPGuidance", prompt=args.prompt)  # the ranking's prompt
+    set_inputs(graph, "BlendedLatentCrop", resolution=args.resolution or checkpoint_resolution(checkpoint))
+    if args.steps and not str(args.steps).isdigit():
+        raise SystemExit(f"error: --steps {args.steps}: the latent path takes a number of sampling steps, e.g. 30.")
+    overrides = {"batch_size": args.batch_size, "steps": int(args.steps) if args.steps else None}
+    set_inputs(graph, "BlendedLatentSampler", seed=args.seed, **{k: v for k, v in overrides.items() if v is not None})
+    if args.iterations is not None:
+        set_inputs(graph, "BlendedBackgroundReconstruction", iterations=args.iterations)
+    if args.clip:
+        set_inputs(graph, "BlendedCLIPLoader", clip_name=args.clip)
+    if args.top_k:
+        set_inputs(graph, "BlendedRankResults", top_k=args.top_k)
+    return graph
+
+
+def pixel_graph(args, image_name: str) -> dict:
+    name = image_name
     graph = load_graph(args.workflow)
     set_inputs(graph, "LoadImage", image=name)
     set_inputs(graph, "BlendedCLIPGuidance", prompt=args.prompt)
@@ -86,41 +177,39 @@ def main(argv=None) -> int:
         set_inputs(graph, "BlendedCLIPLoader", clip_name=args.clip)
     if args.top_k:
         set_inputs(graph, "BlendedRankResults", top_k=args.top_k)
+    return graph
 
-    cpu = args.cpu or not cuda_available()
-    extra = []
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.models_dir:
-            extra = ["--extra-model-paths-config", str(write_model_paths(models_dir, Path(tmp) / "paths.yaml"))]
-        server = ComfyServer(comfy, base, extra_args=extra, log_path=Path(tmp) / "comfyui.log", cpu=cpu)
-        print(f"Starting ComfyUI ({comfy}) ...", flush=True)
-        with server:
-            try:
-                prompt_id = server.queue_prompt(graph)
-            except PromptRejected as e:
-                print(f"error: ComfyUI rejected the workflow:\n{e}", file=sys.stderr)
-                return 1
-            print(f"Editing '{args.image}' with \"{args.prompt}\" (prompt {prompt_id}) ...", flush=True)
-            entry = server.wait(prompt_id, args.timeout)
-            error = execution_error(entry)
-            if error is not None:
-                print(f"error in node {error.get('node_type')}: {error.get('exception_message', '').strip()}",
-                      file=sys.stderr)
-                return 1
-            images = output_images(entry)
-            args.out.mkdir(parents=True, exist_ok=True)
-            written = []
-            for rank, img in enumerate(images, 1):
-                src = base / "output" / img.get("subfolder", "") / img["filename"]
-                dst = args.out / f"rank_{rank:02d}.png"
-                shutil.copyfile(src, dst)
-                written.append(dst)
-            report = "\n".join(output_texts(entry))
-            if report:
-                (args.out / "scores.txt").write_text(report + "\n")
-                print(report)
-            for path in written:
-                print(f"wrote {path}")
+
+def run_graph(args, comfy: Path, base: Path, graph: dict, extra: list, cpu: bool, tmp: Path) -> int:
+    server = ComfyServer(comfy, base, extra_args=extra, log_path=tmp / "comfyui.log", cpu=cpu)
+    print(f"Starting ComfyUI ({comfy}) ...", flush=True)
+    with server:
+        try:
+            prompt_id = server.queue_prompt(graph)
+        except PromptRejected as e:
+            print(f"error: ComfyUI rejected the workflow:\n{e}", file=sys.stderr)
+            return 1
+        print(f"Editing '{args.image}' with \"{args.prompt}\" (prompt {prompt_id}) ...", flush=True)
+        entry = server.wait(prompt_id, args.timeout)
+        error = execution_error(entry)
+        if error is not None:
+            print(f"error in node {error.get('node_type')}: {error.get('exception_message', '').strip()}",
+                  file=sys.stderr)
+            return 1
+        images = output_images(entry)
+        args.out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for rank, img in enumerate(images, 1):
+            src = base / "output" / img.get("subfolder", "") / img["filename"]
+            dst = args.out / f"rank_{rank:02d}.png"
+            shutil.copyfile(src, dst)
+            written.append(dst)
+        report = "\n".join(output_texts(entry))
+        if report:
+            (args.out / "scores.txt").write_text(report + "\n")
+            print(report)
+        for path in written:
+            print(f"wrote {path}")
     return 0 if written else 1
 
 

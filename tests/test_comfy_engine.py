@@ -23,6 +23,7 @@ SHIPPED = ["object_editing", "background_replacement", "scribble_editing", "text
 OUR_NODES = {
     "BlendedDiffusionModelLoader", "BlendedCLIPLoader", "BlendedLPIPSLoader", "BlendedExtendingAugmentation",
     "BlendedCLIPGuidance", "BlendedBackgroundLoss", "BlendedSampler", "BlendedRankResults", "BlendedEvaluate",
+    "BlendedRewardModelLoader", "BlendedRewardCriterion",
 }
 BATCH, TOP_K = 3, 2
 
@@ -94,7 +95,10 @@ def test_pack_keeps_the_files_already_in_input(comfy):
 
     from scripts.comfy_engine import WORKFLOWS
 
-    for example in sorted((WORKFLOWS / "examples").glob("*.png")):
+    written = set(comfy.masks) | {"blended_landscape.png"}  # what write_inputs put there (not the video's)
+    photos = [p for p in sorted((WORKFLOWS / "examples").glob("*.png")) if p.name in written]
+    assert len(photos) == 4
+    for example in photos:
         ours = comfy.input_dir / example.name
         assert ours.read_bytes() != example.read_bytes()
         assert Image.open(ours).size == (IMAGE_W, IMAGE_H)
@@ -130,9 +134,11 @@ def test_clip_file_left_in_models_clip_still_loads_with_a_hint(comfy):
     assert hints and "move it to" in hints[-1] and "blended_clip" in hints[-1]
 
 
-def test_hub_tag_offline_keeps_its_clear_message(comfy):
+# OpenAI's file by name, not downloaded yet, is fetched as the hub tag's weights (docs/DESIGN.md, "Newer ComfyUI")
+@pytest.mark.parametrize("clip_name", ["ViT-B-16-quickgelu:openai", "ViT-B-16.pt"])
+def test_hub_tag_offline_keeps_its_clear_message(comfy, clip_name):
     graph = fast(api_workflow("object_editing"), comfy)
-    set_inputs(graph, "BlendedCLIPLoader", clip_name="ViT-B-16-quickgelu:openai")
+    set_inputs(graph, "BlendedCLIPLoader", clip_name=clip_name)
     error = run_error(comfy, graph)
     assert error["node_type"] == "BlendedCLIPLoader"
     message = error["exception_message"]
@@ -142,11 +148,11 @@ def test_hub_tag_offline_keeps_its_clear_message(comfy):
 
 def test_missing_clip_file_is_told_where_it_belongs(comfy):
     graph = fast(api_workflow("object_editing"), comfy)
-    set_inputs(graph, "BlendedCLIPLoader", clip_name="ViT-B-16.pt")
+    set_inputs(graph, "BlendedCLIPLoader", clip_name="ViT-L-14.pt")
     with pytest.raises(PromptRejected) as info:
         comfy.server.queue_prompt(graph)
     text = json.dumps(info.value.body["node_errors"])
-    assert "'ViT-B-16.pt' is not in" in text and "blended_clip" in text and "ViT-B-16-quickgelu:openai" in text
+    assert "'ViT-L-14.pt' is not in" in text and "blended_clip" in text and "ViT-B-16-quickgelu:openai" in text
     assert_serving(comfy)
 
 
@@ -198,6 +204,26 @@ def test_ranked_scores_are_sorted_and_reproducible(comfy):
     scores = [float(line.rsplit(" ", 1)[1]) for line in again.splitlines() if line.startswith("#")]
     assert len(scores) == BATCH and scores == sorted(scores)
     assert again.splitlines()[1:TOP_K + 1] == first.splitlines()[1:]  # same seeds, same ranking
+
+
+def test_reward_models_rank_with_the_rest_and_a_missing_one_only_adds_a_note(comfy):
+    from tiny_rewards import save_tiny_hps
+
+    save_tiny_hps(comfy.base / "models" / "blended_hpsv2" / "HPS_v2.1_compressed.pt")
+    graph = fast(api_workflow("object_editing"), comfy)
+    rank = next(k for k, n in graph.items() if n["class_type"] == "BlendedRankResults")
+    graph["30"] = {"class_type": "BlendedRewardModelLoader", "inputs": {"reward_model": "HPSv2.1"}}
+    graph["31"] = {"class_type": "BlendedRewardModelLoader", "inputs": {"reward_model": "PickScore v1"}}  # offline
+    graph["32"] = {"class_type": "BlendedRewardCriterion", "inputs": {"reward": ["30", 0], "weight": 1.0,
+                                                                      "view": "mask_box"}}
+    graph["33"] = {"class_type": "BlendedRewardCriterion", "inputs": {"reward": ["31", 0], "weight": 1.0,
+                                                                      "view": "whole_image", "criteria": ["32", 0]}}
+    graph[rank]["inputs"]["criteria"] = ["33", 0]
+    set_inputs(graph, "BlendedRankResults", top_k=BATCH)
+    lines = "\n".join(output_texts(run_ok(comfy, graph))).splitlines()
+    assert lines[0].startswith("PickScore (whole) not used: The model file 'PickScore_v1.safetensors' is missing")
+    assert "weighted mean rank of 1 x D_CLIP" in lines[1] and "1 x HPSv2.1 (box)" in lines[1]
+    assert sum(" HPSv2.1 (box) " in line and "(rank " in line for line in lines) == BATCH
 
 
 def test_local_baseline_with_background_loss_and_evaluation(comfy):

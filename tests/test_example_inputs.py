@@ -6,11 +6,12 @@ import os
 
 from blended_diffusion_pack.nodes.examples import EXAMPLES, install_example_inputs
 
-NAMES = sorted(p.name for p in EXAMPLES.glob("*.png"))
+NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.suffix in (".png", ".mp4"))
 
 
 def test_the_templates_examples_are_shipped():
-    assert NAMES == ["blended_landscape.png", "blended_object.png", "blended_scribble.png", "blended_subject.png"]
+    assert NAMES == ["blended_landscape.png", "blended_object.png", "blended_scribble.png", "blended_subject.png",
+                     "blended_video.mp4", "blended_video_mask.png"]
 
 
 def test_copies_into_an_empty_input_folder_once(tmp_path):

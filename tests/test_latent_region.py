@@ -70,7 +70,7 @@ def test_latent_pixel_mask_checks_sizes():
     with pytest.raises(InputError, match="batch of 3"):
         latent_pixel_mask(torch.ones(3, 64, 64), (2, 4, 8, 8), 2)
     with pytest.raises(InputError, match="image latent"):
-        latent_pixel_mask(torch.ones(1, 64, 64), (1, 4, 2, 8, 8), 1)
+        latent_pixel_mask(torch.ones(1, 64, 64), (4, 8, 8), 1)
 
 
 def test_paste_exact_and_its_report():

@@ -91,3 +91,45 @@ def test_main_job_rejects_a_mask_of_another_size(comfy, tmp_path):
                     "--comfy-dir", comfy.server.engine, "--models-dir", comfy.base / "models",
                     "--model", comfy.names["model"], timeout=120)
     assert done.returncode != 0 and "--mask is 10x10 but --image is 72x40" in done.stderr
+
+
+# --- the latent path: --checkpoint runs workflows/api/blended_latent_object_editing.api.json --------
+
+
+def test_main_job_latent_path_with_a_checkpoint_file(comfy, sd15_checkpoint, tmp_path):
+    """A checkpoint given by its path (outside every models folder), the random SD1.5 file core detects."""
+    rgb, edit = write_photo_and_mask(tmp_path)
+    out = tmp_path / "results"
+    done = run_edit(
+        "--image", tmp_path / "photo.png", "--mask", tmp_path / "mask.png", "--prompt", "a bowl of cherries",
+        "--out", out, "--comfy-dir", comfy.server.engine, "--models-dir", comfy.base / "models",
+        "--checkpoint", sd15_checkpoint, "--clip", comfy.names["clip"], "--resolution", "64",
+        "--steps", "2", "--iterations", "1", "--batch-size", "2", "--top-k", "1", "--cpu",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_results(out, rgb, edit, ranked=2, kept=1)
+
+
+def test_main_job_latent_path_missing_checkpoint_says_which_file_goes_where(comfy, tmp_path):
+    write_photo_and_mask(tmp_path)
+    models = tmp_path / "empty_models"
+    done = run_edit("--image", tmp_path / "photo.png", "--mask", tmp_path / "mask.png", "--prompt", "a red ball",
+                    "--comfy-dir", comfy.server.engine, "--models-dir", models,
+                    "--checkpoint", "sd_xl_base_1.0.safetensors", timeout=120)
+    assert done.returncode != 0
+    assert "checkpoint 'sd_xl_base_1.0.safetensors' not found" in done.stderr
+    assert str(models / "checkpoints") in done.stderr and "--checkpoint" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_checkpoint_resolution_is_read_off_the_keys(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from scripts.run_edit import checkpoint_resolution
+
+    save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(2)}, tmp_path / "xl.safetensors")
+    save_file({"cond_stage_model.transformer.text_model.final_layer_norm.weight": torch.zeros(2)},
+              tmp_path / "sd15.safetensors")
+    assert checkpoint_resolution(tmp_path / "xl.safetensors") == 1024
+    assert checkpoint_resolution(tmp_path / "sd15.safetensors") == 512

@@ -59,6 +59,11 @@ from blended_diffusion_pack.nodes.loaders import (  # noqa: E402
     BlendedLPIPSLoader,
 )
 from blended_diffusion_pack.nodes.ranking_node import BlendedRankResults  # noqa: E402
+from blended_diffusion_pack.nodes.reward_nodes import (  # noqa: E402
+    BlendedRewardCriterion,
+    BlendedRewardModelLoader,
+    Unavailable,
+)
 from blended_diffusion_pack.nodes.sampler_node import BlendedSampler  # noqa: E402
 
 
@@ -95,7 +100,7 @@ def test_every_listed_node_is_tested_here():
     tested = {BlendedDiffusionModelLoader, BlendedCLIPLoader, BlendedLPIPSLoader, BlendedExtendingAugmentation,
               BlendedCLIPGuidance, BlendedBackgroundLoss, BlendedSampler, BlendedRankResults, BlendedEvaluate,
               BlendedLatentCrop, BlendedLatentSampler, BlendedLatentSamplerObject, BlendedBackgroundReconstruction,
-              BlendedLatentStitch}
+              BlendedLatentStitch, BlendedRewardModelLoader, BlendedRewardCriterion}
     assert set(NODES) == tested
     for node in NODES:
         assert node.define_schema().node_id == node.__name__
@@ -331,6 +336,73 @@ def test_rank_results_orders_by_the_criterion_and_keeps_top_k(tiny_clip):
     assert sorted(i for i, _ in lines) == [0, 1, 2] and "1 x D_CLIP" in text
     assert [t for _, t in lines] == sorted(t for _, t in lines)
     assert torch.equal(ranked, images[[i for i, _ in lines]])
+
+
+def test_rank_results_best_last_for_krita_layers(tiny_clip):
+    """Krita's 'layers' mode stacks each image above the previous one: best_last puts the best on top.
+    The masks follow the images; the scores text still lists best first."""
+    source, mask, images = seam_samples()
+    weights = dict(clip_weight=0.0, seam_weight=1.0)
+    first = run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=2,
+                **weights).result
+    last = run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=2,
+               order="best_last", **weights).result
+    assert torch.equal(last[0], first[0].flip(0)) and torch.equal(last[1], first[1].flip(0))
+    assert last[2] == first[2] and [i for i, _ in ranked_lines(last[2])] == [0, 2]
+    with pytest.raises(ValueError, match="order 'worst_first' is not one of its choices"):
+        run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=2,
+            order="worst_first")
+
+
+def test_reward_loader_skips_a_missing_model_with_a_note_or_says_where_it_goes(models):
+    (missing,) = run(BlendedRewardModelLoader, reward_model="HPSv2.1").result  # offline in tests
+    assert isinstance(missing, Unavailable) and "HPS_v2.1_compressed.pt" in missing.note
+    assert str(models / "blended_hpsv2") in missing.note and "\n" not in missing.note
+    with pytest.raises(ValueError, match=r"HPS_v2\.1_compressed\.pt.*blended_hpsv2.*huggingface\.co/xswu/HPSv2"):
+        run(BlendedRewardModelLoader, reward_model="HPSv2.1", if_missing="error")
+    # the aesthetic predictor needs two files; with only the MLP, the missing CLIP is named
+    from tiny_rewards import save_tiny_aesthetic, save_tiny_hps
+
+    save_tiny_aesthetic(models / "blended_aesthetic" / "sac+logos+ava1-l14-linearMSE.pth", models / "x" / "c.pt")
+    (missing,) = run(BlendedRewardModelLoader, reward_model="LAION aesthetic v2").result
+    assert "ViT-L-14.pt" in missing.note
+    save_tiny_hps(models / "blended_hpsv2" / "HPS_v2.1_compressed.pt")
+    folder_paths.filename_list_cache.clear()
+    (reward,) = run(BlendedRewardModelLoader, reward_model="HPSv2.1").result
+    assert reward.kind == "hpsv2" and no_inference_tensors(reward.model)
+
+
+def test_rank_results_with_reward_criteria_and_a_missing_one(tiny_clip, tmp_path):
+    from tiny_rewards import save_tiny_hps
+
+    from blended.reward_models import load_reward
+
+    hps = load_reward("hpsv2", save_tiny_hps(tmp_path / "h.pt")[1])
+    (chain,) = run(BlendedRewardCriterion, reward=hps, weight=1.0, view="mask_box").result
+    (chain,) = run(BlendedRewardCriterion, reward=Unavailable("PickScore", "PickScore_v1.safetensors is missing."),
+                   weight=1.0, view="whole_image", criteria=chain).result
+    (chain,) = run(BlendedRewardCriterion, reward=hps, weight=0.5, view="whole_image", criteria=chain).result
+    assert len(chain) == 3
+    images = torch.cat([comfy_image(40, 40, seed=10 + i) for i in range(6)])  # any IMAGE batch, one mask
+    mask = box_mask(40, 40, 8, 30, 10, 28)
+    ranked, ranked_mask, text = run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip),
+                                    top_k=3, seam_weight=1.0, criteria=chain).result
+    lines = text.splitlines()
+    assert lines[0] == "PickScore (whole) not used: PickScore_v1.safetensors is missing."
+    assert "weighted mean rank of 1 x D_CLIP + 1 x seam + 1 x HPSv2.1 (box) + 0.5 x HPSv2.1 (whole)" in lines[1]
+    order = [i for i, _ in ranked_lines(text)]
+    assert len(order) == 3 and torch.equal(ranked, images[order]) and ranked_mask.shape == (3, 40, 40)
+    assert all(line.count("(rank ") == 4 for line in lines[2:5])
+    # without criteria the same inputs rank exactly as before (weighted sum)
+    _, _, old = run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=3,
+                    seam_weight=1.0).result
+    assert old.startswith("ranked 6 samples by 1 x D_CLIP + 1 x seam (lower is better):")
+    # the reward models alone may rank (clip_weight 0 is allowed when a criterion carries weight)
+    _, _, text = run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=3,
+                     clip_weight=0.0, criteria=chain).result
+    assert "weighted mean rank of 1 x HPSv2.1 (box) + 0.5 x HPSv2.1 (whole)" in text
+    with cancel_pressed(), pytest.raises(mm.InterruptProcessingException):
+        run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=3, criteria=chain)
 
 
 def test_rank_results_needs_clip_guidance_and_a_weight(tiny_clip):

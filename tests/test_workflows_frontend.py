@@ -173,7 +173,7 @@ OUR_NODES = sorted([
     "BlendedBackgroundLoss", "BlendedCLIPGuidance", "BlendedCLIPLoader", "BlendedDiffusionModelLoader",
     "BlendedEvaluate", "BlendedExtendingAugmentation", "BlendedLPIPSLoader", "BlendedRankResults", "BlendedSampler",
     "BlendedLatentCrop", "BlendedLatentSampler", "BlendedLatentSamplerObject", "BlendedLatentStitch",
-    "BlendedBackgroundReconstruction",
+    "BlendedBackgroundReconstruction", "BlendedRewardModelLoader", "BlendedRewardCriterion",
 ])
 
 

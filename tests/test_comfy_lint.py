@@ -1,0 +1,96 @@
+"""comfy-lint (PyPI) over every shipped API-format workflow, against the schema of the engine the
+tests run: its own /object_info dumped by the test server, plus the recorded schemas of third-party
+nodes that are not installed in CI (tests/data: Acly's tooling nodes for the Krita graphs).
+
+Workflows are found by walking workflows/, so a new API graph anywhere below it is linted without
+touching this file; UI-format files (ComfyUI's templates, with "nodes" and "links") are skipped
+because comfy-lint reads the API format only."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.comfy_engine import REPO, WORKFLOWS
+
+DATA = Path(__file__).resolve().parent / "data"
+# Graphs name the user's model files (an SD checkpoint, the OpenAI ADM); the test server has tiny
+# models under other names, so a combo value that names a model file is not a lint error here.
+MODEL_FILES = (".safetensors", ".pt", ".ckpt", ".pth", ".bin", ".sft")
+
+
+def is_api_format(graph) -> bool:
+    return isinstance(graph, dict) and bool(graph) and all(
+        isinstance(n, dict) and "class_type" in n for n in graph.values())
+
+
+def api_workflows() -> list[Path]:
+    return sorted(p for p in WORKFLOWS.rglob("*.json") if is_api_format(json.loads(p.read_text())))
+
+
+def recorded_schemas() -> dict:
+    nodes = {}
+    for path in sorted(DATA.glob("*.json")):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and isinstance(data.get("nodes"), dict):
+            nodes.update(data["nodes"])
+    return nodes
+
+
+def comfy_lint() -> str:
+    found = Path(sys.executable).with_name("comfy-lint")
+    return str(found) if found.exists() else shutil.which("comfy-lint")
+
+
+@pytest.fixture(scope="module")
+def schema_file(comfy, tmp_path_factory) -> Path:
+    engine = comfy.server.object_info()
+    extra = recorded_schemas()
+    assert not set(extra) & set(engine), "recorded nodes are installed here: lint against those instead"
+    path = tmp_path_factory.mktemp("lint") / "object_info.json"
+    path.write_text(json.dumps({**engine, **extra}))
+    return path
+
+
+def lint(paths: list[Path], schema: Path) -> tuple[int, dict]:
+    done = subprocess.run([comfy_lint(), *map(str, paths), "--schema-cache", str(schema), "--strict", "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_the_walk_finds_every_kind_of_shipped_graph():
+    names = {p.relative_to(WORKFLOWS).as_posix() for p in api_workflows()}
+    assert "api/object_editing.api.json" in names and "api/blended_latent_object_editing.api.json" in names
+    assert "krita/blended_selection_edit.json" in names
+    assert not any("/" not in n for n in names), "UI-format templates are not API graphs"
+
+
+def test_every_shipped_api_workflow_is_lint_clean(schema_file):
+    paths = api_workflows()
+    code, report = lint(paths, schema_file)
+    graphs = {f["path"]: json.loads((REPO / f["path"]).read_text()) for f in report["files"]}
+    problems = [f"{f['path']}:{d['node_id']}:{d['field']} {d['rule']} {d['message']}"
+                for f in report["files"] for d in f["diagnostics"]
+                if not (d["rule"] == "invalid-enum" and
+                        str(graphs[f["path"]][d["node_id"]]["inputs"][d["field"]]).endswith(MODEL_FILES))]
+    assert (problems, report["unreadable"]) == ([], []), "\n".join(problems)
+    assert code in (0, 1)
+    assert report["summary"]["files"] == len(paths)
+
+
+def test_a_planted_broken_link_fails_the_lint(schema_file, tmp_path):
+    for source in api_workflows():
+        graph = json.loads(source.read_text())
+        node_id, name = next((k, i) for k, n in graph.items() for i, v in n["inputs"].items()
+                             if isinstance(v, list))
+        graph[node_id]["inputs"][name] = ["404", 0]
+        broken = tmp_path / source.name
+        broken.write_text(json.dumps(graph))
+        code, report = lint([broken], schema_file)
+        rules = [(d["node_id"], d["field"], d["rule"]) for d in report["files"][0]["diagnostics"]]
+        assert code == 1 and (node_id, name, "dangling-link") in rules, (source, rules)

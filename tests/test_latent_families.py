@@ -1,0 +1,180 @@
+"""Blended Latent Diffusion family by family, through ComfyUI's own sampling, on tiny random models
+built with ComfyUI's classes (tests/latent_families.py). One case id per family: the README table's
+names ("Latent path: model families").
+
+Per family and for both ways in (the Blended Latent Sampler node's function, and the SAMPLER with
+the family's usual guider as SamplerCustomAdvanced runs it):
+- at every model call, the input outside that step's mask is the source (in the model's space,
+  ``process_latent_in``) noised by that model's own ``model_sampling.noise_scaling`` at that call's
+  sigma, bit for bit (the same float ops on the same values: no tolerance needed);
+- the final latent's background is the source, bit for bit;
+- the family's conditioning reaches the diffusion model unchanged (text context, pooled / adm,
+  guidance, reference latents, concat latents);
+- exactly one model call per step with euler (heun: two per step but one on the last step).
+Model calls are recorded through ComfyUI's public ``set_model_unet_function_wrapper``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from latent_families import FAMILIES, build
+
+from blended.errors import InputError
+from blended.latent_blend import step_masks
+
+STEPS = 3
+
+
+def _mask(factor, hw=(8, 8)):
+    H, W = hw
+    m = torch.zeros(1, 1, H * factor, W * factor)
+    m[..., 2 * factor : 5 * factor, 3 * factor : 6 * factor] = 1
+    m[..., 7 * factor, 1 * factor : 4 * factor] = 1  # a thin stroke keeps its cells
+    return m
+
+
+def _recording(model):
+    calls = []
+    patched = model.clone()
+
+    def wrapper(apply_model, args):
+        c = {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v) for k, v in args["c"].items()}
+        calls.append((args["input"].detach().clone(), args["timestep"].detach().clone(),
+                      list(args["cond_or_uncond"]), c))
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    patched.set_model_unet_function_wrapper(wrapper)
+    return patched, calls
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def fam(request):
+    return build(request.param)
+
+
+def _cfg(built):
+    return 1.0 if built.family.guider == "basic" else 3.0
+
+
+def _check_calls(built, calls, source, noise, sigmas, per_step, expect_calls):
+    model = built.model
+    ms = model.get_model_object("model_sampling")
+    src = model.model.process_latent_in(source.float())
+    assert len(calls) == expect_calls, f"{len(calls)} model calls for {STEPS} steps"
+    pos_ctx = built.positive[0][0]
+    for i, (x, timestep, cond_or_uncond, c) in enumerate(calls):
+        n = len(cond_or_uncond)
+        assert n == (1 if built.family.guider == "basic" else 2)
+        for k, rows in enumerate(x.chunk(n)):
+            t = timestep.chunk(n)[k]
+            sigma = sigmas[i]
+            assert torch.allclose(t.float().cpu(), sigma.float().expand_as(t), rtol=1e-6)  # the wrapper gets sigma
+            expected = ms.noise_scaling(sigma.reshape(1).expand(rows.shape[0]).to(rows.dtype), noise.to(rows.dtype),
+                                        src.expand_as(rows).to(rows.dtype))
+            outside = (per_step[i] == 0).expand_as(rows)
+            assert torch.equal(rows[outside], expected[outside]), f"call {i}: background is not the source at σ"
+            if i > 0:
+                assert not torch.equal(rows[~outside], expected[~outside])
+        _check_conditioning(built, c, cond_or_uncond, pos_ctx, x.shape[0] // n)
+
+
+def _check_conditioning(built, c, cond_or_uncond, pos_ctx, rows):
+    """The family's conditioning as the diffusion model receives it, for the positive chunk."""
+    fam, extra = built.family, built.positive[0][1]
+    k = cond_or_uncond.index(0)
+    n = len(cond_or_uncond)
+    ctx = c["c_crossattn"].chunk(n)[k]
+    want, n_tok = pos_ctx.expand(rows, -1, -1).to(ctx.dtype), pos_ctx.shape[1]
+    # the text tokens unchanged, wherever the family puts them (Flux.2 pads the context with zeros)
+    assert any(torch.equal(ctx[:, i : i + n_tok], want) for i in range(ctx.shape[1] - n_tok + 1))
+    if "guidance" in extra:
+        assert torch.equal(c["guidance"].chunk(n)[k], torch.full((rows,), float(extra["guidance"])))
+    if fam.config == "SDXL":
+        assert c["y"].shape == (n * rows, 2816)
+        assert torch.equal(c["y"].chunk(n)[k][:, :1280], extra["pooled_output"].expand(rows, -1))
+    if fam.config in ("SD3",):
+        assert torch.equal(c["y"].chunk(n)[k], extra["pooled_output"].expand(rows, -1))
+    if fam.config.startswith("Flux") and extra.get("pooled_output") is not None:
+        assert torch.equal(c["y"].chunk(n)[k][:, :768], extra["pooled_output"].expand(rows, -1))
+    if "reference_latents" in extra:
+        refs = c["ref_latents"]
+        assert len(refs) == len(extra["reference_latents"])
+        for got, ref in zip(refs, extra["reference_latents"]):
+            assert torch.equal(got[:1], built.model.model.process_latent_in(ref))
+    if "concat_latent_image" in extra:
+        cc = c["c_concat"].chunk(n)[k]
+        assert cc.shape[1] == 80  # 16 latent channels + the 8x8-packed mask (64)
+        assert torch.equal(cc[:1, :16], built.model.model.process_latent_in(extra["concat_latent_image"]))
+
+
+def test_blended_latent_sampler(fam):
+    from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
+    from blended_diffusion_pack.nodes.latent_sampling import schedule
+
+    source = torch.randn(1, fam.family.channels, *fam.latent_hw, generator=torch.Generator().manual_seed(3))
+    mask = _mask(fam.family.factor, fam.latent_hw)
+    patched, calls = _recording(fam.model)
+    seed = 5
+    out = run_latent_sampler(patched, fam.positive, fam.negative, {"samples": source}, mask[:, 0], seed, STEPS,
+                             _cfg(fam), "euler", "simple", 1.0, 1, 16, 0.5)
+    sigmas = schedule(fam.model, STEPS, "euler", "simple", 1.0)
+    per_step = step_masks(mask, fam.family.factor, STEPS, 16, 0.5)
+    noise = torch.randn((1, *source.shape[1:]), generator=torch.Generator().manual_seed(seed))
+    _check_calls(fam, calls, source, noise, sigmas, per_step, STEPS)
+    final = (per_step[-1] == 0).expand_as(out)
+    assert torch.equal(out[final], source.expand_as(out)[final])
+    assert not torch.equal(out[~final], source.expand_as(out)[~final])
+
+
+def test_sampler_for_sampler_custom_advanced(fam):
+    """SamplerCustomAdvanced's own call: guider.sample(noise, latent, sampler, sigmas)."""
+    import comfy.sample
+    import comfy.samplers
+
+    from blended_diffusion_pack.nodes.latent_sampling import BlendingSampler
+
+    source = torch.randn(1, fam.family.channels, *fam.latent_hw, generator=torch.Generator().manual_seed(4))
+    mask = _mask(fam.family.factor, fam.latent_hw)
+    patched, calls = _recording(fam.model)
+    ms = fam.model.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(ms, "simple", STEPS).cpu()
+    if fam.family.guider == "basic":
+        from comfy_extras.nodes_custom_sampler import Guider_Basic  # core BasicGuider's guider
+
+        guider = Guider_Basic(patched)
+        guider.set_conds(fam.positive)
+    else:
+        guider = comfy.samplers.CFGGuider(patched)
+        guider.set_conds(fam.positive, fam.negative)
+        guider.set_cfg(3.0)
+    noise = comfy.sample.prepare_noise(source, 11)
+    sampler = BlendingSampler("euler", pixel_mask=mask, shrink_px=8, shrink_fraction=0.5)
+    out = guider.sample(noise, source, sampler, sigmas, seed=11).cpu()
+    per_step = step_masks(mask, fam.family.factor, STEPS, 8, 0.5)
+    _check_calls(fam, calls, source, noise, sigmas, per_step, STEPS)
+    final = (per_step[-1] == 0).expand_as(out)
+    # process_latent_out(process_latent_in(x)) rounds for families with a scale and shift (a few ulp)
+    torch.testing.assert_close(out[final], source.expand_as(out)[final], rtol=1e-6, atol=1e-6)
+
+
+def test_heun_counts_two_model_calls_per_step_but_the_last(fam):
+    from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
+
+    source = torch.randn(1, fam.family.channels, *fam.latent_hw, generator=torch.Generator().manual_seed(3))
+    patched, calls = _recording(fam.model)
+    mask = _mask(fam.family.factor, fam.latent_hw)[:, 0]
+    run_latent_sampler(patched, fam.positive, fam.negative, {"samples": source}, mask, 1, STEPS, _cfg(fam),
+                       "heun", "simple", 1.0, 1, 0, 0.0)
+    assert len(calls) == 2 * STEPS - 1  # heun: a second evaluation per step, none after the final (sigma 0) one
+
+
+def test_a_mask_of_another_size_names_the_mask_and_the_fix(fam):
+    from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
+
+    source = torch.randn(1, fam.family.channels, *fam.latent_hw)
+    sd15_sized = torch.ones(1, 512, 512)  # an SD1.5-sized mask on this family's small latent
+    h, w = fam.latent_hw
+    with pytest.raises(InputError, match=rf"mask is 512x512 px but the latent is {w}x{h} cells.*Blended Latent Crop"):
+        run_latent_sampler(fam.model, fam.positive, fam.negative, {"samples": source}, sd15_sized, 0, 2, _cfg(fam),
+                           "euler", "simple", 1.0, 1, 0, 0.0)
