@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import masks, region
+from . import masks, region, seam
 from .errors import InputError
 
 
@@ -45,13 +45,20 @@ def crop_for_model(image: torch.Tensor, mask: torch.Tensor, resolution: int, mul
 
 
 def stitch(crop: LatentCrop, edited: torch.Tensor, feather: int = 0,
-           video: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+           video: bool = False, seam_mode: str = "exact paste") -> tuple[torch.Tensor, torch.Tensor]:
     """Edited crops [N,3,h,w] in 0..1 (N = images x samples, image-major) -> full images [N,3,H,W]
     and the paste weights [N,1,H,W]; where a weight is 0 the value is the original's, bit for bit.
 
     ``video``: the crop's batch is the frames of one clip and ``edited`` holds whole clips, one after
     the other (samples x frames: what VAEDecode of a batch of video latents gives), so frame i is
-    pasted onto source frame i mod F."""
+    pasted onto source frame i mod F.
+
+    ``seam_mode`` (blended.seam.MODES): "exact paste" / "feather" paste with the weights as
+    always; "colour match" and "gradient domain" first paste the edit at weight 1 inside the
+    mask, then correct it towards the original around the border at full size (where the
+    original's own pixels are), so outside the mask it stays the original bit for bit."""
+    if seam_mode not in seam.MODES:
+        raise InputError(f"seam {seam_mode!r}: use one of {', '.join(seam.MODES)}.")
     b, n = crop.image.shape[0], edited.shape[0]
     if tuple(edited.shape[-2:]) != tuple(crop.size):
         raise InputError(
@@ -64,12 +71,20 @@ def stitch(crop: LatentCrop, edited: torch.Tensor, feather: int = 0,
         raise InputError(f"images has a batch of {n}, not a multiple of {what}.")
     per = n // b
     edit_mask = crop.mask if crop.mask.shape[0] == b else crop.mask.expand(b, -1, -1, -1)
+    if seam_mode == "feather" and feather <= 0:
+        feather = 4  # the mode asks for a soft edge; 4 px when mask_feather leaves it at 0
     weights = masks.feather(edit_mask, int(feather)) if feather > 0 else edit_mask
     outs, ws = [], []
     for i in range(n):
         k = i % b if video else i // per
-        outs.append(region.paste_back(crop.image[k : k + 1], edited[i : i + 1], crop.box, weights[k : k + 1]))
-        ws.append(weights[k : k + 1])
+        original, w = crop.image[k : k + 1], weights[k : k + 1]
+        if seam_mode in ("colour match", "gradient domain"):
+            hard = region.paste_back(original, edited[i : i + 1], crop.box, edit_mask[k : k + 1])
+            corrected, _ = seam.apply_seam(seam_mode, hard, original, w[:, 0])
+            outs.append(corrected.clamp(0, 1))
+        else:
+            outs.append(region.paste_back(original, edited[i : i + 1], crop.box, w))
+        ws.append(w)
     return torch.cat(outs), torch.cat(ws)
 
 

@@ -12,6 +12,7 @@ from ..blended.errors import InputError
 from ..blended.latent_blend import step_masks
 from ..blended.latent_reconstruct import ReconstructSettings, private_decoder, reconstruct_all, report_text
 from ..blended.latent_region import crop_for_model, latent_pixel_mask, stitch
+from ..blended.seam import MODES as SEAM_MODES
 from ..blended.seeds import batch_seeds
 from . import comfy_glue as glue
 from . import latent_sampling
@@ -193,6 +194,12 @@ class BlendedLatentStitch(BlendedNode):
                                  tooltip="On for a video: the crop's images are the frames of one clip and the "
                                  "edited images whole clips one after another (VAEDecode of a video latent batch). "
                                  "Off: a batch of photos, each image's samples together."),
+                io.Combo.Input("seam", options=list(SEAM_MODES), default="exact paste", optional=True,
+                               tooltip="How the edit meets the original at the mask border. exact paste: as is. "
+                               "feather: soft edge inside the mask (mask_feather px, 4 if 0). colour match: the "
+                               "edit's colour mean/spread matched to a ring of original just outside. gradient "
+                               "domain: Poisson blend, keeps the edit's detail and removes colour/brightness "
+                               "offsets at the border. Outside the mask the original stays bit for bit."),
             ],
             outputs=[
                 io.Image.Output("full_images", display_name="images"),
@@ -201,8 +208,8 @@ class BlendedLatentStitch(BlendedNode):
         )
 
     @classmethod
-    def execute(cls, crop, images, mask_feather, video=False) -> io.NodeOutput:
-        full, weights = stitch(crop, to_rgb01(images, "images"), mask_feather, video)
+    def execute(cls, crop, images, mask_feather, video=False, seam="exact paste") -> io.NodeOutput:
+        full, weights = stitch(crop, to_rgb01(images, "images"), mask_feather, video, seam)
         return io.NodeOutput(to_comfy_image(full), to_comfy_mask(weights))
 
 

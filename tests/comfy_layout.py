@@ -24,8 +24,8 @@ def crop_for_model(image, mask, *args):
     return to_comfy_image(img), to_comfy_mask(m), crop
 
 
-def stitch(crop: LatentCrop, edited, feather=0):
-    full, weights = library_stitch(crop, to_rgb01(edited, "images"), feather)
+def stitch(crop: LatentCrop, edited, feather=0, seam_mode="exact paste"):
+    full, weights = library_stitch(crop, to_rgb01(edited, "images"), feather, seam_mode=seam_mode)
     return to_comfy_image(full), to_comfy_mask(weights)
 
 

@@ -56,6 +56,25 @@ def test_stitch_keeps_every_pixel_outside_the_mask_bit_identical():
         stitch(crop, torch.rand(3, *crop_img.shape[1:]))
 
 
+@pytest.mark.parametrize("mode", ["exact paste", "feather", "colour match", "gradient domain"])
+def test_stitch_seam_modes_keep_the_outside_and_fix_an_offset(mode):
+    from blended.metrics import seam_score
+
+    image = torch.full((1, 90, 120, 3), 0.4) + 0.1 * torch.linspace(0, 1, 120)[None, None, :, None]
+    mask = torch.zeros(1, 90, 120)
+    mask[:, 30:60, 40:80] = 1
+    crop_img, _, crop = crop_for_model(image, mask, 64, 8, 0.25)
+    full, _ = stitch(crop, (crop_img + 0.2).clamp(0, 1), seam_mode=mode)
+    out = mask[0] == 0
+    assert torch.equal(full[0][out], image[0][out])
+    score = seam_score(full.permute(0, 3, 1, 2), mask[:, None])
+    plain = seam_score(stitch(crop, (crop_img + 0.2).clamp(0, 1))[0].permute(0, 3, 1, 2), mask[:, None])
+    if mode in ("colour match", "gradient domain"):
+        assert score < (0.1 if mode == "gradient domain" else 0.5) * plain, (score, plain)
+    with pytest.raises(InputError, match="seam"):
+        stitch(crop, crop_img, seam_mode="blur")
+
+
 def test_latent_pixel_mask_checks_sizes():
     mask = torch.zeros(1, 64, 64)
     mask[:, 10, 10] = 1

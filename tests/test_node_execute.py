@@ -488,6 +488,10 @@ def test_latent_stitch_pastes_only_inside_the_mask():
     assert torch.equal(feathered[outside], source[outside]) and 0 < float(soft[0][soft[0] < 1].max()) < 1
     with pytest.raises(ValueError, match="images are 32x32 but the crop is"):
         run(BlendedLatentStitch, crop=crop, images=torch.rand(1, 32, 32, 3), mask_feather=0)
+    for seam in ("feather", "colour match", "gradient domain"):
+        seamed, _ = run(BlendedLatentStitch, crop=crop, images=edited, mask_feather=0, seam=seam).result
+        assert torch.equal(seamed[outside], source[outside]), seam
+        assert not torch.equal(seamed, full), seam
 
 
 def test_latent_sampler_object_is_a_core_sampler_with_shrinking_masks():
