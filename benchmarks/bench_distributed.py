@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from comfy_harness import api_workflow, write_inputs  # noqa: E402
+from comfy_harness import write_inputs  # noqa: E402
 
 from scripts import comfy_distributed  # noqa: E402
 from scripts.comfy_engine import execution_error, prepare_base, set_inputs  # noqa: E402
@@ -47,7 +47,7 @@ def prepare(base):
 
 
 def graph(seed: int, steps: str, batch: int) -> dict:
-    g = api_workflow("blended_distributed_best_of_n")
+    g = comfy_distributed.template()
     set_inputs(g, "BlendedDiffusionModelLoader", model_name=MODEL)
     set_inputs(g, "BlendedCLIPLoader", clip_name=CLIP)
     set_inputs(g, "BlendedSampler", steps=steps, skip_timesteps=0, batch_size=batch)

@@ -11,14 +11,13 @@ with its process group when the module ends, whatever happened.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import time
 
 import numpy as np
 import pytest
-from comfy_harness import api_workflow, write_inputs
+from comfy_harness import write_inputs
 from PIL import Image
 
 from scripts import comfy_distributed
@@ -56,7 +55,7 @@ def cluster(tmp_path_factory):
 
 
 def graph(seed: int, steps: str = "8") -> dict:
-    g = copy.deepcopy(api_workflow(NAME))
+    g = comfy_distributed.template()
     set_inputs(g, "BlendedDiffusionModelLoader", model_name=MODEL)
     set_inputs(g, "BlendedCLIPLoader", clip_name=CLIP)
     set_inputs(g, "BlendedSampler", steps=steps, skip_timesteps=2)
@@ -92,7 +91,7 @@ def local_sample(cluster, seed: int, steps: str) -> np.ndarray:
 
 
 def test_the_template_wires_distributed_seed_collector_and_rank():
-    g = api_workflow(NAME)
+    g = comfy_distributed.template()
     by_class = {n["class_type"]: k for k, n in g.items()}
     sampler, rank = g[by_class["BlendedSampler"]]["inputs"], g[by_class["BlendedRankResults"]]["inputs"]
     assert sampler["seed"] == [by_class["DistributedSeed"], 0]
