@@ -77,10 +77,12 @@ def shortest_side_crop(x01: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def longest_side_pad(x01: torch.Tensor, size: int) -> torch.Tensor:
-    """HPSv2's preprocessing: longest side to ``size`` (bicubic), zero-padded to a centred square."""
+    """HPSv2's preprocessing: longest side to ``size`` (bicubic), zero-padded to a centred square.
+
+    A side that would round to 0 pixels (a 1x300 strip) keeps 1: their formula would fail there."""
     h, w = x01.shape[-2:]
     scale = size / max(h, w)
-    nh, nw = round(h * scale), round(w * scale)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     x = _resize(x01, nh, nw)
     ph, pw = size - nh, size - nw
     return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=0.0)

@@ -131,3 +131,13 @@ def test_wrong_files_are_named(tmp_path):
         load_reward("aesthetic", hps, hps)
     with pytest.raises(CheckpointError, match="choose one of"):
         load_reward("imagereward", hps)
+
+
+@pytest.mark.parametrize("h, w", [(225, 1), (1, 300), (3, 5)])
+def test_preprocessing_takes_a_one_pixel_strip(h, w):
+    """HPSv2's longest-side resize rounds a 1 px side to 0 (a 1x300 selection); it keeps 1 pixel."""
+    from blended.reward_models import longest_side_pad, shortest_side_crop
+
+    x = torch.rand(2, 3, h, w)
+    assert longest_side_pad(x, 32).shape == (2, 3, 32, 32)
+    assert shortest_side_crop(x, 32).shape == (2, 3, 32, 32)
