@@ -27,23 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from comfy_harness import write_inputs  # noqa: E402
+from comfy_harness import TINY_ADM, TINY_CLIP, prepare_tiny_pixel  # noqa: E402
 
 from scripts import comfy_distributed  # noqa: E402
-from scripts.comfy_engine import execution_error, prepare_base, set_inputs  # noqa: E402
+from scripts.comfy_engine import execution_error, set_inputs  # noqa: E402
 
-MODEL, CLIP = "tiny_adm.pt", "tiny_clip.safetensors"
-
-
-def prepare(base):
-    from tiny_clip import save_tiny_clip
-    from tiny_unet import save_tiny_unet
-
-    base = prepare_base(base)
-    save_tiny_unet(base / "models" / "blended_diffusion" / MODEL, seed=0)
-    save_tiny_clip(base / "models" / "blended_clip" / CLIP, seed=0)
-    write_inputs(base / "input")
-    return base
+MODEL, CLIP = TINY_ADM, TINY_CLIP
+prepare = prepare_tiny_pixel
 
 
 def graph(seed: int, steps: str, batch: int) -> dict:

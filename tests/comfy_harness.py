@@ -231,3 +231,18 @@ def comfy(tmp_path_factory) -> Comfy:
         yield Comfy(server, base, names, masks)
     finally:
         server.stop()
+
+
+TINY_ADM, TINY_CLIP = "tiny_adm.pt", "tiny_clip.safetensors"
+
+
+def prepare_tiny_pixel(base):
+    """A server base with the tiny ADM and CLIP under TINY_ADM / TINY_CLIP and the example inputs."""
+    from tiny_clip import save_tiny_clip
+    from tiny_unet import save_tiny_unet
+
+    base = prepare_base(base)
+    save_tiny_unet(base / "models" / "blended_diffusion" / TINY_ADM, seed=0)
+    save_tiny_clip(base / "models" / "blended_clip" / TINY_CLIP, seed=0)
+    write_inputs(base / "input")
+    return base

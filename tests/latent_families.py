@@ -191,3 +191,16 @@ def build(name: str, latent_hw=None, seed=0) -> Built:
         neg_extra["reference_latents"] = positive[0][1]["reference_latents"]
     negative = [[_ctx(seed + 2, dim=fam.ctx_dim), neg_extra]]
     return Built(name, fam, model, positive, negative, (h, w))
+
+
+def recording(model):
+    """A clone of ``model`` whose UNet calls are recorded: (input x, sigma per row, cond_or_uncond)."""
+    calls = []
+    patched = model.clone()
+
+    def wrapper(apply_model, args):
+        calls.append((args["input"].detach().clone(), args["timestep"].detach().clone(), list(args["cond_or_uncond"])))
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    patched.set_model_unet_function_wrapper(wrapper)
+    return patched, calls

@@ -17,11 +17,11 @@ import time
 
 import numpy as np
 import pytest
-from comfy_harness import write_inputs
+from comfy_harness import TINY_ADM, TINY_CLIP, prepare_tiny_pixel
 from PIL import Image
 
 from scripts import comfy_distributed
-from scripts.comfy_engine import execution_error, output_images, output_texts, prepare_base, set_inputs
+from scripts.comfy_engine import execution_error, output_images, output_texts, set_inputs
 
 if comfy_distributed.snapshot() is None:
     pytest.skip(f"ComfyUI-Distributed snapshot {comfy_distributed.SNAPSHOT} not found in "
@@ -31,18 +31,8 @@ if comfy_distributed.snapshot() is None:
 NAME = "blended_distributed_best_of_n"
 SEED = 7
 TIMEOUT_S = 15  # the master's worker_timeout_seconds: silence it tolerates before probing a worker
-MODEL, CLIP = "tiny_adm.pt", "tiny_clip.safetensors"
-
-
-def prepare(base):
-    from tiny_clip import save_tiny_clip
-    from tiny_unet import save_tiny_unet
-
-    base = prepare_base(base)
-    save_tiny_unet(base / "models" / "blended_diffusion" / MODEL, seed=0)
-    save_tiny_clip(base / "models" / "blended_clip" / CLIP, seed=0)
-    write_inputs(base / "input")
-    return base
+MODEL, CLIP = TINY_ADM, TINY_CLIP
+prepare = prepare_tiny_pixel
 
 
 @pytest.fixture(scope="module")

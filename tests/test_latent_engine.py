@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 from comfy_harness import photo
+from latent_families import recording
 from sd15_fixture import encode_text
 
 from blended.latent_blend import cover_mask, step_masks
@@ -29,19 +30,6 @@ def edit_mask():
     m[:, 16:34, 30:50] = 1
     m[:, 52, 4:40] = 1
     return m
-
-
-def recording(model):
-    """A clone of ``model`` whose UNet calls are recorded: (input x, sigma per row, cond_or_uncond)."""
-    calls = []
-    patched = model.clone()
-
-    def wrapper(apply_model, args):
-        calls.append((args["input"].detach().clone(), args["timestep"].detach().clone(), list(args["cond_or_uncond"])))
-        return apply_model(args["input"], args["timestep"], **args["c"])
-
-    patched.set_model_unet_function_wrapper(wrapper)
-    return patched, calls
 
 
 def test_random_checkpoint_is_detected_as_sd15(sd15):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from latent_families import recording
 from sd15_fixture import comfy_engine_path
 
 from blended.errors import InputError
@@ -58,18 +59,6 @@ def expected_latent_mask(mask, radius=0):
             u = F.max_pool2d(u, 2 * radius + 1, stride=1, padding=radius)
         out.append(F.max_pool2d(u, 8, 8))
     return torch.stack(out, dim=2)  # [1,1,T,h,w]
-
-
-def recording(model):
-    calls = []
-    patched = model.clone()
-
-    def wrapper(apply_model, args):
-        calls.append((args["input"].detach().clone(), args["timestep"].detach().clone(), list(args["cond_or_uncond"])))
-        return apply_model(args["input"], args["timestep"], **args["c"])
-
-    patched.set_model_unet_function_wrapper(wrapper)
-    return patched, calls
 
 
 def conditioning(seed):
