@@ -32,14 +32,11 @@ from comfy_harness import TINY_ADM, TINY_CLIP, prepare_tiny_pixel  # noqa: E402
 from scripts import comfy_distributed  # noqa: E402
 from scripts.comfy_engine import execution_error, set_inputs  # noqa: E402
 
-MODEL, CLIP = TINY_ADM, TINY_CLIP
-prepare = prepare_tiny_pixel
-
 
 def graph(seed: int, steps: str, batch: int) -> dict:
     g = comfy_distributed.template()
-    set_inputs(g, "BlendedDiffusionModelLoader", model_name=MODEL)
-    set_inputs(g, "BlendedCLIPLoader", clip_name=CLIP)
+    set_inputs(g, "BlendedDiffusionModelLoader", model_name=TINY_ADM)
+    set_inputs(g, "BlendedCLIPLoader", clip_name=TINY_CLIP)
     set_inputs(g, "BlendedSampler", steps=steps, skip_timesteps=0, batch_size=batch)
     set_inputs(g, "DistributedSeed", seed=seed)
     set_inputs(g, "BlendedRankResults", top_k=8)
@@ -67,7 +64,7 @@ def main() -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     runs: dict[str, list[float]] = {"1 process, 1 sample": [], "1 process, 3 samples": [], "3 processes, 3 samples": []}
     with tempfile.TemporaryDirectory(prefix="bench-distributed-") as tmp, \
-            comfy_distributed.cluster(Path(tmp), prepare, workers=2, timeout_s=60, env=env) as c:
+            comfy_distributed.cluster(Path(tmp), prepare_tiny_pixel, workers=2, timeout_s=60, env=env) as c:
         master = c.master
         timed(master, lambda: master.queue_prompt(graph(10_000, args.steps, 1)))  # warm-up: models loaded
         for w in c.workers:

@@ -28,26 +28,23 @@ if comfy_distributed.snapshot() is None:
                 f"{comfy_distributed.vendor_dir()} (the repository's ../shared/vendor, or $BLENDED_VENDOR_DIR)",
                 allow_module_level=True)
 
-NAME = "blended_distributed_best_of_n"
 SEED = 7
 TIMEOUT_S = 15  # the master's worker_timeout_seconds: silence it tolerates before probing a worker
-MODEL, CLIP = TINY_ADM, TINY_CLIP
-prepare = prepare_tiny_pixel
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1", OMP_NUM_THREADS="1",
                PYTHONUNBUFFERED="1")  # its messages are print()s: in the log as they happen
-    with comfy_distributed.cluster(tmp_path_factory.mktemp("distributed"), prepare, workers=2,
+    with comfy_distributed.cluster(tmp_path_factory.mktemp("distributed"), prepare_tiny_pixel, workers=2,
                                    timeout_s=TIMEOUT_S, env=env) as c:
         yield c
 
 
 def graph(seed: int, steps: str = "8") -> dict:
     g = comfy_distributed.template()
-    set_inputs(g, "BlendedDiffusionModelLoader", model_name=MODEL)
-    set_inputs(g, "BlendedCLIPLoader", clip_name=CLIP)
+    set_inputs(g, "BlendedDiffusionModelLoader", model_name=TINY_ADM)
+    set_inputs(g, "BlendedCLIPLoader", clip_name=TINY_CLIP)
     set_inputs(g, "BlendedSampler", steps=steps, skip_timesteps=2)
     set_inputs(g, "DistributedSeed", seed=seed)
     set_inputs(g, "BlendedRankResults", top_k=8)
