@@ -24,9 +24,11 @@ from ..blended.latent_blend import step_masks as make_step_masks
 from ..blended.latent_region import latent_pixel_mask
 
 # pixels per latent cell, by ComfyUI's latent format (0.3.75's formats do not state it): SD1.x/2.x,
-# SDXL (also AuraFlow's), SD3 (also Lumina 2's, Z-Image's), Flux.1 (also Chroma's) are 8; Flux.2's packed
-# 128 channels 16; Chroma Radiance's pixel space 1. Formats not listed are not checked.
-_CELL_PX = {"SD15": 8, "SDXL": 8, "SD3": 8, "Flux": 8, "Flux2": 16, "ChromaRadiance": 1}
+# SDXL (also AuraFlow's), SD3 (also Lumina 2's, Z-Image's), Flux.1 (also Chroma's, HiDream's, Omnigen2's)
+# and Wan 2.1 (also Qwen-Image's, Cosmos Predict2's) are 8; Flux.2's packed 128 channels 16; HunyuanImage
+# 2.1's 64 channels 32; Chroma Radiance's pixel space 1. Formats not listed are not checked.
+_CELL_PX = {"SD15": 8, "SDXL": 8, "SD3": 8, "Flux": 8, "Wan21": 8, "Flux2": 16, "HunyuanImage21": 32,
+            "ChromaRadiance": 1}
 
 
 def latent_factor(base_model) -> int | None:

@@ -11,9 +11,12 @@ So each model keeps the family's classes, latent channels, patching, ``model_sam
 
 ``FAMILIES`` maps the README table's names to a ``Family``; ``build(name)`` returns a ``Built``.
 
-Not here yet: Qwen-Image / Qwen-Image-Edit, Wan, HunyuanImage 2.1 and Cosmos Predict2 sample 5-D
-``[B,C,T,H,W]`` latents in 0.3.75 (their diffusion models unpack a time axis), which the latent path
-accepts only once 5-D latents are supported; HiDream and Omnigen2 were not built in the time this module was written.
+Qwen-Image (and its Edit) and Cosmos Predict2 use the Wan 2.1 VAE's latent format, whose latents
+are 5-D ``[B,C,1,H,W]`` even for one image (what VAEEncode gives them, and what their diffusion
+models unpack), so ``Built.latent_shape`` has the time axis where the format has one. The text
+encoders (Qwen2.5-VL 7B, Llama 3.1 8B + T5-XXL, ByT5, ...) are not built: the conditioning they
+produce is given directly at a tiny width, with the shapes and keys ComfyUI's encoders put in it.
+Wan video is in tests/test_latent_video.py.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Family:
     detect_sd: dict = field(default_factory=dict)  # keys ComfyUI's model_type detection reads
     reference: bool = False  # an edit model: needs reference latents
     latent_hw: tuple[int, int] = (8, 8)  # the test's latent size in cells (patching must fit)
+    passes: dict = field(default_factory=dict)  # conditioning key -> the diffusion model's argument it becomes
     notes: str = ""
 
 
@@ -52,6 +56,7 @@ class Built:
     positive: list
     negative: list
     latent_hw: tuple[int, int]
+    latent_shape: tuple[int, ...]  # [1,C,h,w], or [1,C,1,h,w] for formats with a time axis
 
 
 def _g(seed):
@@ -89,6 +94,18 @@ def _sdxl_cond(h, w, seed):
 
 def _ref(h, w, seed, channels=16, n=1):
     return [torch.randn(1, channels, h, w, generator=_g(seed + 200 + i)) for i in range(n)]
+
+
+def _qwen_refs(h, w, seed):
+    """TextEncodeQwenImageEditPlus: up to three images, each scaled to about 1 Mpx of its own aspect
+    and encoded by the Wan 2.1 VAE ([1,16,1,h,w]); sizes differ from the edited latent's and each other's."""
+    sizes = [(h, w), (h - 2, w + 2), (h // 2, w // 2)]
+    return [torch.randn(1, 16, 1, hh, ww, generator=_g(seed + 200 + i)) for i, (hh, ww) in enumerate(sizes)]
+
+
+_QWEN = {"image_model": "qwen_image", "in_channels": 64, "out_channels": 16, "num_layers": 1, "attention_head_dim": 32,
+         "num_attention_heads": 2, "joint_attention_dim": CTX, "axes_dims_rope": (8, 12, 12)}
+_LLAMA = 24  # HiDream's Llama 3.1 hidden states (4096 wide, 32 layers in the real model)
 
 
 FAMILIES: dict[str, Family] = {
@@ -150,6 +167,46 @@ FAMILIES: dict[str, Family] = {
         "axes_dim": [8, 8, 8, 8], "theta": 2000, "patch_size": 1, "qkv_bias": False, "guidance_embed": True,
         "global_modulation": True, "mlp_silu_act": True, "ops_bias": False, "default_ref_method": "index",
         "ref_index_scale": 10.0}, 128, 16, 16, "basic", lambda h, w, s: {"guidance": 4.0, "pooled_output": None}),
+    "qwen-image": Family("QwenImage", _QWEN, 16, 8, 16, "cfg", lambda h, w, s: {},
+                         notes="5-D Wan 2.1 latents; 2x2 patches packed to 64 channels"),
+    "qwen-image-edit": Family("QwenImage", _QWEN, 16, 8, 16, "cfg",
+                              lambda h, w, s: {"reference_latents": _qwen_refs(h, w, s)}, reference=True,
+                              notes="Qwen-Image-Edit 2509: three reference latents of other sizes"),
+    "hidream": Family("HiDream", {
+        "image_model": "hidream", "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": 1,
+        "num_single_layers": 1, "attention_head_dim": 32, "num_attention_heads": 2, "caption_channels": [CTX, _LLAMA],
+        "text_emb_dim": 48, "num_routed_experts": 2, "num_activated_experts": 1, "axes_dims_rope": [16, 8, 8],
+        "max_resolution": [16, 16], "llama_layers": [0, 1]}, 16, 8, 16, "cfg",
+        lambda h, w, s: {"pooled_output": _pooled(s, 48),
+                         "conditioning_llama3": torch.randn(1, 2, 8, _LLAMA, generator=_g(s + 400))},
+        passes={"pooled_output": "y", "conditioning_llama3": "encoder_hidden_states_llama3"},
+        notes="T5 context, pooled CLIP-L/G, and one Llama hidden state per layer (its own key)"),
+    "hunyuan-image-2.1": Family("HunyuanImage21", {
+        "image_model": "hunyuan_video", "in_channels": 64, "out_channels": 64, "patch_size": [1, 1], "vec_in_dim": None,
+        "axes_dim": [16, 16], "meanflow": False, "context_in_dim": CTX, "hidden_size": 64, "mlp_ratio": 2.0,
+        "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "theta": 256, "qkv_bias": True, "byt5": True,
+        "guidance_embed": False, "use_cond_type_embedding": False, "vision_in_dim": None}, 64, 32, 32, "cfg",
+        lambda h, w, s: {"conditioning_byt5small": torch.randn(1, 4, 1472, generator=_g(s + 500))},
+        passes={"conditioning_byt5small": "txt_byt5"},
+        notes="64-channel latents, 32 px per cell; the ByT5 glyph mapper keeps its real 1472 -> 2048 widths"),
+    "cosmos-predict2": Family("CosmosT2IPredict2", {
+        "image_model": "cosmos_predict2", "max_img_h": 16, "max_img_w": 16, "max_frames": 4, "in_channels": 16,
+        "out_channels": 16, "patch_spatial": 2, "patch_temporal": 1, "concat_padding_mask": True, "model_channels": 64,
+        "num_blocks": 1, "num_heads": 2, "crossattn_emb_channels": CTX, "pos_emb_cls": "rope3d",
+        "pos_emb_learnable": True, "pos_emb_interpolation": "crop", "min_fps": 1, "max_fps": 30,
+        "use_adaln_lora": True, "adaln_lora_dim": 16, "extra_per_block_abs_pos_emb": False,
+        "rope_h_extrapolation_ratio": 4.0, "rope_w_extrapolation_ratio": 4.0, "rope_t_extrapolation_ratio": 1.0,
+        "extra_h_extrapolation_ratio": 1.0, "extra_w_extrapolation_ratio": 1.0, "extra_t_extrapolation_ratio": 1.0,
+        "rope_enable_fps_modulation": False}, 16, 8, 16, "cfg", lambda h, w, s: {},
+        notes="EDM-style flow (FLOW_COSMOS), 5-D Wan 2.1 latents"),
+    "omnigen2": Family("Omnigen2", {
+        "image_model": "omnigen2", "axes_dim_rope": [8, 12, 12], "axes_lens": [300, 64, 64],
+        "ffn_dim_multiplier": None, "hidden_size": 64, "in_channels": 16, "multiple_of": 16, "norm_eps": 1e-5,
+        "num_attention_heads": 2, "num_kv_heads": 1, "num_layers": 1, "num_refiner_layers": 1, "out_channels": None,
+        "patch_size": 2, "text_feat_dim": CTX, "timestep_scale": 1000.0}, 16, 8, 16, "cfg",
+        lambda h, w, s: {"attention_mask": torch.ones(1, 8, dtype=torch.long),
+                         "reference_latents": _ref(h, w, s)}, reference=True,
+        notes="the text encoder's attention mask gives the token count; a reference latent (its edit mode)"),
 }
 
 
@@ -185,12 +242,13 @@ def build(name: str, latent_hw=None, seed=0) -> Built:
     model = comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(),
                                              offload_device=mm.unet_offload_device())
     h, w = latent_hw or fam.latent_hw
+    time_axis = (1,) if base.latent_format.latent_dimensions == 3 else ()
     positive = [[_ctx(seed + 1, dim=fam.ctx_dim), fam.cond(h, w, seed + 1)]]
     neg_extra = {k: v for k, v in fam.cond(h, w, seed + 2).items() if k != "reference_latents"}
     if fam.reference:  # core's edit graphs give the negative the same references (ReferenceLatent on both)
         neg_extra["reference_latents"] = positive[0][1]["reference_latents"]
     negative = [[_ctx(seed + 2, dim=fam.ctx_dim), neg_extra]]
-    return Built(name, fam, model, positive, negative, (h, w))
+    return Built(name, fam, model, positive, negative, (h, w), (1, fam.channels, *time_axis, h, w))
 
 
 def recording(model):

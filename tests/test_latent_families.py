@@ -9,8 +9,13 @@ the family's usual guider as SamplerCustomAdvanced runs it):
   sigma, bit for bit (the same float ops on the same values: no tolerance needed);
 - the final latent's background is the source, bit for bit;
 - the family's conditioning reaches the diffusion model unchanged (text context, pooled / adm,
-  guidance, reference latents, concat latents);
-- exactly one model call per step with euler (heun: two per step but one on the last step).
+  guidance, reference latents, concat latents, and each family's own keys: HiDream's Llama layers,
+  HunyuanImage 2.1's ByT5 glyph tokens, Omnigen2's token count);
+- exactly one model call per step with euler (heun: two per step but one on the last step);
+- a crop at the family's multiple encodes to whole latent cells, and the stitch keeps every pixel
+  outside the mask the original's, bit for bit;
+- reference latents that cannot belong to the edited latent (another VAE's channels or layout) fail
+  with a message naming the conditioning and the fix.
 Model calls are recorded through ComfyUI's public ``set_model_unet_function_wrapper``.
 """
 
@@ -97,6 +102,10 @@ def _check_conditioning(built, c, cond_or_uncond, pos_ctx, rows):
         assert torch.equal(c["y"].chunk(n)[k], extra["pooled_output"].expand(rows, -1))
     if fam.config.startswith("Flux") and extra.get("pooled_output") is not None:
         assert torch.equal(c["y"].chunk(n)[k][:, :768], extra["pooled_output"].expand(rows, -1))
+    for key, arg in fam.passes.items():
+        assert torch.equal(c[arg].chunk(n)[k], extra[key].expand(rows, *extra[key].shape[1:])), f"{key} -> {arg}"
+    if "attention_mask" in extra:  # Omnigen2: an all-ones mask becomes the token count
+        assert c["num_tokens"] == int(extra["attention_mask"].sum())
     if "reference_latents" in extra:
         refs = c["ref_latents"]
         assert len(refs) == len(extra["reference_latents"])
@@ -112,7 +121,7 @@ def test_blended_latent_sampler(fam):
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
     from blended_diffusion_pack.nodes.latent_sampling import schedule
 
-    source = torch.randn(1, fam.family.channels, *fam.latent_hw, generator=torch.Generator().manual_seed(3))
+    source = torch.randn(fam.latent_shape, generator=torch.Generator().manual_seed(3))
     mask = _mask(fam.family.factor, fam.latent_hw)
     patched, calls = _recording(fam.model)
     seed = 5
@@ -134,7 +143,7 @@ def test_sampler_for_sampler_custom_advanced(fam):
 
     from blended_diffusion_pack.nodes.latent_sampling import BlendingSampler
 
-    source = torch.randn(1, fam.family.channels, *fam.latent_hw, generator=torch.Generator().manual_seed(4))
+    source = torch.randn(fam.latent_shape, generator=torch.Generator().manual_seed(4))
     mask = _mask(fam.family.factor, fam.latent_hw)
     patched, calls = _recording(fam.model)
     ms = fam.model.get_model_object("model_sampling")
@@ -161,7 +170,7 @@ def test_sampler_for_sampler_custom_advanced(fam):
 def test_heun_counts_two_model_calls_per_step_but_the_last(fam):
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
 
-    source = torch.randn(1, fam.family.channels, *fam.latent_hw, generator=torch.Generator().manual_seed(3))
+    source = torch.randn(fam.latent_shape, generator=torch.Generator().manual_seed(3))
     patched, calls = _recording(fam.model)
     mask = _mask(fam.family.factor, fam.latent_hw)[:, 0]
     run_latent_sampler(patched, fam.positive, fam.negative, {"samples": source}, mask, 1, STEPS, _cfg(fam),
@@ -172,7 +181,7 @@ def test_heun_counts_two_model_calls_per_step_but_the_last(fam):
 def test_a_mask_of_another_size_names_the_mask_and_the_fix(fam):
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
 
-    source = torch.randn(1, fam.family.channels, *fam.latent_hw)
+    source = torch.randn(fam.latent_shape)
     sd15_sized = torch.ones(1, 512, 512)  # an SD1.5-sized mask on this family's small latent
     h, w = fam.latent_hw
     with pytest.raises(InputError, match=rf"mask is 512x512 px but the latent is {w}x{h} cells.*Blended Latent Crop"):
