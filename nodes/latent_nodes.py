@@ -124,6 +124,7 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
                          f"[batch, channels, frames, height, width]; got {tuple(source.shape)}.")
     if not source.abs().sum() > 0:
         raise InputError("latent is empty (all zeros): connect VAEEncode of the image to edit, not EmptyLatentImage.")
+    latent_sampling.check_references({"positive": positive, "negative": negative}, source.shape)
     pixel_mask, factor = latent_pixel_mask(mask_batch(mask), source.shape, source.shape[0],
                                            latent_sampling.latent_factor(model.model))
     sigmas = latent_sampling.schedule(model, steps, sampler_name, scheduler, denoise)

@@ -36,6 +36,30 @@ def latent_factor(base_model) -> int | None:
     return _CELL_PX.get(type(base_model.latent_format).__name__)
 
 
+def check_references(conds: dict, latent_shape) -> None:
+    """Reference latents (ReferenceLatent, TextEncodeQwenImageEditPlus) must come from the VAE that
+    encoded the latent being edited: same layout and channels. Another VAE's latent (an SD one on
+    Flux Kontext, a 4-D one on Qwen-Image-Edit's 5-D Wan latents) would otherwise fail deep in the
+    diffusion model with a shape error that names neither the input nor the fix.
+
+    ``conds``: name -> CONDITIONING ([[tensor, dict], ...]) or a guider's converted conds ([dict, ...]).
+    Whether an edit model was given no reference at all cannot be told here: in ComfyUI 0.3.75 Flux
+    Kontext and Qwen-Image-Edit load as the very classes and configs of Flux.1 dev and Qwen-Image."""
+    want = (len(latent_shape), int(latent_shape[1]))
+    for name, cond in conds.items():
+        for entry in cond or ():
+            extra = entry[1] if isinstance(entry, (list, tuple)) and len(entry) > 1 else entry
+            refs = extra.get("reference_latents") if isinstance(extra, dict) else None
+            for i, ref in enumerate(refs or ()):
+                if isinstance(ref, torch.Tensor) and (ref.dim(), int(ref.shape[1]) if ref.dim() > 1 else 0) == want:
+                    continue
+                got = tuple(ref.shape) if isinstance(ref, torch.Tensor) else type(ref).__name__
+                raise InputError(
+                    f"{name}'s reference latent {i + 1} is {got} but the latent being edited is "
+                    f"{tuple(latent_shape)}: encode the reference image with this model's VAE (the one that "
+                    "encoded the latent), into ReferenceLatent or TextEncodeQwenImageEditPlus's vae input.")
+
+
 class _BlendingDenoiser:
     """Stands in for the guider that a core sampler calls: blend in, denoise, blend out. Every other
     attribute (``inner_model``, ``model_patcher``, ...) is the guider's, so samplers that look
@@ -91,6 +115,7 @@ class BlendingSampler(comfy.samplers.Sampler):
                disable_pbar=False):
         if latent_image is None:
             raise InputError("the blended sampler needs the source latent (VAEEncode of the image to edit).")
+        check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape)
         ms = model_wrap.inner_model.model_sampling
         self.factor = latent_factor(model_wrap.inner_model)
         masks = [m.to(noise.device) for m in self.masks_for(sigmas, latent_image)]

@@ -21,6 +21,8 @@ Model calls are recorded through ComfyUI's public ``set_model_unet_function_wrap
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from latent_families import FAMILIES, build
@@ -187,3 +189,81 @@ def test_a_mask_of_another_size_names_the_mask_and_the_fix(fam):
     with pytest.raises(InputError, match=rf"mask is 512x512 px but the latent is {w}x{h} cells.*Blended Latent Crop"):
         run_latent_sampler(fam.model, fam.positive, fam.negative, {"samples": source}, sd15_sized, 0, 2, _cfg(fam),
                            "euler", "simple", 1.0, 1, 0, 0.0)
+
+
+def test_a_crop_at_the_family_multiple_encodes_to_whole_cells_and_the_stitch_keeps_the_outside(fam):
+    """Crop -> (the family's VAE: one cell per ``factor`` px) -> stitch of any decoded crop: the crop
+    is in the family's multiple, its mask maps onto whole latent cells of this model, and every pixel
+    outside the mask is the original's float, bit for bit."""
+    from comfy_harness import photo
+
+    from blended_diffusion_pack.nodes.latent_nodes import BlendedLatentCrop, BlendedLatentStitch
+    from blended_diffusion_pack.nodes.latent_sampling import latent_factor
+
+    multiple, factor = fam.family.multiple, fam.family.factor
+    resolution = max(64, 4 * multiple)  # the crop's smallest resolution is 64
+    image = torch.from_numpy(photo(150, 110, seed=1)).float().div(255)[None]
+    mask = torch.zeros(1, 110, 150)
+    mask[:, 40:70, 60:100] = 1
+    mask[:, 90, 20:50] = 1  # a 1-px stroke
+    with torch.inference_mode():
+        crop_img, crop_mask, crop = BlendedLatentCrop.execute(image, mask, resolution, multiple, 0.25, 0).result
+    h, w = crop_img.shape[1:3]
+    assert h % multiple == 0 and w % multiple == 0 and min(h, w) == resolution
+    assert latent_factor(fam.model.model) == factor  # the mask-size check knows this family's cell
+    shape = (*fam.latent_shape[:-2], h // factor, w // factor)
+    from blended.latent_region import latent_pixel_mask
+
+    cells, f = latent_pixel_mask(crop_mask[:, None], shape, 1, factor)
+    assert f == factor
+    decoded = torch.rand(2, h, w, 3, generator=torch.Generator().manual_seed(2))  # two samples, any pixels
+    with torch.inference_mode():
+        full, paste = BlendedLatentStitch.execute(crop, decoded, 0).result
+    outside = (mask[0] == 0)[..., None].expand(-1, -1, 3)
+    for i in range(2):
+        assert torch.equal(full[i][outside], image[0][outside]), f"sample {i}: a pixel outside the mask changed"
+        assert not torch.equal(full[i][~outside], image[0][~outside])
+
+
+EDIT_FAMILIES = [name for name, f in FAMILIES.items() if f.reference]
+
+
+@pytest.mark.parametrize("name", EDIT_FAMILIES)
+def test_a_reference_from_another_vae_names_the_conditioning_and_the_fix(name):
+    """An edit model's reference encoded by another VAE (an SD1.5 latent, or one without the time
+    axis the edited latent has) is refused before sampling, on both ways in, naming which
+    conditioning and which reference. (An edit model given no reference at all cannot be told from
+    its base model in ComfyUI 0.3.75: same class, same config; that edit simply ignores the image.)"""
+    built = build(name)  # puts ComfyUI on the path
+    import comfy.sample
+    import comfy.samplers
+
+    from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
+    from blended_diffusion_pack.nodes.latent_sampling import BlendingSampler
+
+    source = torch.randn(built.latent_shape, generator=torch.Generator().manual_seed(3))
+    mask = _mask(built.family.factor, built.latent_hw)
+    h, w = built.latent_hw
+    good = built.positive[0][1]["reference_latents"]
+    wrong = [torch.randn(1, 4, h, w)]  # an SD1.5 VAE's latent
+    if source.dim() == 5:
+        wrong.append(good[0][:, :, 0])  # the right VAE's channels, but not its 5-D layout
+    for bad in wrong:
+        refs = [*good[:1], bad]
+        positive = [[built.positive[0][0], {**built.positive[0][1], "reference_latents": refs}]]
+        negative = [[built.negative[0][0], {**built.negative[0][1], "reference_latents": refs}]]
+        shape = re.escape(str(tuple(bad.shape)))
+        message = rf"positive's reference latent 2 is {shape} but the latent being edited is .*this model's VAE"
+        with pytest.raises(InputError, match=message):
+            run_latent_sampler(built.model, positive, built.negative, {"samples": source}, mask[:, 0], 0, 2,
+                               _cfg(built), "euler", "simple", 1.0, 1, 0, 0.0)
+        with pytest.raises(InputError, match=message.replace("positive", "negative")):
+            run_latent_sampler(built.model, built.positive, negative, {"samples": source}, mask[:, 0], 0, 2,
+                               _cfg(built), "euler", "simple", 1.0, 1, 0, 0.0)
+        guider = comfy.samplers.CFGGuider(built.model)
+        guider.set_conds(positive, built.negative)
+        guider.set_cfg(_cfg(built))
+        sigmas = comfy.samplers.calculate_sigmas(built.model.get_model_object("model_sampling"), "simple", 2).cpu()
+        with pytest.raises(InputError, match=message):
+            guider.sample(comfy.sample.prepare_noise(source, 1), source, BlendingSampler("euler", pixel_mask=mask),
+                          sigmas, seed=1)
