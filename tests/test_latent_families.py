@@ -267,3 +267,22 @@ def test_a_reference_from_another_vae_names_the_conditioning_and_the_fix(name):
         with pytest.raises(InputError, match=message):
             guider.sample(comfy.sample.prepare_noise(source, 1), source, BlendingSampler("euler", pixel_mask=mask),
                           sigmas, seed=1)
+
+
+def test_the_readme_families_table_and_the_case_ids_are_the_same_list():
+    """Each row of README's "Latent path: model families" table names its id in the first column and
+    says ``yes, `[id]` `` where it is tested here; a family added on one side only shows up here."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = text.split("### Latent path: model families", 1)[1].split("\n\n| family |", 1)[1].split("\n\n", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    ids = {}
+    for row in rows:
+        named = re.match(r"`([a-z0-9.-]+)` ", row[0])
+        if named:
+            ids[named.group(1)] = row[-1]
+    assert set(ids) == set(FAMILIES), f"README only: {set(ids) - set(FAMILIES)}; tests only: {set(FAMILIES) - set(ids)}"
+    for name, tested in ids.items():
+        assert tested.startswith(f"yes, `[{name}]`"), f"README row {name}: {tested}"
+    assert not [row[0] for row in rows if not row[-1].startswith("yes")], "a family row the tests do not cover"
