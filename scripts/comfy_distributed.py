@@ -25,13 +25,14 @@ from scripts.comfy_engine import REPO, ComfyServer
 # Needs the ComfyUI-Distributed pack, so it lives apart from workflows/api (whose graphs all have UI twins
 # built from the core frontend's node list); ComfyUI's frontend opens it as an API-format file.
 TEMPLATE = REPO / "workflows" / "distributed" / "blended_distributed_best_of_n.api.json"
+LATENT_TEMPLATE = TEMPLATE.with_name("blended_latent_distributed_best_of_n.api.json")  # the user's checkpoint
 SNAPSHOT = "ComfyUI-Distributed-a91f9fb.tar.gz"  # v1.4.4, commit a91f9fb (2026-04-08)
 PACK = "ComfyUI-Distributed"
 
 
-def template() -> dict:
-    """The shipped best-of-N graph, a fresh copy per call."""
-    return json.loads(TEMPLATE.read_text())
+def template(path: Path = TEMPLATE) -> dict:
+    """A shipped best-of-N graph (the pixel one unless ``path`` says otherwise), a fresh copy per call."""
+    return json.loads(Path(path).read_text())
 
 
 def vendor_dir() -> Path:
