@@ -43,7 +43,7 @@ PLATEAU_GAIN = 0.01  # a step "improves" the loss when it lowers the best so far
 @dataclass(frozen=True)
 class ReconstructSettings:
     iterations: int = 75  # the most Adam steps per image; the stopping rule usually ends sooner
-    learning_rate: float = 3e-4
+    learning_rate: float = 5e-4
     background_weight: float = 100.0  # λ of the paper's loss
     feather: int = 0  # px, inward: pixels outside the mask stay exact
     seam: str = SEAM_MODES[0]

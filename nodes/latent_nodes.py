@@ -237,8 +237,9 @@ class BlendedBackgroundReconstruction(BlendedNode):
                              tooltip="The most Adam steps per image (the paper: 75-100); it stops sooner once the "
                              "error in the band outside the mask is 20x below the plain decode's or stops falling. "
                              "0 = plain decode + exact paste."),
-                io.Float.Input("learning_rate", default=1e-4, min=1e-7, max=1.0, step=1e-5, round=1e-7,
-                               tooltip="Adam's learning rate for the decoder copy."),
+                io.Float.Input("learning_rate", default=5e-4, min=1e-7, max=1.0, step=1e-5, round=1e-7,
+                               tooltip="Adam's learning rate for the copy of the decoder's last block (5e-4: a low "
+                               "inside change in few steps; the paper's 1e-4 was for the whole decoder)."),
                 io.Float.Input("background_weight", default=100.0, min=0.0, max=1e6, step=1.0,
                                tooltip="λ: weight of matching the source outside the mask against keeping the "
                                "edit inside."),
