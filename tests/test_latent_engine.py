@@ -105,8 +105,8 @@ def example_photo(size):
     return torch.from_numpy(np.asarray(im).copy()).float().div(255)[None]
 
 
-# small enough for the 2-core CI box; the node's defaults (75 iterations at lr 1e-4) are the paper's order
-REC_SIZE, REC_ITERATIONS, REC_LR = 32, 30, 2e-5
+# small enough for the 2-core CI box; iterations and learning rate are the node's defaults
+REC_SIZE = 32
 
 
 def test_background_reconstruction_lowers_the_error_outside_and_leaves_the_shared_vae_alone(sd15):
@@ -121,15 +121,15 @@ def test_background_reconstruction_lowers_the_error_outside_and_leaves_the_share
     cells = cover_mask(mask[:, None], 8).expand_as(latent) > 0
     edited = torch.where(cells, torch.randn(latent.shape, generator=torch.Generator().manual_seed(0)), latent)
     before = {k: v.detach().clone() for k, v in vae.first_stage_model.state_dict().items()}
-    settings = ReconstructSettings(iterations=REC_ITERATIONS, learning_rate=REC_LR, background_weight=100.0,
-                                   feather=2)
+    settings = ReconstructSettings(background_weight=100.0, feather=2)
     images, report, stats = reconstruct_images(vae, source, mask, {"samples": edited}, settings)
 
     after = vae.first_stage_model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before), "the shared VAE's weights changed"
     (s,) = stats
-    # the paper's objective (squared error outside the mask) at least 10x lower than the plain decode
+    # the paper's objective (squared error outside the mask, in the band the stitch shows) at least 10x
+    # lower than the plain decode
     assert (s["plain_outside"] / s["tuned_outside"]) ** 2 >= 10, report
     # ... while inside the mask the edit is kept: the tuned decode stays closer to the plain decode of
     # the edited latent than the source photo is (the background's pull does not paint the source in)

@@ -573,6 +573,34 @@ def test_background_reconstruction_returns_images_and_its_report(sd15, iteration
     assert (tuned == plain) if iterations == 0 else (tuned < plain)
 
 
+@pytest.mark.parametrize("seam", ["reconstruct decoder", "reconstruct + gradient domain"])
+def test_background_reconstruction_seam_modes_keep_the_outside_and_report_per_image(sd15, seam):
+    vae = sd15[2]
+    size, samples = 32, 2
+    source, mask = comfy_image(size, size, seed=5), box_mask(size, size, 8, 24, 8, 20)
+    latent = vae.encode(source).detach()
+    cells = cover_mask(mask[:, None], 8).expand(samples, *latent.shape[1:]) > 0
+    noise = torch.randn((samples, *latent.shape[1:]), generator=torch.Generator().manual_seed(1))
+    edited = torch.where(cells, noise, latent.expand_as(noise))
+    out = run(BlendedBackgroundReconstruction, vae=vae, source=source, mask=mask, latent={"samples": edited},
+              iterations=20, learning_rate=5e-4, background_weight=100.0, mask_feather=2, seam=seam)
+    images, report = out.result
+    outside = (mask[0] == 0)[None, :, :, None].expand_as(images)
+    assert torch.equal(images[outside], source.expand_as(images)[outside])  # bit for bit, every mode
+    lines = report.splitlines()[1:]
+    assert len(lines) == samples
+    for i, line in enumerate(lines):
+        assert line.startswith(f"image {i}: outside the mask max |diff| 0 (0 = exact)")
+        assert f"mode {seam}: last 1 decoder block(s) + output conv" in line
+        steps = int(re.search(r"(\d+) Adam steps \(stopped: (target|plateau|cap)\)", line).group(1))
+        assert 0 < steps <= 20
+        before, after = map(float, re.search(r"seam score ([\d.]+) plain decode -> ([\d.]+)", line).groups())
+        assert before >= 0 and after >= 0
+    with pytest.raises(ValueError, match="seam 'poisson' is not one of its choices: 'reconstruct decoder'"):
+        run(BlendedBackgroundReconstruction, vae=vae, source=source, mask=mask, latent={"samples": edited},
+            iterations=0, learning_rate=5e-4, background_weight=100.0, mask_feather=0, seam="poisson")
+
+
 def test_background_reconstruction_names_bad_inputs(sd15):
     vae = sd15[2]
     source, mask = comfy_image(32, 32), box_mask(32, 32, 8, 24, 8, 20)
