@@ -49,7 +49,7 @@ from scripts.comfy_engine import (  # noqa: E402
     write_model_paths,
 )
 
-LATENT_WORKFLOW = API_WORKFLOWS / "blended_latent_object_editing.api.json"
+LATENT_WORKFLOW = API_WORKFLOWS / "Blended - SD1.5 or SDXL edit.api.json"
 
 
 def create_argparser() -> argparse.ArgumentParser:
