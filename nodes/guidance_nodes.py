@@ -22,7 +22,7 @@ class BlendedExtendingAugmentation(BlendedNode):
     def define_schema(cls):
         return io.Schema(
             node_id="BlendedExtendingAugmentation",
-            display_name="Blended Extending Augmentation",
+            display_name="Blended Augmentation",
             category=CATEGORY,
             description="Random affine + perspective copies of CLIP's input; averaging the CLIP gradient over "
             "them defeats adversarial pixel patterns (paper, Sec. 4.3).",

@@ -148,7 +148,7 @@ class BlendedLatentSamplerObject(BlendedNode):
     def define_schema(cls):
         return io.Schema(
             node_id="BlendedLatentSamplerObject",
-            display_name="Blended Latent SAMPLER (for SamplerCustom)",
+            display_name="Blended Latent SAMPLER",
             category=CATEGORY,
             description="The same blending as a SAMPLER for core SamplerCustom / SamplerCustomAdvanced, so any "
             "guider, noise and sigmas work (e.g. Flux Kontext or Qwen-Image-Edit graphs). Connect the latent "
@@ -188,7 +188,7 @@ class BlendedLatentStitch(BlendedNode):
             "outside the mask is the original's, bit for bit.",
             inputs=[
                 LatentCropSocket.Input("crop", tooltip="The Blended Latent Crop this edit was made from."),
-                io.Image.Input("images", tooltip="Edited crops (VAEDecode or Blended Background Reconstruction)."),
+                io.Image.Input("images", tooltip="Edited crops (VAEDecode or Blended Reconstruction)."),
                 io.Int.Input("mask_feather", default=0, min=0, max=512,
                              tooltip="Soften the paste over this many pixels inside the mask edge; pixels outside "
                              "the mask never change."),
@@ -220,7 +220,7 @@ class BlendedBackgroundReconstruction(BlendedNode):
     def define_schema(cls):
         return io.Schema(
             node_id="BlendedBackgroundReconstruction",
-            display_name="Blended Background Reconstruction",
+            display_name="Blended Reconstruction",
             category=CATEGORY,
             description="Decodes edited latents with a private, per-image fine-tuned copy of the VAE decoder's last "
             "block so the decode matches the source in a band around the mask (Blended Latent Diffusion's step, "

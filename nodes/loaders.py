@@ -31,12 +31,13 @@ class BlendedDiffusionModelLoader(BlendedNode):
         options = files + [name for name in KNOWN_WEIGHTS if name not in files]
         return io.Schema(
             node_id="BlendedDiffusionModelLoader",
-            display_name="Blended Diffusion Model Loader",
+            display_name="Blended Model Loader",
             category=CATEGORY,
             description="Loads an OpenAI guided-diffusion (ADM) UNet; the architecture is read off the weights.",
             inputs=[
                 io.Combo.Input(
                     "model_name",
+                    display_name="file",  # the file name needs the width
                     options=options,
                     default="256x256_diffusion_uncond.pt" if "256x256_diffusion_uncond.pt" in options else options[0],
                     tooltip="File in models/blended_diffusion. 256x256_diffusion_uncond.pt is the paper's model; "
@@ -84,6 +85,7 @@ class BlendedCLIPLoader(BlendedNode):
             inputs=[
                 io.Combo.Input(
                     "clip_name",
+                    display_name="file",  # the file name needs the width
                     options=[HUB_DEFAULT] + glue.model_files(CLIP_FOLDER),
                     default=HUB_DEFAULT,
                     tooltip=f"'{HUB_DEFAULT}' uses OpenAI's ViT-B-16.pt from models/{CLIP_FOLDER}, downloaded "
@@ -157,6 +159,7 @@ class BlendedLPIPSLoader(BlendedNode):
             inputs=[
                 io.Combo.Input(
                     "lpips_name",
+                    display_name="weights",  # the file name needs the width
                     options=[LPIPS_DOWNLOAD] + glue.model_files("lpips"),
                     default=LPIPS_DOWNLOAD,
                     tooltip="'vgg16 (torchvision download)' uses torchvision's ImageNet VGG16 (fetched once, 528 MB) "

@@ -50,7 +50,7 @@ class BlendedRewardModelLoader(BlendedNode):
     def define_schema(cls):
         return io.Schema(
             node_id="BlendedRewardModelLoader",
-            display_name="Blended Reward Model Loader",
+            display_name="Blended Reward Loader",
             category=CATEGORY,
             description="A human-preference reward model for Blended Rank Results: HPSv2.1, PickScore v1 or the "
             "LAION aesthetic predictor v2. Each has its own models/ folder and is downloaded there on first use.",
@@ -96,7 +96,7 @@ class BlendedRewardCriterion(BlendedNode):
             description="Adds a reward model, with its weight and view, to the criteria of Blended Rank Results. "
             "Chain several (criteria in, criteria out); the ranking averages their ranks.",
             inputs=[
-                RewardSocket.Input("reward", tooltip="From Blended Reward Model Loader."),
+                RewardSocket.Input("reward", tooltip="From Blended Reward Loader."),
                 io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.05,
                                tooltip="Weight of this model's rank in the average (D_CLIP has clip_weight; "
                                "1 = as much as D_CLIP). 0 lists its scores without ranking by them."),

@@ -28,7 +28,7 @@ class BlendedSampler(BlendedNode):
             description="Edits the masked area of the image to match the guidance; every pixel outside the "
             "(dilated) mask is returned exactly as it came in. Works at any image size.",
             inputs=[
-                DiffusionModelSocket.Input("model", tooltip="ADM from the Blended Diffusion Model Loader."),
+                DiffusionModelSocket.Input("model", tooltip="ADM from the Blended Model Loader."),
                 GuidanceSocket.Input("guidance", tooltip="From Blended CLIP Guidance (and, for mode 'local', Blended "
                                "Background Loss)."),
                 io.Image.Input("image", tooltip="The photo to edit, any size."),

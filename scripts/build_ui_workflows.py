@@ -1,23 +1,27 @@
-"""Build the UI-format workflows and their screenshots from the API-format ones.
+"""Build the UI-format templates, their cards and screenshots from the API-format workflows.
 
     HF_HUB_OFFLINE=1 BLENDED_OFFLINE=1 .venv/bin/python scripts/build_ui_workflows.py
 
 ``workflows/api/<name>.api.json`` are the source of truth (the tests and ``run_edit.py`` execute them),
-but a user drags the UI format onto the canvas. Writing that by hand means guessing the frontend's
-widget order, link table and layout, so this tool lets the real frontend do it: it starts ComfyUI
-(test images in a temp base dir, so the LoadImage combos hold the workflows' file names; the model
-combos always list the names the workflows use), opens the bundled frontend in headless Chromium
-(Debian's ``chromium``, driven by playwright), loads each API graph with ``app.loadApiJson``, lays the
-nodes out left to right, checks that ``app.graphToPrompt()`` gives back the API graph, and writes
-``app.graph.serialize()`` to ``workflows/<name>.json``, a screenshot to ``docs/images/<name>.png`` and
-the template browser's thumbnail to ``workflows/<name>.jpg``.
-Rerun it after editing an API workflow; ``tests/test_workflows_frontend.py`` fails until you do.
+but a user opens the UI format from the template browser or drags it onto the canvas. Writing that by
+hand means guessing the frontend's widget order, link table and sizes, so this tool lets the real
+frontend do it: it starts ComfyUI (the example photos in a temp base dir), opens the bundled frontend
+in headless Chromium (Debian's ``chromium``, driven by playwright) at 1600x1000, loads each API
+graph with ``app.loadApiJson``, lays it out in titled stages with a "Read me first" note from
+``workflows/api/<name>.note.md`` (``scripts/template_layout.py``), checks that
+``app.graphToPrompt()`` gives back the API graph, and writes ``app.graph.serialize()`` to
+``workflows/<name>.json``, the template browser's card to ``workflows/<name>.jpg``
+(``scripts/template_cards.py``) and a screenshot to ``docs/images/<slug>.png``.
+
+``<name>`` is the card's title: both frontends title a custom node pack's template by its file name.
+Rerun this after editing an API workflow; ``tests/test_workflows_frontend.py`` fails until you do.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -29,68 +33,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from scripts.comfy_engine import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine  # noqa: E402
+from scripts.template_cards import write_card  # noqa: E402
+from scripts.template_layout import FIT_JS, LAYOUT_JS, VISIBLE_JS, plan  # noqa: E402
 
 IMAGES = REPO / "docs" / "images"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# No first-run templates dialog; nothing drawn over the graph in the screenshots.
-SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "Comfy.Graph.CanvasInfo": False,
-            "Comfy.Graph.CanvasMenu": False}
-VIEWPORT = {"width": 1600, "height": 900}
-
-# Columns by longest path from a source, but a source sits just left of its nearest consumer; each
-# column is ordered by (position of that consumer in its column, input slot), right to left, so links
-# rarely cross or pass behind nodes. Sizes are the frontend's own.
-LAYOUT_JS = """([gapX, gapY]) => {
-  const nodes = [...app.graph.nodes].sort((a, b) => a.id - b.id), col = new Map(), targets = new Map();
-  nodes.forEach((n) => targets.set(n.id, []));
-  for (const t of nodes) (t.inputs ?? []).forEach((_, i) => { const s = t.getInputNode(i); if (s) targets.get(s.id).push([t, i]); });
-  const depth = (n) => {
-    if (!col.has(n.id)) {
-      let d = 0;
-      (n.inputs ?? []).forEach((_, i) => { const s = n.getInputNode(i); if (s) d = Math.max(d, depth(s) + 1); });
-      col.set(n.id, d);
-    }
-    return col.get(n.id);
-  };
-  nodes.forEach(depth);
-  for (const n of nodes) if (!(n.inputs ?? []).some((inp) => inp.link != null) && targets.get(n.id).length)
-    col.set(n.id, Math.min(...targets.get(n.id).map(([t]) => col.get(t.id))) - 1);
-  const last = Math.max(...col.values()), rank = new Map(), columns = [];
-  for (let c = last; c >= 0; c--) {
-    const key = (n) => {
-      const near = targets.get(n.id).sort((a, b) => col.get(a[0].id) - col.get(b[0].id) || rank.get(a[0].id) - rank.get(b[0].id) || a[1] - b[1])[0];
-      return near ? [rank.get(near[0].id), near[1]] : [0, 0];
-    };
-    const column = nodes.filter((n) => col.get(n.id) === c)
-      .map((n) => [key(n), n]).sort(([a], [b]) => a[0] - b[0] || a[1] - b[1]).map(([, n]) => n);
-    column.forEach((n, i) => rank.set(n.id, i));
-    columns[c] = column;
-  }
-  const title = LiteGraph.NODE_TITLE_HEIGHT;
-  let x = 0;
-  for (const column of columns.filter((c) => c.length)) {
-    let y = title;
-    for (const n of column) { n.pos = [x, y]; y += n.size[1] + title + gapY; }
-    x += Math.round(Math.max(...column.map((n) => n.size[0]))) + gapX;
-  }
-  app.graph.setDirtyCanvas(true, true);
-}"""  # noqa: E501
-
-# Fit the whole graph into the canvas (also stored as the workflow's initial view, extra.ds).
-FIT_JS = """() => {
-  const c = app.canvas, el = c.canvas, r = window.devicePixelRatio || 1;
-  const w = el.width / r, h = el.height / r, pad = 40, title = 2 * LiteGraph.NODE_TITLE_HEIGHT;  // + badge
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  for (const { pos: [x, y], size: [bw, bh] } of app.graph.nodes) {
-    x0 = Math.min(x0, x); y0 = Math.min(y0, y - title); x1 = Math.max(x1, x + bw); y1 = Math.max(y1, y + bh);
-  }
-  const s = Math.min((w - 2 * pad) / (x1 - x0), (h - 2 * pad) / (y1 - y0), 1);
-  c.ds.scale = s;
-  c.ds.offset = [(w / s - (x1 - x0)) / 2 - x0, (h / s - (y1 - y0)) / 2 - y0];
-  c.setDirty(true, true);
-}"""
+# A user's settings, but for the first-run templates dialog: the views are fitted around the panels
+# and floating bars a user has (minimap, zoom controls), and the screenshots show them.
+SETTINGS = {"Comfy.TutorialCompleted": True}
+# The window the readability test opens the templates in (a laptop-sized screen).
+VIEWPORT = {"width": 1600, "height": 1000}
 
 # Put the API graph's literal inputs back into the widgets, by name (the frontend may have replaced a
 # combo value it did not list), and make the seed reproducible: "fixed" instead of "randomize".
@@ -120,12 +74,12 @@ def as_api(output: dict) -> dict:
 
 
 @contextmanager
-def comfy_frontend(root: Path, port: int | None = None, examples: bool = False, test_inputs: bool = True):
+def comfy_server(root: Path, port: int | None = None, examples: bool = False, test_inputs: bool = True,
+                 frontend_root: str | None = None, settings: dict | None = None):
     """A ComfyUI server with input images (the shipped examples, the tests' small ones, or with
-    ``test_inputs=False`` only what the pack itself copies into ``root/base/input``), and a
-    Chromium page on its frontend with the app ready."""
+    ``test_inputs=False`` only what the pack itself copies into ``root/base/input``); the user's
+    frontend settings are ``settings`` (default: ``SETTINGS``)."""
     from comfy_harness import write_inputs
-    from playwright.sync_api import sync_playwright
 
     engine = prepare_engine(root / "ComfyUI")
     base = prepare_base(root / "base")
@@ -134,46 +88,81 @@ def comfy_frontend(root: Path, port: int | None = None, examples: bool = False, 
     elif test_inputs:
         write_inputs(base / "input")
     (base / "user" / "default").mkdir(parents=True, exist_ok=True)
-    (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps(SETTINGS))
+    user_settings = SETTINGS if settings is None else settings
+    (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps(user_settings))
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    # BLENDED_FRONTEND_ROOT: another comfyui-frontend-package's static/ folder, to try a frontend
+    # Another comfyui-frontend-package's static/ folder (or BLENDED_FRONTEND_ROOT), to run a frontend
     # release against this engine without installing it (docs/DESIGN.md, "ComfyUI versions").
-    extra = ["--front-end-root", os.environ["BLENDED_FRONTEND_ROOT"]] if os.environ.get("BLENDED_FRONTEND_ROOT") else []
+    frontend_root = frontend_root or os.environ.get("BLENDED_FRONTEND_ROOT")
+    extra = ["--front-end-root", str(frontend_root)] if frontend_root else []
     with ComfyServer(engine, base, port=port, env=env, log_path=root / "comfyui.log", cpu=True,
                      extra_args=extra) as server:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport=VIEWPORT)
-                # Offline: the frontend's calls to api.comfy.org etc. are refused at once.
-                page.route(lambda url: not url.startswith(server.url), lambda route: route.abort())
-                page.add_init_script("localStorage.setItem('vueNodesBannerDismissed', 'true')")
-                page.goto(server.url)
-                page.wait_for_function("window.app?.graph && window.app.vueAppReady", timeout=120_000)
-                yield page
-            finally:
-                browser.close()
+        yield server
+
+
+@contextmanager
+def browser_page(server: ComfyServer):
+    """A headless Chromium page on the server's frontend, the app ready."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            # Offline: the frontend's calls to api.comfy.org etc. are refused at once.
+            page.route(lambda url: not url.startswith(server.url), lambda route: route.abort())
+            page.add_init_script("localStorage.setItem('vueNodesBannerDismissed', 'true')")
+            page.goto(server.url)
+            page.wait_for_function("window.app?.graph && window.app.vueAppReady", timeout=120_000)
+            yield page
+        finally:
+            browser.close()
+
+
+@contextmanager
+def comfy_frontend(root: Path, port: int | None = None, examples: bool = False, test_inputs: bool = True,
+                   frontend_root: str | None = None, settings: dict | None = None):
+    """``comfy_server`` and a ``browser_page`` on it."""
+    with comfy_server(root, port, examples, test_inputs, frontend_root, settings) as server, \
+            browser_page(server) as page:
+        yield page
 
 
 def api_names() -> list[str]:
     return sorted(p.name[: -len(".api.json")] for p in API_WORKFLOWS.glob("*.api.json"))
 
 
-def write_thumbnail(screenshot: Path, dest: Path) -> None:
-    """The template browser shows ``<name>.jpg`` beside ``<name>.json``: the graph, at half size."""
-    from PIL import Image
-
-    with Image.open(screenshot) as im:
-        im.convert("RGB").resize((im.width // 2, im.height // 2), Image.LANCZOS).save(dest, quality=85, optimize=True)
+def screenshot_slug(name: str) -> str:
+    """The README links the screenshots: names without spaces."""
+    return re.sub(r"[^a-z0-9.]+", "_", name.lower()).strip("_")
 
 
-def build(page, name: str) -> None:
+def note_text(name: str) -> str:
+    path = API_WORKFLOWS / f"{name}.note.md"
+    if not path.is_file():
+        raise SystemExit(f"{path.relative_to(REPO)} is missing: each template needs its two or three lines "
+                         "for the 'Read me first' note (what to do first, where the model files go, what comes out)")
+    return path.read_text().strip()
+
+
+def visible_area(page) -> list[int]:
+    """The uncovered canvas, measured on an empty graph (a graph's own DOM widgets would count)."""
+    page.evaluate("() => app.graph.clear()")
+    page.wait_for_timeout(300)
+    return page.evaluate(VISIBLE_JS)
+
+
+def build(page, server: ComfyServer, base: Path, name: str, visible: list[int]) -> None:
     api = json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
     page.evaluate("([api, name]) => app.loadApiJson(api, name)", [api, name])
     page.evaluate(RESTORE_JS, api)
     page.wait_for_timeout(500)  # the LoadImage preview sizes its node
-    page.evaluate(LAYOUT_JS, [80, 30])
-    page.evaluate(FIT_JS)
+    x0, y0, x1, y1 = visible
+    # The newest frontends fit the nodes into 75% of a canvas about 1583x981 at this window size.
+    fitted = page.evaluate(LAYOUT_JS, [plan(api), note_text(name), [min(x1 - x0, 1583), min(y1 - y0, 981)]])
+    runs = "row" if fitted["across"] else "column"
+    print(f"{name}: visible {x1 - x0}x{y1 - y0} px, {fitted['lines']} {runs}(s), fit {fitted['scale']:.3f}")
+    page.evaluate(FIT_JS, [x0, y0, x1, y1])
     got = as_api(page.evaluate(PROMPT_JS))
     if got != api:
         raise SystemExit(f"{name}: the frontend's graph does not reproduce the API workflow:\n"
@@ -183,18 +172,18 @@ def build(page, name: str) -> None:
     ui["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-blended-diffusion/{name}"))  # stable diffs
     (WORKFLOWS / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
     page.wait_for_timeout(300)
-    page.screenshot(path=str(IMAGES / f"{name}.png"))
-    write_thumbnail(IMAGES / f"{name}.png", WORKFLOWS / f"{name}.jpg")
-    print(f"wrote workflows/{name}.json, workflows/{name}.jpg and docs/images/{name}.png")
+    page.screenshot(path=str(IMAGES / f"{screenshot_slug(name)}.png"))
+    write_card(server, base, api, WORKFLOWS / f"{name}.jpg")
+    print(f"wrote workflows/{name}.json, workflows/{name}.jpg and docs/images/{screenshot_slug(name)}.png")
 
 
 def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
-    names = api_names()
-    with tempfile.TemporaryDirectory(prefix="blended-ui-") as tmp, comfy_frontend(Path(tmp), examples=True) as page:
-        page.evaluate("() => app.extensionManager.command.execute('Workspace.ToggleFocusMode')")  # canvas only
-        for name in names:
-            build(page, name)
+    with tempfile.TemporaryDirectory(prefix="blended-ui-") as tmp:
+        with comfy_server(Path(tmp), examples=True) as server, browser_page(server) as page:
+            visible = visible_area(page)
+            for name in api_names():
+                build(page, server, Path(tmp) / "base", name, visible)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ DEFAULT_COMFY = REPO / ".comfy" / "ComfyUI"
 # their API-format twins, which the template browser cannot open, in workflows/api/.
 WORKFLOWS = REPO / "workflows"
 API_WORKFLOWS = WORKFLOWS / "api"
-WORKFLOW = API_WORKFLOWS / "object_editing.api.json"
+WORKFLOW = API_WORKFLOWS / "Blended - Object editing.api.json"
 MODEL_SUBFOLDERS = ("blended_diffusion", "blended_clip", "lpips")
 # scikit-image's "coffee" photo (CC0, Rachel Michetti); the coffee is transparent = to be edited
 EXAMPLE_IMAGE = REPO / "workflows" / "examples" / "blended_object.png"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up the embedded ComfyUI engine (first run: a few minutes) and run an object
-# edit headless with workflows/api/object_editing.api.json.
+# edit headless with "workflows/api/Blended - Object editing.api.json".
 #   bash scripts/edit.sh --image photo.png --mask mask.png --prompt "a bowl of cherries" [--out results/]
-# The latent path on your own SD1.5/SDXL checkpoint (workflows/api/blended_latent_object_editing.api.json):
+# The latent path on your own SD1.5/SDXL checkpoint ("workflows/api/Blended - SD1.5 or SDXL edit.api.json"):
 #   bash scripts/edit.sh --checkpoint model.safetensors --image photo.png --mask mask.png --prompt "..."
 # More options (models folder, batch size, steps, seed): bash scripts/edit.sh --help
 set -euo pipefail

@@ -36,6 +36,10 @@ if [ "$tests" = 1 ]; then
     step "apt: chromium" bash -c "apt-get update -qq && apt-get install -y -qq chromium"
   fi
   step "playwright" $pip install -q playwright==1.65.2
+  # The newest frontend beside the bundled one, served with --front-end-root by
+  # tests/test_frontend_views.py (templates must read well in both).
+  step "comfyui-frontend-package 1.58.1 (into $venv/frontends)" \
+    $pip install -q --no-deps --target "$venv/frontends/1.58.1" comfyui-frontend-package==1.58.1
 fi
 touch "$stamp"
 echo "[set-up] done" >&2

@@ -3,13 +3,13 @@
     python scripts/run_edit.py --image photo.png --mask mask.png --prompt "a bowl of cherries" --out results/
 
 It starts ComfyUI (the copy ``scripts/setup_comfy.sh`` made in ``.comfy/ComfyUI``) on a loopback
-port, POSTs ``workflows/api/object_editing.api.json`` with the given inputs, waits, and copies the
+port, POSTs ``workflows/api/Blended - Object editing.api.json`` with the given inputs, waits, and copies the
 ranked results to ``--out``. Running the shipped workflow through the server, rather than calling
 the library directly, means the command exercises exactly what a ComfyUI user runs. The engine is
 started by ``scripts/comfy_engine.py``, as in the tests.
 
 With ``--checkpoint FILE`` (an SD1.5 or SDXL single-file checkpoint: a path, or a name in
-``models/checkpoints``) it runs the latent path instead: ``workflows/api/blended_latent_object_editing.api.json``
+``models/checkpoints``) it runs the latent path instead: ``workflows/api/Blended - SD1.5 or SDXL edit.api.json``
 with that checkpoint, the crop at the checkpoint's resolution (read off its keys: 1024 for SDXL, else 512).
 """
 
@@ -49,7 +49,7 @@ from scripts.comfy_engine import (  # noqa: E402
     write_model_paths,
 )
 
-LATENT_WORKFLOW = API_WORKFLOWS / "blended_latent_object_editing.api.json"
+LATENT_WORKFLOW = API_WORKFLOWS / "Blended - SD1.5 or SDXL edit.api.json"
 
 
 def create_argparser() -> argparse.ArgumentParser:

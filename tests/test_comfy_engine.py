@@ -19,7 +19,8 @@ from PIL import Image
 
 from scripts.comfy_engine import PromptRejected, execution_error, output_images, output_texts, set_inputs
 
-SHIPPED = ["object_editing", "background_replacement", "scribble_editing", "text_extrapolation"]
+SHIPPED = ["Blended - Object editing", "Blended - New background", "Blended - Scribble editing",
+           "Blended - Outpainting"]
 OUR_NODES = {
     "BlendedDiffusionModelLoader", "BlendedCLIPLoader", "BlendedLPIPSLoader", "BlendedExtendingAugmentation",
     "BlendedCLIPGuidance", "BlendedBackgroundLoss", "BlendedSampler", "BlendedRankResults", "BlendedEvaluate",
@@ -127,7 +128,7 @@ def test_clip_loader_lists_only_its_own_folder(comfy):
 
 
 def test_clip_file_left_in_models_clip_still_loads_with_a_hint(comfy):
-    graph = fast(api_workflow("object_editing"), comfy)
+    graph = fast(api_workflow("Blended - Object editing"), comfy)
     set_inputs(graph, "BlendedCLIPLoader", clip_name=comfy.names["legacy_clip"])
     assert len(output_images(run_ok(comfy, graph))) == TOP_K
     hints = [line for line in comfy.server.log().splitlines() if "legacy_clip.safetensors is in ComfyUI's text" in line]
@@ -137,7 +138,7 @@ def test_clip_file_left_in_models_clip_still_loads_with_a_hint(comfy):
 # OpenAI's file by name, not downloaded yet, is fetched as the hub tag's weights (docs/DESIGN.md, "Newer ComfyUI")
 @pytest.mark.parametrize("clip_name", ["ViT-B-16-quickgelu:openai", "ViT-B-16.pt"])
 def test_hub_tag_offline_keeps_its_clear_message(comfy, clip_name):
-    graph = fast(api_workflow("object_editing"), comfy)
+    graph = fast(api_workflow("Blended - Object editing"), comfy)
     set_inputs(graph, "BlendedCLIPLoader", clip_name=clip_name)
     error = run_error(comfy, graph)
     assert error["node_type"] == "BlendedCLIPLoader"
@@ -147,7 +148,7 @@ def test_hub_tag_offline_keeps_its_clear_message(comfy, clip_name):
 
 
 def test_missing_clip_file_is_told_where_it_belongs(comfy):
-    graph = fast(api_workflow("object_editing"), comfy)
+    graph = fast(api_workflow("Blended - Object editing"), comfy)
     set_inputs(graph, "BlendedCLIPLoader", clip_name="ViT-L-14.pt")
     with pytest.raises(PromptRejected) as info:
         comfy.server.queue_prompt(graph)
@@ -164,9 +165,9 @@ def expected_keep(comfy, name: str, graph: dict) -> tuple[np.ndarray, np.ndarray
     image = next(n for n in graph.values() if n["class_type"] == "LoadImage")["inputs"]["image"]
     rgb = loaded_rgb(comfy, image)
     edit = comfy.masks.get(image)
-    if name == "background_replacement":
+    if name == "Blended - New background":
         return rgb, edit  # InvertMask: the subject is kept
-    if name == "text_extrapolation":
+    if name == "Blended - Outpainting":
         pad = next(n for n in graph.values() if n["class_type"] == "ImagePadForOutpaint")["inputs"]
         dilate = next(n for n in graph.values() if n["class_type"] == "BlendedSampler")["inputs"]["mask_dilate"]
         h, w = rgb.shape[:2]
@@ -190,14 +191,14 @@ def test_shipped_workflow_edits_only_the_mask(comfy, name):
         out = read_rgb(comfy.output_path(img))
         assert out.shape == source.shape
         assert np.array_equal(out[keep], source[keep]), "pixels outside the mask changed"
-        if name != "text_extrapolation":  # the outpainted canvas starts grey: any content differs
+        if name != "Blended - Outpainting":  # the outpainted canvas starts grey: any content differs
             assert (out[~keep] != source[~keep]).any(), "nothing was edited inside the mask"
     report = "\n".join(output_texts(entry))
     assert f"ranked {BATCH} samples" in report and "#2:" in report and "#3:" not in report
 
 
 def test_ranked_scores_are_sorted_and_reproducible(comfy):
-    graph = fast(api_workflow("object_editing"), comfy)
+    graph = fast(api_workflow("Blended - Object editing"), comfy)
     first = "\n".join(output_texts(run_ok(comfy, graph)))
     set_inputs(graph, "BlendedRankResults", top_k=BATCH)
     again = "\n".join(output_texts(run_ok(comfy, graph)))
@@ -211,7 +212,7 @@ def test_reward_models_rank_with_the_rest_and_a_missing_one_only_adds_a_note(com
     from tiny_rewards import save_tiny_hps
 
     save_tiny_hps(comfy.base / "models" / "blended_hpsv2" / "HPS_v2.1_compressed.pt")
-    graph = fast(api_workflow("object_editing"), comfy)
+    graph = fast(api_workflow("Blended - Object editing"), comfy)
     rank = next(k for k, n in graph.items() if n["class_type"] == "BlendedRankResults")
     graph["30"] = {"class_type": "BlendedRewardModelLoader", "inputs": {"reward_model": "HPSv2.1"}}
     graph["31"] = {"class_type": "BlendedRewardModelLoader", "inputs": {"reward_model": "PickScore v1"}}  # offline
@@ -228,7 +229,7 @@ def test_reward_models_rank_with_the_rest_and_a_missing_one_only_adds_a_note(com
 
 
 def test_local_baseline_with_background_loss_and_evaluation(comfy):
-    graph = fast(api_workflow("object_editing"), comfy)
+    graph = fast(api_workflow("Blended - Object editing"), comfy)
     graph["20"] = {"class_type": "BlendedLPIPSLoader", "inputs": {"lpips_name": comfy.names["lpips"]}}
     graph["21"] = {"class_type": "BlendedBackgroundLoss",
                    "inputs": {"guidance": ["5", 0], "lpips": ["20", 0], "lambda_lpips": 1000.0, "lambda_l2": 10000.0}}
@@ -253,7 +254,7 @@ def test_local_baseline_with_background_loss_and_evaluation(comfy):
 
 
 def with_changes(comfy, change) -> dict:
-    graph = fast(api_workflow("object_editing"), comfy)
+    graph = fast(api_workflow("Blended - Object editing"), comfy)
     change(graph)
     return graph
 
@@ -297,7 +298,7 @@ def test_bad_input_names_the_problem_and_server_survives(comfy, case):
 def test_good_run_after_errors(comfy):
     for case in ("empty_mask", "missing_model"):
         run_error(comfy, with_changes(comfy, BAD_INPUTS[case][0]))
-    assert len(output_images(run_ok(comfy, fast(api_workflow("object_editing"), comfy)))) == TOP_K
+    assert len(output_images(run_ok(comfy, fast(api_workflow("Blended - Object editing"), comfy)))) == TOP_K
 
 
 # --- bad graphs: rejected at validation with node_errors ---------------------------------------------
@@ -324,7 +325,7 @@ def test_bad_graph_is_rejected_with_node_errors(comfy, case):
 
 
 def test_interrupt_stops_sampling_within_a_step(comfy):
-    long = fast(api_workflow("object_editing"), comfy, steps="1000", skip=0)
+    long = fast(api_workflow("Blended - Object editing"), comfy, steps="1000", skip=0)
     prompt_id = comfy.server.queue_prompt(long)
     deadline = time.monotonic() + 60
     while not comfy.server.running() and time.monotonic() < deadline:
@@ -336,14 +337,14 @@ def test_interrupt_stops_sampling_within_a_step(comfy):
     assert time.monotonic() - started < 20, "Cancel took effect only after the run"
     kinds = [kind for kind, _ in entry["status"]["messages"]]
     assert "execution_interrupted" in kinds and "execution_success" not in kinds
-    assert len(output_images(run_ok(comfy, fast(api_workflow("object_editing"), comfy)))) == TOP_K
+    assert len(output_images(run_ok(comfy, fast(api_workflow("Blended - Object editing"), comfy)))) == TOP_K
 
 
 # --- progress and preview ---------------------------------------------------------------------------
 
 
 def test_progress_bar_counts_every_step_with_previews(comfy):
-    graph = fast(api_workflow("object_editing"), comfy, steps="6", skip=1)
+    graph = fast(api_workflow("Blended - Object editing"), comfy, steps="6", skip=1)
     set_inputs(graph, "BlendedSampler", seed=12345)  # not cached from an earlier test
     run = watch_run(comfy, graph, "progress-test", node="6", timeout=120)
     kind, progress, previews = run.kind, run.progress, run.previews

@@ -65,7 +65,8 @@ def lint(paths: list[Path], schema: Path) -> tuple[int, dict]:
 
 def test_the_walk_finds_every_kind_of_shipped_graph():
     names = {p.relative_to(WORKFLOWS).as_posix() for p in api_workflows()}
-    assert "api/object_editing.api.json" in names and "api/blended_latent_object_editing.api.json" in names
+    assert "api/Blended - Object editing.api.json" in names
+    assert "api/Blended - SD1.5 or SDXL edit.api.json" in names
     assert {"krita/blended_selection_edit.json", "krita/blended_latent_selection_edit.json"} <= names
     assert {"distributed/blended_distributed_best_of_n.api.json",
             "distributed/blended_latent_distributed_best_of_n.api.json"} <= names

@@ -68,7 +68,7 @@ def run_watching_progress(comfy, graph, client_id):
 
 
 def wide_graph(comfy):
-    graph = copy.deepcopy(api_workflow("object_editing"))
+    graph = copy.deepcopy(api_workflow("Blended - Object editing"))
     set_inputs(graph, "BlendedDiffusionModelLoader", model_name=comfy.names["model"])
     set_inputs(graph, "BlendedCLIPLoader", clip_name=comfy.names["clip"])
     set_inputs(graph, "LoadImage", image="blended_wide.png")

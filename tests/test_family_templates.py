@@ -1,6 +1,6 @@
 """The family templates in the real ComfyUI engine, with tiny model files under the real names.
 
-Wan 2.2 video inpainting (``blended_latent_wan22_video_inpainting``): UNETLoader loads a tiny Wan
+Wan 2.2 video inpainting (``Blended - Wan 2.2 video edit``): UNETLoader loads a tiny Wan
 file that core's ``model_detection`` detects from its key shapes (Wan 2.2 A14B's layout is Wan
 2.1's: one block, width 128, random weights) and VAELoader a tiny Wan 2.1 VAE (width read off
 ``decoder.head.0.gamma``). The text encoder cannot be made tiny: ComfyUI 0.3.75 builds UMT5-XXL
@@ -31,8 +31,8 @@ from scripts.comfy_engine import (
     prepare_base,
 )
 
-WAN_VIDEO = "blended_latent_wan22_video_inpainting"
-FLUX = "blended_latent_flux1_dev_object_editing"
+WAN_VIDEO = "Blended - Wan 2.2 video edit"
+FLUX = "Blended - Flux.1 dev edit"
 EXAMPLES = REPO / "workflows" / "examples"
 
 TEST_NODE = '''

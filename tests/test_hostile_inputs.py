@@ -26,7 +26,7 @@ RAW_EXCEPTION_WORDS = ("Traceback", "KeyError", "TypeError:", "UnboundLocalError
 
 
 def edit_graph(comfy, **sampler) -> dict:
-    graph = fast(api_workflow("object_editing"), comfy)
+    graph = fast(api_workflow("Blended - Object editing"), comfy)
     if sampler:
         set_inputs(graph, "BlendedSampler", **sampler)
     return graph
@@ -233,7 +233,7 @@ def test_24_megapixel_photo_with_huge_dilate_and_feather(comfy):
 
 
 def batch_graph(comfy, images: int, masks: int) -> dict:
-    """object_editing with the image repeated ``images`` times and the mask ``masks`` times."""
+    """The object editing template with the image repeated ``images`` times and the mask ``masks`` times."""
     graph = edit_graph(comfy, batch_size=1)
     graph["20"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": images}}
     graph["21"] = {"class_type": "MaskToImage", "inputs": {"mask": ["1", 1]}}

@@ -11,7 +11,7 @@ from test_comfy_engine import loaded_rgb, read_rgb
 
 from scripts.comfy_engine import execution_error, output_images, output_texts, set_inputs
 
-NAME = "blended_latent_object_editing"
+NAME = "Blended - SD1.5 or SDXL edit"
 BATCH, TOP_K = 2, 2
 
 

@@ -93,7 +93,7 @@ def test_main_job_rejects_a_mask_of_another_size(comfy, tmp_path):
     assert done.returncode != 0 and "--mask is 10x10 but --image is 72x40" in done.stderr
 
 
-# --- the latent path: --checkpoint runs workflows/api/blended_latent_object_editing.api.json --------
+# --- the latent path: --checkpoint runs "workflows/api/Blended - SD1.5 or SDXL edit.api.json" --------
 
 
 def test_main_job_latent_path_with_a_checkpoint_file(comfy, sd15_checkpoint, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COMFY_CLI = Path(sys.executable).parent / "comfy"
-RUNTIME_DIRS = {"blended", "nodes", "web", "workflows"}
+RUNTIME_DIRS = {"blended", "locales", "nodes", "web", "workflows"}
 RUNTIME_FILES = {"__init__.py", "README.md", "pyproject.toml", "requirements.txt", "LICENSE"}
 DEVELOPMENT = ("tests/", "benchmarks/", "scripts/", ".ci/", "docs/")
 

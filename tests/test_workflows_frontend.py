@@ -103,7 +103,7 @@ def test_ui_workflow_queues_its_api_twin(frontend, name):
 def test_a_changed_widget_value_is_caught(frontend):
     """The comparison reads the UI file's own values (not node defaults): change one, it shows."""
     _, load = frontend
-    name = "object_editing"
+    name = "Blended - Object editing"
     ui = copy.deepcopy(ui_workflow(name))
     sampler = next(n for n in ui["nodes"] if n["type"] == "BlendedSampler")
     sampler["widgets_values"][1] += 1  # skip_timesteps
