@@ -84,8 +84,13 @@ _DTYPES = {torch.float16: "F16", torch.int64: "I64", torch.float32: "F32"}
 
 def write_random_sd15(path: Path, seed: int = 0) -> Path:
     """Stream a random SD1.5 checkpoint to ``path`` (safetensors, fp16 weights)."""
+    return write_random_checkpoint(path, sd15_shapes(), seed)
+
+
+def write_random_checkpoint(path: Path, shapes: dict, seed: int = 0) -> Path:
+    """Stream random tensors of ``shapes`` (key -> (shape, dtype)) to ``path`` one by one, so a
+    checkpoint of several GB never has to be held in memory (safetensors, fp16 weights)."""
     path = Path(path)
-    shapes = sd15_shapes()
     header, offset, order = {}, 0, sorted(shapes)
     for k in order:
         shape, dtype = shapes[k]

@@ -9,6 +9,18 @@ parameters), whatever the file holds. So this test, and only it, replaces the sh
 two CLIPTextEncode by a test-only node (written into this server's custom_nodes/) that gives
 conditioning of UMT5-XXL's shape [1, tokens, 4096]; every other node is as shipped, at a small
 resolution and two steps. A SaveImage on the stitched frames lets the test compare pixels.
+
+The image templates run the same way: each model file is written under the template's file name
+just before its test (core rescans a model folder when it changes) and the models are freed after
+it. SDXL: a single-file checkpoint core loads with SDXL's classes (tests/sdxl_fixture.py says why
+the UNet is Segmind Vega's depth). Z-Image: a diffusion model core detects as Z-Image (its width,
+3840, is what detection keys on; one layer) and the Flux VAE layout; the Qwen3-4B text encoder is
+built from a fixed config (``Qwen3_4BConfig``, 4 B parameters) whatever the file holds, so it is
+replaced as for Flux, by conditioning of its shape [1, tokens, 2560]. Qwen-Image-Edit 2509: a
+one-block diffusion model at the real width, the Wan 2.1 VAE layout; the Qwen2.5-VL 7B encoder
+(fixed config) is replaced by a test node that gives [1, tokens, 3584] conditioning with the crop
+encoded by the template's VAE as its reference latent, as TextEncodeQwenImageEditPlus attaches it
+(at the crop's own size, not scaled to 1 Mpx, which would be minutes per step on a CPU).
 """
 
 from __future__ import annotations
@@ -21,7 +33,8 @@ import pytest
 import torch
 from comfy_harness import api_workflow
 from PIL import Image
-from sd15_fixture import comfy_engine_path
+from sd15_fixture import comfy_engine_path, write_random_checkpoint
+from sdxl_fixture import write_random_sdxl
 
 from scripts.comfy_engine import (
     REPO,
@@ -33,6 +46,9 @@ from scripts.comfy_engine import (
 
 WAN_VIDEO = "Blended - Wan 2.2 video edit"
 FLUX = "Blended - Flux.1 dev edit"
+SDXL = "Blended - SDXL edit"
+Z_IMAGE = "Blended - Z-Image edit"
+QWEN_EDIT = "Blended - Qwen-Image-Edit masked edit"
 EXAMPLES = REPO / "workflows" / "examples"
 
 TEST_NODE = '''
@@ -57,7 +73,28 @@ class BlendedTestUMT5Conditioning:
         return ([[torch.randn(1, 12, 4096, generator=gen), extra]],)
 
 
-NODE_CLASS_MAPPINGS = {"BlendedTestUMT5Conditioning": BlendedTestUMT5Conditioning}
+class BlendedTestTextConditioning:
+    """Test only: conditioning of a large text encoder's shape [1, tokens, width], for servers
+    without the 4-7 B encoders (Qwen3-4B: 2560, Qwen2.5-VL 7B: 3584). Given a VAE and an image, it
+    also attaches the image encoded by that VAE as a reference latent, as TextEncodeQwenImageEditPlus does."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0}), "width": ("INT", {"default": 2560})},
+                "optional": {"vae": ("VAE",), "image": ("IMAGE",)}}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
+
+    def make(self, seed, width, vae=None, image=None):
+        gen = torch.Generator().manual_seed(seed)
+        extra = {"reference_latents": [vae.encode(image[:, :, :, :3])]} if vae is not None else {}
+        return ([[torch.randn(1, 12, width, generator=gen), extra]],)
+
+
+NODE_CLASS_MAPPINGS = {"BlendedTestUMT5Conditioning": BlendedTestUMT5Conditioning,
+                       "BlendedTestTextConditioning": BlendedTestTextConditioning}
 '''
 
 
@@ -126,6 +163,41 @@ def write_flux_vae(path):
 
     sd = {k: value(k, v).half() for k, v in net.state_dict().items() if "quant_conv" not in k}  # ae has none
     save_file(sd, str(path))
+
+
+def write_meta_model(net, path, seed):
+    """A diffusion model built on the meta device, written with random weights (fan-in scaled)."""
+    write_random_checkpoint(path, {k: (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}, seed)
+
+
+def write_small_z_image(path):
+    """Z-Image as core detects it: ``model_detection`` keys on the width (3840) and fixes heads, rope
+    and modulation from it; layers are counted (one, plus the two refiner blocks of each kind) and the
+    caption width is read off ``cap_embedder`` (Qwen3-4B's 2560). 1.1 B parameters instead of 6 B."""
+    comfy_engine_path()
+    import comfy.ops
+    from comfy.ldm.lumina.model import NextDiT
+
+    with torch.device("meta"):
+        net = NextDiT(patch_size=2, in_channels=16, dim=3840, n_layers=1, n_heads=30, n_kv_heads=30, qk_norm=True,
+                      cap_feat_dim=2560, axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512], rope_theta=256.0,
+                      ffn_dim_multiplier=8.0 / 3.0, z_image_modulation=True, time_scale=1000.0,
+                      pad_tokens_multiple=32, device="meta", operations=comfy.ops.disable_weight_init)
+    write_meta_model(net, path, seed=4)
+
+
+def write_small_qwen_image(path):
+    """Qwen-Image (its Edit 2509 has the same layout) as core detects it: ``txt_norm`` marks the family,
+    input channels and block count are read off the keys, the width (24 heads x 128) and the text
+    width (3584) are the model's defaults. One block: 0.4 B parameters instead of 20 B."""
+    comfy_engine_path()
+    import comfy.ops
+    from comfy.ldm.qwen_image.model import QwenImageTransformer2DModel
+
+    with torch.device("meta"):
+        net = QwenImageTransformer2DModel(num_layers=1, image_model="qwen_image", device="meta",
+                                          operations=comfy.ops.disable_weight_init)
+    write_meta_model(net, path, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +298,115 @@ def test_flux_template_runs_and_keeps_the_background_exact(family_server):
         out = np.asarray(Image.open(base / "output" / img["subfolder"] / img["filename"]).convert("RGB"))
         assert np.array_equal(out[outside], rgba[..., :3][outside])
         assert (out[~outside] != rgba[..., :3][~outside]).any()
+
+
+def free_models(server):
+    """Each image family's model is large; the next test needs the memory."""
+    server.post("/free", {"unload_models": True, "free_memory": True})
+
+
+def check_object_edit(server, base, graph):
+    """Runs ``graph`` (a template on blended_object.png, its SaveImage as shipped) and checks every
+    saved image: outside the photo's mask the source pixels exactly, inside some change."""
+    try:
+        entry = server.run(graph, timeout=900)
+    finally:
+        free_models(server)
+    error = execution_error(entry)
+    assert error is None, f"{error['node_type']}: {error['exception_message']}"
+    rgba = np.asarray(Image.open(EXAMPLES / "blended_object.png"))
+    outside = rgba[..., 3] == 255
+    sampler = next(n for n in graph.values() if n["class_type"] == "BlendedLatentSampler")
+    saved = output_images(entry)
+    assert len(saved) == sampler["inputs"]["batch_size"]
+    for img in saved:
+        out = np.asarray(Image.open(base / "output" / img["subfolder"] / img["filename"]).convert("RGB"))
+        assert np.array_equal(out[outside], rgba[..., :3][outside])
+        assert (out[~outside] != rgba[..., :3][~outside]).any()
+
+
+def node_of(graph, class_type):
+    (key,) = [k for k, n in graph.items() if n["class_type"] == class_type]
+    return key
+
+
+def test_sdxl_template_shape():
+    g = api_workflow(SDXL)
+    assert g[node_of(g, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"] == "sd_xl_base_1.0.safetensors"
+    crop = g[node_of(g, "BlendedLatentCrop")]["inputs"]
+    assert (crop["resolution"], crop["multiple"]) == (1024, 8)  # SDXL's native size; VAE 8, no patching
+    s = g[node_of(g, "BlendedLatentSampler")]["inputs"]
+    assert (s["steps"], s["cfg"], s["sampler_name"], s["scheduler"]) == (30, 6.0, "dpmpp_2m", "karras")
+
+
+def test_sdxl_template_runs_and_keeps_the_background_exact(family_server):
+    server, base = family_server
+    graph = copy.deepcopy(api_workflow(SDXL))
+    ckpt = base / "models" / "checkpoints" / graph[node_of(graph, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"]
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    write_random_sdxl(ckpt)
+    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
+    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
+    check_object_edit(server, base, graph)
+
+
+def test_z_image_template_shape():
+    g = api_workflow(Z_IMAGE)
+    assert g[node_of(g, "UNETLoader")]["inputs"]["unet_name"] == "z_image_turbo_bf16.safetensors"
+    assert g[node_of(g, "CLIPLoader")]["inputs"] == {"clip_name": "qwen_3_4b.safetensors", "type": "lumina2",
+                                                     "device": "default"}
+    assert g[node_of(g, "VAELoader")]["inputs"]["vae_name"] == "ae.safetensors"  # Z-Image uses the Flux VAE
+    crop = g[node_of(g, "BlendedLatentCrop")]["inputs"]
+    assert (crop["resolution"], crop["multiple"]) == (1024, 16)  # VAE 8 x patch 2
+    s = g[node_of(g, "BlendedLatentSampler")]["inputs"]
+    assert (s["steps"], s["cfg"], s["sampler_name"], s["scheduler"]) == (8, 1.0, "res_multistep", "simple")  # Turbo
+
+
+def test_z_image_template_runs_and_keeps_the_background_exact(family_server):
+    server, base = family_server
+    graph = copy.deepcopy(api_workflow(Z_IMAGE))
+    models = base / "models"
+    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    write_small_z_image(models / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"])
+    vae = models / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"]
+    if not vae.exists():  # the Flux test's ae.safetensors
+        write_flux_vae(vae)
+    del graph[node_of(graph, "CLIPLoader")]  # Qwen3-4B: 4 B parameters from a fixed config
+    graph[node_of(graph, "CLIPTextEncode")] = {"class_type": "BlendedTestTextConditioning",
+                                               "inputs": {"seed": 1, "width": 2560}}
+    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
+    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
+    check_object_edit(server, base, graph)
+
+
+def test_qwen_edit_template_shape():
+    g = api_workflow(QWEN_EDIT)
+    assert g[node_of(g, "UNETLoader")]["inputs"]["unet_name"] == "qwen_image_edit_2509_fp8_e4m3fn.safetensors"
+    assert g[node_of(g, "CLIPLoader")]["inputs"] == {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                                                     "type": "qwen_image", "device": "default"}
+    vae, crop = node_of(g, "VAELoader"), node_of(g, "BlendedLatentCrop")
+    assert g[vae]["inputs"]["vae_name"] == "qwen_image_vae.safetensors"
+    assert (g[crop]["inputs"]["resolution"], g[crop]["inputs"]["multiple"]) == (1024, 16)
+    encoders = [n for n in g.values() if n["class_type"] == "TextEncodeQwenImageEditPlus"]
+    assert len(encoders) == 2  # positive (the instruction) and negative, both given the crop as reference
+    for n in encoders:
+        assert n["inputs"]["vae"] == [vae, 0] and n["inputs"]["image1"] == [crop, 0]
+    s = g[node_of(g, "BlendedLatentSampler")]["inputs"]
+    assert g[s["positive"][0]]["inputs"]["prompt"] and g[s["negative"][0]]["inputs"]["prompt"] == ""
+
+
+def test_qwen_edit_template_runs_and_keeps_the_background_exact(family_server):
+    server, base = family_server
+    graph = copy.deepcopy(api_workflow(QWEN_EDIT))
+    models = base / "models"
+    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    write_small_qwen_image(models / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"])
+    write_tiny_wan_vae(models / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"])
+    del graph[node_of(graph, "CLIPLoader")]  # Qwen2.5-VL 7B: a fixed config
+    for seed, key in enumerate(k for k, n in list(graph.items()) if n["class_type"] == "TextEncodeQwenImageEditPlus"):
+        inputs = graph[key]["inputs"]
+        graph[key] = {"class_type": "BlendedTestTextConditioning",
+                      "inputs": {"seed": seed + 1, "width": 3584, "vae": inputs["vae"], "image": inputs["image1"]}}
+    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
+    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
+    check_object_edit(server, base, graph)
