@@ -47,7 +47,10 @@ def sdxl_shapes() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     for prefix, module in (("model.diffusion_model.", unet), ("first_stage_model.", vae)):
         for k, v in module.state_dict().items():
             shapes[prefix + k] = (tuple(v.shape), v.dtype)
-    config = sm.SDXL(SDXL_VEGA_UNET)
+    import comfy.model_detection
+
+    config = comfy.model_detection.model_config_from_unet(unet.state_dict(), "")
+    assert isinstance(config, sm.SDXL), f"core detects this UNet as {type(config).__name__}, not an SDXL model"
     for k, v in config.process_clip_state_dict_for_saving(clip.state_dict()).items():
         shapes[k] = (tuple(v.shape), v.dtype)
     return shapes

@@ -165,9 +165,15 @@ def write_flux_vae(path):
     save_file(sd, str(path))
 
 
-def write_meta_model(net, path, seed):
-    """A diffusion model built on the meta device, written with random weights (fan-in scaled)."""
-    write_random_checkpoint(path, {k: (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}, seed)
+def write_meta_model(net, path, seed, family):
+    """A diffusion model built on the meta device, written with random weights (fan-in scaled), once
+    core's own detection (what UNETLoader runs on the file's keys and shapes) names it ``family``."""
+    import comfy.model_detection
+
+    sd = net.state_dict()
+    detected = type(comfy.model_detection.model_config_from_unet(sd, "")).__name__
+    assert detected == family, f"core detects this layout as {detected}, not {family}"
+    write_random_checkpoint(path, {k: (tuple(v.shape), v.dtype) for k, v in sd.items()}, seed)
 
 
 def write_small_z_image(path):
@@ -183,7 +189,7 @@ def write_small_z_image(path):
                       cap_feat_dim=2560, axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512], rope_theta=256.0,
                       ffn_dim_multiplier=8.0 / 3.0, z_image_modulation=True, time_scale=1000.0,
                       pad_tokens_multiple=32, device="meta", operations=comfy.ops.disable_weight_init)
-    write_meta_model(net, path, seed=4)
+    write_meta_model(net, path, seed=4, family="ZImage")
 
 
 def write_small_qwen_image(path):
@@ -197,7 +203,7 @@ def write_small_qwen_image(path):
     with torch.device("meta"):
         net = QwenImageTransformer2DModel(num_layers=1, image_model="qwen_image", device="meta",
                                           operations=comfy.ops.disable_weight_init)
-    write_meta_model(net, path, seed=5)
+    write_meta_model(net, path, seed=5, family="QwenImage")
 
 
 @pytest.fixture(scope="module")
