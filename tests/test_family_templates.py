@@ -48,7 +48,8 @@ WAN_VIDEO = "Blended - Wan 2.2 video edit"
 FLUX = "Blended - Flux.1 dev edit"
 SDXL = "Blended - SDXL edit"
 Z_IMAGE = "Blended - Z-Image edit"
-QWEN_EDIT = "Blended - Qwen-Image-Edit masked edit"
+QWEN_EDIT = "Blended - Qwen-Image-Edit"
+FLUX2 = "Blended - Flux.2 dev edit"
 EXAMPLES = REPO / "workflows" / "examples"
 
 TEST_NODE = '''
@@ -89,7 +90,9 @@ class BlendedTestTextConditioning:
 
     def make(self, seed, width, vae=None, image=None):
         gen = torch.Generator().manual_seed(seed)
-        extra = {"reference_latents": [vae.encode(image[:, :, :, :3])]} if vae is not None else {}
+        extra = {"pooled_output": None}  # as core's encode_from_tokens_scheduled gives for these encoders
+        if vae is not None:
+            extra["reference_latents"] = [vae.encode(image[:, :, :, :3])]
         return ([[torch.randn(1, 12, width, generator=gen), extra]],)
 
 
@@ -306,6 +309,39 @@ def test_flux_template_runs_and_keeps_the_background_exact(family_server):
         assert (out[~outside] != rgba[..., :3][~outside]).any()
 
 
+
+def write_small_flux2(path):
+    """Flux.2 dev as core detects it: ``double_stream_modulation_img`` marks the family and fixes 48
+    heads and rope axes 4 x 32, so the width is the real 6144; the text width (Mistral Small 3's
+    three stacked layers, 15360) and the depth are read off the keys. One double and one single block:
+    2.2 B parameters instead of 32 B."""
+    comfy_engine_path()
+    import comfy.ops
+    from comfy.ldm.flux.model import Flux
+
+    cfg = dict(image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=15360,
+               hidden_size=6144, mlp_ratio=3.0, num_heads=48, depth=1, depth_single_blocks=1, axes_dim=[32, 32, 32, 32],
+               theta=2000, patch_size=1, qkv_bias=False, guidance_embed=True, global_modulation=True,
+               mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0)
+    with torch.device("meta"):
+        net = Flux(**cfg, operations=comfy.ops.disable_weight_init, device="meta")
+    write_meta_model(net, path, seed=6, family="Flux2")
+
+
+def write_flux2_vae(path):
+    """The Flux.2 VAE layout: the SD/Flux KL autoencoder with 32 latent channels, quant convs and a
+    batch norm over 2x2-patchified latents (``bn.running_mean`` is what core keys on: 128 channels,
+    16 px per latent cell)."""
+    comfy_engine_path()
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    dd = {"double_z": True, "z_channels": 32, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+          "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0,
+          "batch_norm_latent": True}
+    with torch.device("meta"):
+        net = AutoencoderKL(ddconfig=dd, embed_dim=32)
+    write_random_checkpoint(path, {k: (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}, seed=7)
+
 def free_models(server):
     """Each image family's model is large; the next test needs the memory."""
     server.post("/free", {"unload_models": True, "free_memory": True})
@@ -413,6 +449,33 @@ def test_qwen_edit_template_runs_and_keeps_the_background_exact(family_server):
         inputs = graph[key]["inputs"]
         graph[key] = {"class_type": "BlendedTestTextConditioning",
                       "inputs": {"seed": seed + 1, "width": 3584, "vae": inputs["vae"], "image": inputs["image1"]}}
+    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
+    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
+    check_object_edit(server, base, graph)
+
+
+def test_flux2_template_shape():
+    g = api_workflow(FLUX2)
+    assert g[node_of(g, "UNETLoader")]["inputs"]["unet_name"] == "flux2_dev_fp8mixed.safetensors"
+    assert g[node_of(g, "CLIPLoader")]["inputs"] == {"clip_name": "mistral_3_small_flux2_fp8.safetensors",
+                                                     "type": "flux2", "device": "default"}
+    assert g[node_of(g, "VAELoader")]["inputs"]["vae_name"] == "flux2-vae.safetensors"
+    crop = g[node_of(g, "BlendedLatentCrop")]["inputs"]
+    assert (crop["resolution"], crop["multiple"]) == (1024, 16)  # 16 px per latent cell, patch 1
+    s = g[node_of(g, "BlendedLatentSampler")]["inputs"]
+    assert g[s["positive"][0]]["class_type"] == "FluxGuidance" and s["cfg"] == 1.0  # guidance-distilled dev
+
+
+def test_flux2_template_runs_and_keeps_the_background_exact(family_server):
+    server, base = family_server
+    graph = copy.deepcopy(api_workflow(FLUX2))
+    models = base / "models"
+    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    write_small_flux2(models / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"])
+    write_flux2_vae(models / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"])
+    del graph[node_of(graph, "CLIPLoader")]  # Mistral Small 3 (24 B): a fixed config
+    graph[node_of(graph, "CLIPTextEncode")] = {"class_type": "BlendedTestTextConditioning",
+                                               "inputs": {"seed": 1, "width": 15360}}
     graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
     graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
     check_object_edit(server, base, graph)
