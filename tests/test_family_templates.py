@@ -20,7 +20,7 @@ replaced as for Flux, by conditioning of its shape [1, tokens, 2560]. Qwen-Image
 one-block diffusion model at the real width, the Wan 2.1 VAE layout; the Qwen2.5-VL 7B encoder
 (fixed config) is replaced by a test node that gives [1, tokens, 3584] conditioning with the crop
 encoded by the template's VAE as its reference latent, as TextEncodeQwenImageEditPlus attaches it
-(at the crop's own size, not scaled to 1 Mpx, which would be minutes per step on a CPU).
+(at the crop's own size, not scaled to 1 Mpx: that would put 4096 more tokens in every model call).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def write_meta_model(net, path, seed, family):
 def write_small_z_image(path):
     """Z-Image as core detects it: ``model_detection`` keys on the width (3840) and fixes heads, rope
     and modulation from it; layers are counted (one, plus the two refiner blocks of each kind) and the
-    caption width is read off ``cap_embedder`` (Qwen3-4B's 2560). 1.1 B parameters instead of 6 B."""
+    caption width is read off ``cap_embedder`` (Qwen3-4B's 2560). 0.9 B parameters instead of 6 B."""
     comfy_engine_path()
     import comfy.ops
     from comfy.ldm.lumina.model import NextDiT
@@ -314,7 +314,7 @@ def write_small_flux2(path):
     """Flux.2 dev as core detects it: ``double_stream_modulation_img`` marks the family and fixes 48
     heads and rope axes 4 x 32, so the width is the real 6144; the text width (Mistral Small 3's
     three stacked layers, 15360) and the depth are read off the keys. One double and one single block:
-    2.2 B parameters instead of 32 B."""
+    2.3 B parameters instead of 32 B."""
     comfy_engine_path()
     import comfy.ops
     from comfy.ldm.flux.model import Flux
