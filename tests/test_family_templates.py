@@ -21,6 +21,8 @@ one-block diffusion model at the real width, the Wan 2.1 VAE layout; the Qwen2.5
 (fixed config) is replaced by a test node that gives [1, tokens, 3584] conditioning with the crop
 encoded by the template's VAE as its reference latent, as TextEncodeQwenImageEditPlus attaches it
 (at the crop's own size, not scaled to 1 Mpx: that would put 4096 more tokens in every model call).
+What those replacements leave out is sent once more as shipped, to a server whose model files are
+empty placeholders: /prompt must accept every graph, and the run must stop only at a loader.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from sdxl_fixture import write_random_sdxl
 from scripts.comfy_engine import (
     REPO,
     ComfyServer,
+    PromptRejected,
+    describe_rejection,
     execution_error,
     output_images,
     prepare_base,
@@ -479,3 +483,51 @@ def test_flux2_template_runs_and_keeps_the_background_exact(family_server):
     graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
     graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
     check_object_edit(server, base, graph)
+
+
+# Loader class -> (its file inputs, the models/ folder ComfyUI lists them from).
+LOADER_FILES = {
+    "CheckpointLoaderSimple": (("ckpt_name",), "checkpoints"),
+    "UNETLoader": (("unet_name",), "diffusion_models"),
+    "CLIPLoader": (("clip_name",), "text_encoders"),
+    "DualCLIPLoader": (("clip_name1", "clip_name2"), "text_encoders"),
+    "VAELoader": (("vae_name",), "vae"),
+}
+SHIPPED = (WAN_VIDEO, FLUX, SDXL, Z_IMAGE, QWEN_EDIT, FLUX2)
+
+
+@pytest.fixture(scope="module")
+def placeholder_server(comfy, tmp_path_factory):
+    """A server whose model folders hold an empty file under every name the latent templates load, so
+    the shipped graphs, text encoders included, pass or fail the server's own /prompt validation (it
+    checks each file name against the folder's listing, each link's type and each widget's range)."""
+    root = tmp_path_factory.mktemp("placeholders")
+    base = prepare_base(root / "base")
+    for name in SHIPPED:
+        for node in api_workflow(name).values():
+            if node["class_type"] in LOADER_FILES:
+                keys, folder = LOADER_FILES[node["class_type"]]
+                for key in keys:
+                    f = base / "models" / folder / node["inputs"][key]
+                    f.parent.mkdir(parents=True, exist_ok=True)
+                    f.touch()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
+    server = ComfyServer(comfy.server.engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_shipped_graph_passes_the_servers_validation(placeholder_server, name):
+    """The engine tests above replace the text encoders; this sends each graph exactly as shipped. An
+    empty model file cannot load, so the run must stop at a loader, after validation accepted it all."""
+    graph = api_workflow(name)
+    try:
+        entry = placeholder_server.run(graph, timeout=300)
+    except PromptRejected as e:
+        pytest.fail(f"{name}: /prompt refused the shipped graph: {describe_rejection(e.body)}")
+    error = execution_error(entry)
+    assert error is not None and error["node_type"] in LOADER_FILES, error
