@@ -16,8 +16,9 @@ BAND_PX = 2  # seam_score's default band, the one the ranking and the reconstruc
 
 
 def score_window(mask: torch.Tensor, band_px: int = BAND_PX) -> tuple[slice, slice] | None:
-    """Rows/columns of the mask's box plus 4 bands and a pixel (two bands a side of the border,
-    and the in-band comparison one band further): outside it no border pixel can be counted."""
+    """Rows/columns of the mask's box padded by 4 bands + 1 px. ``seam_score`` reads two bands on
+    either side of a border pixel and skips the two bands along the image's edge; with this
+    margin the window's own edge never cuts a counted border pixel, so the score is the image's."""
     ys, xs = torch.nonzero(mask.reshape(mask.shape[-2:]) > 0, as_tuple=True)
     if ys.numel() == 0:
         return None
