@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import masks, region, seam
+from . import masks, region, seam, stitch_report
 from .errors import InputError
 
 
@@ -46,6 +46,19 @@ def crop_for_model(image: torch.Tensor, mask: torch.Tensor, resolution: int, mul
 
 def stitch(crop: LatentCrop, edited: torch.Tensor, feather: int = 0,
            video: bool = False, seam_mode: str = "exact paste") -> tuple[torch.Tensor, torch.Tensor]:
+    """``stitch_with_report`` without the seam scores (the library callers that only need the paste)."""
+    full, weights, _ = _stitch(crop, edited, feather, video, seam_mode, scores=False)
+    return full, weights
+
+
+def stitch_with_report(crop: LatentCrop, edited: torch.Tensor, feather: int = 0, video: bool = False,
+                       seam_mode: str = "exact paste") -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """``stitch`` plus, per stitched image, ``stitch_report.image_stats`` (with ``source``: the
+    original it was pasted onto); ``stitch_report.report_text`` turns the list into the node's text."""
+    return _stitch(crop, edited, feather, video, seam_mode, scores=True)
+
+
+def _stitch(crop: LatentCrop, edited: torch.Tensor, feather: int, video: bool, seam_mode: str, scores: bool):
     """Edited crops [N,3,h,w] in 0..1 (N = images x samples, image-major) -> full images [N,3,H,W]
     and the paste weights [N,1,H,W]; where a weight is 0 the value is the original's, bit for bit.
 
@@ -74,18 +87,24 @@ def stitch(crop: LatentCrop, edited: torch.Tensor, feather: int = 0,
     if seam_mode == "feather" and feather <= 0:
         feather = 4  # the mode asks for a soft edge; 4 px when mask_feather leaves it at 0
     weights = masks.feather(edit_mask, int(feather)) if feather > 0 else edit_mask
-    outs, ws = [], []
+    outs, ws, stats = [], [], []
     for i in range(n):
         k = i % b if video else i // per
-        original, w = crop.image[k : k + 1], weights[k : k + 1]
+        original, w, hard_mask = crop.image[k : k + 1], weights[k : k + 1], edit_mask[k : k + 1]
+        hard = None
         if seam_mode in ("colour match", "gradient domain"):
-            hard = region.paste_back(original, edited[i : i + 1], crop.box, edit_mask[k : k + 1])
-            corrected, _ = seam.apply_seam(seam_mode, hard, original, w[:, 0])
-            outs.append(corrected.clamp(0, 1))
+            hard = region.paste_back(original, edited[i : i + 1], crop.box, hard_mask)
+            fix = seam.colour_match if seam_mode == "colour match" else seam.gradient_domain
+            out = fix(hard, original, w[:, 0]).clamp(0, 1)
         else:
-            outs.append(region.paste_back(original, edited[i : i + 1], crop.box, w))
+            out = region.paste_back(original, edited[i : i + 1], crop.box, w)
+            if scores:  # the exact paste is the output itself unless a feather softened it
+                hard = out if feather <= 0 else region.paste_back(original, edited[i : i + 1], crop.box, hard_mask)
+        if scores:
+            stats.append({"source": k, **stitch_report.image_stats(seam_mode, feather, hard, out, hard_mask)})
+        outs.append(out)
         ws.append(w)
-    return torch.cat(outs), torch.cat(ws)
+    return torch.cat(outs), torch.cat(ws), stats
 
 
 def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int,

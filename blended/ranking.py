@@ -280,6 +280,7 @@ def _score_rewards(images, whole_images, clip_guidance, rewards, criteria, chunk
             notes.append(f"{c.label} not used: {c.note}" if c.note else f"{c.label} not used.")
         else:
             available.append(c)
+    notes = ["; ".join(notes)] if notes else []  # one line however many models were missing
     if not available:
         return labels, weights, notes
     prompts = [(p.text, p.weight) for p in clip_guidance.prompts.prompts if p.weight > 0]

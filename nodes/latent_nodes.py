@@ -12,9 +12,10 @@ from ..blended.errors import InputError
 from ..blended.latent_blend import step_masks
 from ..blended.latent_reconstruct import SEAM_MODES as RECONSTRUCT_SEAMS
 from ..blended.latent_reconstruct import ReconstructSettings, reconstruct_all, report_text, tunable_for
-from ..blended.latent_region import crop_for_model, latent_pixel_mask, stitch
+from ..blended.latent_region import crop_for_model, latent_pixel_mask, stitch_with_report
 from ..blended.seam import MODES as SEAM_MODES
 from ..blended.seeds import batch_seeds
+from ..blended.stitch_report import report_text as stitch_report_text
 from . import comfy_glue as glue
 from . import latent_sampling
 from .images import mask_batch, to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
@@ -206,13 +207,18 @@ class BlendedLatentStitch(BlendedNode):
             outputs=[
                 io.Image.Output("full_images", display_name="images"),
                 io.Mask.Output("paste_mask", display_name="mask", tooltip="Paste weights, for ranking and evaluation."),
+                io.String.Output("report", display_name="report",
+                                 tooltip="Per stitched image: the seam mode, what colour match / gradient domain "
+                                 "changed inside the mask (mean RGB change, RMS, largest), and the seam score of the "
+                                 "exact paste -> the result (0 = seamless)."),
             ],
         )
 
     @classmethod
     def execute(cls, crop, images, mask_feather, video=False, seam="exact paste") -> io.NodeOutput:
-        full, weights = stitch(crop, to_rgb01(images, "images"), mask_feather, video, seam)
-        return io.NodeOutput(to_comfy_image(full), to_comfy_mask(weights))
+        full, weights, stats = stitch_with_report(crop, to_rgb01(images, "images"), mask_feather, video, seam)
+        text = stitch_report_text(stats)
+        return io.NodeOutput(to_comfy_image(full), to_comfy_mask(weights), text, ui=ui.PreviewText(text))
 
 
 class BlendedBackgroundReconstruction(BlendedNode):

@@ -86,10 +86,11 @@ def prepare_base(base: Path, pack: Path = REPO) -> Path:
     return base
 
 
-def write_model_paths(models_dir: Path, path: Path) -> Path:
-    """An extra_model_paths.yaml that adds ``models_dir``'s subfolders to ComfyUI's search paths."""
+def write_model_paths(models_dir: Path, path: Path, core: tuple[str, ...] = ()) -> Path:
+    """An extra_model_paths.yaml that adds ``models_dir``'s subfolders to ComfyUI's search paths (the
+    pack's own, plus the ``core`` folders such as diffusion_models or vae)."""
     lines = ["blended_models:", f"    base_path: {json.dumps(str(Path(models_dir).resolve()))}"]
-    lines += [f"    {sub}: {sub}" for sub in MODEL_SUBFOLDERS]
+    lines += [f"    {sub}: {sub}" for sub in (*MODEL_SUBFOLDERS, *core)]
     if (Path(models_dir) / "clip").is_dir():  # CLIP files put there before the pack had blended_clip/
         lines.append("    clip: clip")
     path.write_text("\n".join(lines) + "\n")

@@ -39,7 +39,7 @@ if [ "$tests" = 1 ]; then
   # The newest frontend beside the bundled one, served with --front-end-root by
   # tests/test_frontend_views.py (templates must read well in both).
   step "comfyui-frontend-package 1.58.1 (into $venv/frontends)" \
-    $pip install -q --no-deps --target "$venv/frontends/1.58.1" comfyui-frontend-package==1.58.1
+  $pip install -q --no-deps --target "$venv/frontends/1.58.1" comfyui-frontend-package==1.58.1
 fi
 touch "$stamp"
 echo "[set-up] done" >&2

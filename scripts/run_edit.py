@@ -11,6 +11,9 @@ started by ``scripts/comfy_engine.py``, as in the tests.
 With ``--checkpoint FILE`` (an SD1.5 or SDXL single-file checkpoint: a path, or a name in
 ``models/checkpoints``) it runs the latent path instead: ``workflows/api/Blended - SD1.5 or SDXL edit.api.json``
 with that checkpoint, the crop at the checkpoint's resolution (read off its keys: 1024 for SDXL, else 512).
+With ``--template NAME`` it runs that shipped latent template (``workflows/api/NAME.api.json``, e.g.
+"Blended - Flux.1 dev edit") with the model files it names, found in ``--models-dir`` (or the engine's
+models folder) under ComfyUI's usual folders; a missing one is named with the folder it goes in.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ def create_argparser() -> argparse.ArgumentParser:
     latent = p.add_argument_group("latent path (Blended Latent Diffusion on your own checkpoint)")
     latent.add_argument("--checkpoint", help="SD1.5/SDXL single-file checkpoint: a path, or a file name in "
                         "models/checkpoints; runs the latent template instead of the pixel path")
+    latent.add_argument("--template", help="a shipped latent template to run instead, by its title (e.g. "
+                        "'Blended - Flux.1 dev edit'); its model files must be in --models-dir")
     latent.add_argument("--resolution", type=int, help="crop short side in px (default: 1024 for SDXL, else 512)")
     latent.add_argument("--iterations", type=int, help="background reconstruction steps (default: the workflow's)")
     p.add_argument("--workflow", type=Path, default=WORKFLOW, help="API-format workflow to run")
@@ -86,13 +91,18 @@ def main(argv=None) -> int:
     comfy = prepare_engine(args.comfy_dir.resolve())
     base = prepare_base(comfy)
     models_dir = (args.models_dir or comfy / "models").resolve()
+    if args.template and args.checkpoint:
+        raise SystemExit("error: --template and --checkpoint each choose the workflow; give one of them.")
+    template = load_template(args.template, models_dir) if args.template else None
     checkpoint = find_checkpoint(args.checkpoint, models_dir) if args.checkpoint else None
-    if checkpoint is None:
+    if checkpoint is None and template is None:
         prefetch_model(models_dir, args.model)
 
     name = f"blended_edit_{os.getpid()}.png"
     compose_input(args.image, args.mask, base / "input" / name)
-    if checkpoint is not None:
+    if template is not None:
+        graph = template_graph(args, name, template)
+    elif checkpoint is not None:
         graph = latent_graph(args, name, checkpoint)
     else:
         graph = pixel_graph(args, name)
@@ -101,7 +111,8 @@ def main(argv=None) -> int:
     extra = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.models_dir or checkpoint is not None:
-            paths = write_model_paths(models_dir, Path(tmp) / "paths.yaml")
+            core = sorted({folder for folders in LOADER_FOLDERS.values() for folder in folders.values()})
+            paths = write_model_paths(models_dir, Path(tmp) / "paths.yaml", core=tuple(core) if template else ())
             if checkpoint is not None:
                 with paths.open("a") as f:  # the checkpoint's own folder, wherever it is
                     f.write(f"{LATENT_SECTION}:\n    base_path: {json.dumps(str(checkpoint.parent))}\n"
@@ -160,6 +171,71 @@ def latent_graph(args, image_name: str, checkpoint: Path) -> dict:
     if args.clip:
         set_inputs(graph, "BlendedCLIPLoader", clip_name=args.clip)
     if args.top_k:
+        set_inputs(graph, "BlendedRankResults", top_k=args.top_k)
+    return graph
+
+
+# Where core's loaders look for each file input (ComfyUI's folder names; the legacy unet/ and clip/
+# are searched too).
+LOADER_FOLDERS = {
+    "CheckpointLoaderSimple": {"ckpt_name": "checkpoints"},
+    "UNETLoader": {"unet_name": "diffusion_models"},
+    "CLIPLoader": {"clip_name": "text_encoders"},
+    "DualCLIPLoader": {"clip_name1": "text_encoders", "clip_name2": "text_encoders"},
+    "VAELoader": {"vae_name": "vae"},
+}
+LEGACY_FOLDERS = {"diffusion_models": "unet", "text_encoders": "clip"}
+
+
+def image_templates() -> list[str]:
+    """The shipped latent templates that edit one photo (the video one takes a video file)."""
+    names = []
+    for path in sorted(API_WORKFLOWS.glob("*.api.json")):
+        graph = load_graph(path)
+        if nodes_of(graph, "LoadImage") and nodes_of(graph, "BlendedLatentSampler"):
+            names.append(path.name[: -len(".api.json")])
+    return names
+
+
+def load_template(name: str, models_dir: Path) -> dict:
+    """The template's graph, once every model file it names is in ``models_dir``; otherwise each
+    missing file and the folder it goes in, as the pixel path says for its model."""
+    if name not in image_templates():
+        raise SystemExit(f"error: --template {name!r} is not a shipped latent image template; one of: "
+                         + ", ".join(repr(n) for n in image_templates()))
+    graph = load_graph(API_WORKFLOWS / f"{name}.api.json")
+    missing = []
+    for node in graph.values():
+        for key, folder in LOADER_FOLDERS.get(node["class_type"], {}).items():
+            file = node["inputs"][key]
+            if "." not in file:  # a built-in choice such as VAELoader's pixel_space
+                continue
+            places = [models_dir / folder, models_dir / LEGACY_FOLDERS.get(folder, folder)]
+            if not any((place / file).is_file() for place in places):
+                missing.append(f"  {file} -> {models_dir / folder}")
+    if missing:
+        raise SystemExit(f"error: the template '{name}' needs these model files, not found:\n" + "\n".join(missing)
+                         + "\nPut them there (or pass --models-dir); nothing is downloaded for the latent path. "
+                         "The template's note (open it in ComfyUI) says where each comes from.")
+    return graph
+
+
+def template_graph(args, image_name: str, graph: dict) -> dict:
+    set_inputs(graph, "LoadImage", image=image_name)
+    sampler = nodes_of(graph, "BlendedLatentSampler")[0]["inputs"]
+    node = graph[sampler["positive"][0]]
+    while not {"text", "prompt"} & set(node["inputs"]):  # through FluxGuidance and the like to the encoder
+        node = graph[next(v[0] for v in node["inputs"].values() if isinstance(v, list))]
+    node["inputs"]["text" if "text" in node["inputs"] else "prompt"] = args.prompt
+    if nodes_of(graph, "BlendedCLIPGuidance"):
+        set_inputs(graph, "BlendedCLIPGuidance", prompt=args.prompt)
+    if args.resolution:
+        set_inputs(graph, "BlendedLatentCrop", resolution=args.resolution)
+    if args.steps and not str(args.steps).isdigit():
+        raise SystemExit(f"error: --steps {args.steps}: the latent path takes a number of sampling steps, e.g. 30.")
+    overrides = {"batch_size": args.batch_size, "steps": int(args.steps) if args.steps else None}
+    set_inputs(graph, "BlendedLatentSampler", seed=args.seed, **{k: v for k, v in overrides.items() if v is not None})
+    if args.top_k and nodes_of(graph, "BlendedRankResults"):
         set_inputs(graph, "BlendedRankResults", top_k=args.top_k)
     return graph
 

@@ -218,7 +218,7 @@ def test_a_crop_at_the_family_multiple_encodes_to_whole_cells_and_the_stitch_kee
     assert f == factor
     decoded = torch.rand(2, h, w, 3, generator=torch.Generator().manual_seed(2))  # two samples, any pixels
     with torch.inference_mode():
-        full, paste = BlendedLatentStitch.execute(crop, decoded, 0).result
+        full, paste, _ = BlendedLatentStitch.execute(crop, decoded, 0).result
     outside = (mask[0] == 0)[..., None].expand(-1, -1, 3)
     for i in range(2):
         assert torch.equal(full[i][outside], image[0][outside]), f"sample {i}: a pixel outside the mask changed"

@@ -215,7 +215,7 @@ def test_video_edit_through_the_nodes_and_a_wan_vae_keeps_every_frame_outside_it
         clips = wan_vae.decode(out)
         assert clips.shape[:2] == (samples, FRAMES)  # Wan decodes 4T-3 frames per latent clip
         decoded = clips.reshape(-1, *clips.shape[-3:])  # as core VAEDecode flattens them: clip after clip
-        full, paste = BlendedLatentStitch.execute(crop, decoded, 0, video=True).result
+        full, paste, _ = BlendedLatentStitch.execute(crop, decoded, 0, video=True).result
     assert full.shape == (samples * FRAMES, h, w, 3)
     for i in range(samples * FRAMES):
         f = i % FRAMES

@@ -7,15 +7,17 @@ another folder would run it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 from comfy_harness import ellipse, photo
 from PIL import Image
 
-from scripts.comfy_engine import EXAMPLE_IMAGE, EXAMPLE_PROMPT, REPO
+from scripts.comfy_engine import API_WORKFLOWS, EXAMPLE_IMAGE, EXAMPLE_PROMPT, REPO
 
 RUN_EDIT = REPO / "scripts" / "run_edit.py"
 
@@ -133,3 +135,55 @@ def test_checkpoint_resolution_is_read_off_the_keys(tmp_path):
               tmp_path / "sd15.safetensors")
     assert checkpoint_resolution(tmp_path / "xl.safetensors") == 1024
     assert checkpoint_resolution(tmp_path / "sd15.safetensors") == 512
+
+
+# --- --template runs a shipped latent template with the files it names ---------------------------------
+
+
+def test_template_with_missing_files_names_each_file_and_its_folder(comfy, tmp_path):
+    write_photo_and_mask(tmp_path)
+    models = tmp_path / "empty_models"
+    done = run_edit("--image", tmp_path / "photo.png", "--mask", tmp_path / "mask.png", "--prompt", "a red ball",
+                    "--comfy-dir", comfy.server.engine, "--models-dir", models,
+                    "--template", "Blended - Flux.1 dev edit", timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    for file, folder in (("flux1-dev.safetensors", "diffusion_models"), ("clip_l.safetensors", "text_encoders"),
+                         ("t5xxl_fp8_e4m3fn.safetensors", "text_encoders"), ("ae.safetensors", "vae")):
+        assert f"{file} -> {models / folder}" in done.stderr, done.stderr
+    assert "nothing is downloaded" in done.stderr
+
+
+def test_template_graph_puts_the_prompt_in_the_positive_encoder(tmp_path):
+    """Through FluxGuidance to the CLIPTextEncode the sampler's positive comes from; the negative
+    (ConditioningZeroOut) and the files stay as shipped."""
+    from scripts.run_edit import create_argparser, load_template, template_graph
+
+    name = "Blended - Flux.1 dev edit"
+    shipped = json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
+    models = tmp_path / "models"
+    for node in shipped.values():
+        for key, folder in {"unet_name": "diffusion_models", "clip_name1": "clip", "clip_name2": "text_encoders",
+                            "vae_name": "vae"}.items():
+            if key in node["inputs"]:
+                (models / folder).mkdir(parents=True, exist_ok=True)
+                (models / folder / node["inputs"][key]).write_bytes(b"")  # found; never loaded here
+    args = create_argparser().parse_args(["--prompt", "a red ball", "--steps", "4", "--batch-size", "3",
+                                          "--resolution", "512"])
+    graph = template_graph(args, "photo.png", load_template(name, models))
+    sampler = next(n for n in graph.values() if n["class_type"] == "BlendedLatentSampler")["inputs"]
+    guidance = graph[sampler["positive"][0]]
+    assert guidance["class_type"] == "FluxGuidance"
+    assert graph[guidance["inputs"]["conditioning"][0]]["inputs"]["text"] == "a red ball"
+    assert (sampler["steps"], sampler["batch_size"], sampler["seed"]) == (4, 3, 0)
+    assert next(n for n in graph.values() if n["class_type"] == "LoadImage")["inputs"]["image"] == "photo.png"
+    assert next(n for n in graph.values() if n["class_type"] == "BlendedLatentCrop")["inputs"]["resolution"] == 512
+    changed = {k for k in graph if graph[k] != shipped[k]}
+    assert changed == {"1", "4", "8", "10"}, changed
+
+
+def test_unknown_template_lists_the_shipped_ones(tmp_path):
+    from scripts.run_edit import load_template
+
+    with pytest.raises(SystemExit) as e:
+        load_template("object editing", tmp_path)
+    assert "'Blended - Flux.1 dev edit'" in str(e.value) and "'Blended - Wan 2.2 video edit'" not in str(e.value)

@@ -120,3 +120,34 @@ def test_model_input_of_an_extreme_strip_stays_bounded():
         assert small.shape[-2:] == size
         back = region.resize_back(small, box, (h, w))
         assert back.shape[-2:] == (h, w)
+
+
+@pytest.mark.parametrize("feather", [0, 2, 4])
+def test_pixel_paste_feathers_a_band_inside_the_mask_only(feather):
+    """edit()'s paste-back on a tinted crop: outside the mask the source bit for bit, weights below 1
+    only in a band of 2 x feather px inside the border, and the tint's step at the border softened."""
+    from blended.edit import RegionSettings, prepare_masks
+    from blended.metrics import seam_score
+
+    g = torch.Generator().manual_seed(4)
+    coarse = torch.rand(1, 3, 8, 8, generator=g)
+    source = 0.3 + 0.4 * torch.nn.functional.interpolate(coarse, size=(96, 120), mode="bilinear")
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 120), indexing="ij")
+    mask = (((yy - 0.5) / 0.3) ** 2 + ((xx - 0.45) / 0.25) ** 2 < 1).float()[None, None]
+
+    def paste(px):
+        edit_mask, weights = prepare_masks(mask, RegionSettings(0, px, 0.25))
+        box = region.context_box(edit_mask, 0.25)
+        crop = region.crop_resize(source, box, region.model_input_size(box, 64, 8))
+        tinted = (crop + torch.tensor([0.15, -0.1, 0.05])[None, :, None, None]).clamp(0, 1)
+        return region.paste_back(source, tinted, box, weights), weights, edit_mask
+
+    out, weights, edit_mask = paste(feather)
+    outside = (edit_mask == 0).expand_as(source)
+    assert torch.equal(out[outside], source[outside])
+    core = masks.erode(edit_mask, 2 * feather)
+    assert (weights[core > 0] == 1).all() and (weights[edit_mask == 0] == 0).all()
+    if feather:
+        assert ((weights > 0) & (weights < 1)).any()
+        hard = float(seam_score(paste(0)[0], edit_mask)[0])
+        assert float(seam_score(out, edit_mask)[0]) < 0.2 * hard, hard

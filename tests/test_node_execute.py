@@ -477,21 +477,27 @@ def test_latent_stitch_pastes_only_inside_the_mask():
     inputs = crop_inputs()
     crop_image, _, crop = run(BlendedLatentCrop, **inputs).result
     edited = torch.cat([1 - crop_image, crop_image.flip(2)])  # two samples, different everywhere
-    full, weights = run(BlendedLatentStitch, crop=crop, images=edited, mask_feather=0).result
+    out = run(BlendedLatentStitch, crop=crop, images=edited, mask_feather=0)
+    full, weights, report = out.result
+    assert out.ui.as_dict() == {"text": (report,)}
     assert full.shape == (2, IH, IW, 3) and weights.shape == (2, IH, IW)
     source = inputs["image"].expand_as(full)
     outside = (inputs["mask"][0] == 0)[None, :, :, None].expand_as(full)
     assert torch.equal(full[outside], source[outside])
     assert not torch.equal(full[~outside], source[~outside]) and not torch.equal(full[0], full[1])
     assert torch.equal(weights[0], inputs["mask"][0])
-    feathered, soft = run(BlendedLatentStitch, crop=crop, images=edited, mask_feather=4).result
+    lines = report.splitlines()
+    assert len(lines) == 3 and lines[1].startswith("image 0 (source 0): exact paste;") and "image 1" in lines[2]
+    assert all("seam score" in line and "exact paste ->" in line for line in lines[1:])
+    feathered, soft, _ = run(BlendedLatentStitch, crop=crop, images=edited, mask_feather=4).result
     assert torch.equal(feathered[outside], source[outside]) and 0 < float(soft[0][soft[0] < 1].max()) < 1
     with pytest.raises(ValueError, match="images are 32x32 but the crop is"):
         run(BlendedLatentStitch, crop=crop, images=torch.rand(1, 32, 32, 3), mask_feather=0)
     for seam in ("feather", "colour match", "gradient domain"):
-        seamed, _ = run(BlendedLatentStitch, crop=crop, images=edited, mask_feather=0, seam=seam).result
+        seamed, _, seam_report = run(BlendedLatentStitch, crop=crop, images=edited, mask_feather=0, seam=seam).result
         assert torch.equal(seamed[outside], source[outside]), seam
         assert not torch.equal(seamed, full), seam
+        assert [line.split("): ")[1].startswith(seam) for line in seam_report.splitlines()[1:]] == [True, True]
 
 
 def test_latent_sampler_object_is_a_core_sampler_with_shrinking_masks():

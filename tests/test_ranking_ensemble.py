@@ -71,6 +71,14 @@ def test_only_the_old_criteria_rank_exactly_as_before(tiny_clip, mask, weights, 
     first, rest = table.format(4).split("\n", 1)
     assert first == "HPSv2.1 (box) not used: HPS_v2.1_compressed.pt is missing"
     assert rest == score_samples(images, mask, guidance, weights, scene, chunk=5).format(4)
+    # two unavailable models (a shipped template offline): still one note line, naming both
+    other = RewardCriterion(None, 1.0, view="whole_image", note="PickScore_v1.safetensors is missing",
+                            name="PickScore")
+    table = score_samples(images, mask, guidance, weights, scene, chunk=5, rewards=(missing, other))
+    first, rest = table.format(4).split("\n", 1)
+    assert first == ("HPSv2.1 (box) not used: HPS_v2.1_compressed.pt is missing; "
+                     "PickScore (whole) not used: PickScore_v1.safetensors is missing")
+    assert rest == score_samples(images, mask, guidance, weights, scene, chunk=5).format(4)
 
 
 def ranks(v, higher=False):
