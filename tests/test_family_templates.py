@@ -531,3 +531,23 @@ def test_the_shipped_graph_passes_the_servers_validation(placeholder_server, nam
         pytest.fail(f"{name}: /prompt refused the shipped graph: {describe_rejection(e.body)}")
     error = execution_error(entry)
     assert error is not None and error["node_type"] in LOADER_FILES, error
+
+
+@pytest.mark.parametrize("name", (SDXL, Z_IMAGE, QWEN_EDIT, FLUX2))
+def test_the_main_job_puts_the_prompt_in_the_positive_encoder_only(tmp_path, name):
+    """``--template`` walks from the sampler's positive to its encoder ("text" or, for Qwen-Image-Edit,
+    "prompt"); the negative encoder and every other node stay as shipped."""
+    from scripts.run_edit import LOADER_FOLDERS, create_argparser, load_template, template_graph
+
+    shipped = api_workflow(name)
+    for node in shipped.values():
+        for key, folder in LOADER_FOLDERS.get(node["class_type"], {}).items():
+            (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / node["inputs"][key]).write_bytes(b"")  # found; never loaded here
+    args = create_argparser().parse_args(["--prompt", "a red ball"])
+    graph = template_graph(args, "photo.png", load_template(name, tmp_path))
+    changed = {k for k in graph if graph[k] != shipped[k]}
+    encoders = [k for k in changed if graph[k]["class_type"] != "LoadImage"]
+    assert len(encoders) == 1 and "a red ball" in graph[encoders[0]]["inputs"].values(), changed
+    sampler = graph[node_of(graph, "BlendedLatentSampler")]["inputs"]
+    assert graph[sampler["negative"][0]] == shipped[sampler["negative"][0]]
