@@ -352,8 +352,11 @@ def free_models(server):
 
 
 def check_object_edit(server, base, graph):
-    """Runs ``graph`` (a template on blended_object.png, its SaveImage as shipped) and checks every
-    saved image: outside the photo's mask the source pixels exactly, inside some change."""
+    """Runs ``graph`` (a template on blended_object.png, its SaveImage as shipped) at a 64 px crop and
+    2 steps (CPU time) and checks every saved image: outside the photo's mask the source pixels
+    exactly, inside some change."""
+    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
+    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
     try:
         entry = server.run(graph, timeout=900)
     finally:
@@ -391,8 +394,6 @@ def test_sdxl_template_runs_and_keeps_the_background_exact(family_server):
     ckpt = base / "models" / "checkpoints" / graph[node_of(graph, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"]
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     write_random_sdxl(ckpt)
-    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
-    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
     check_object_edit(server, base, graph)
 
 
@@ -420,8 +421,6 @@ def test_z_image_template_runs_and_keeps_the_background_exact(family_server):
     del graph[node_of(graph, "CLIPLoader")]  # Qwen3-4B: 4 B parameters from a fixed config
     graph[node_of(graph, "CLIPTextEncode")] = {"class_type": "BlendedTestTextConditioning",
                                                "inputs": {"seed": 1, "width": 2560}}
-    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
-    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
     check_object_edit(server, base, graph)
 
 
@@ -453,8 +452,6 @@ def test_qwen_edit_template_runs_and_keeps_the_background_exact(family_server):
         inputs = graph[key]["inputs"]
         graph[key] = {"class_type": "BlendedTestTextConditioning",
                       "inputs": {"seed": seed + 1, "width": 3584, "vae": inputs["vae"], "image": inputs["image1"]}}
-    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
-    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
     check_object_edit(server, base, graph)
 
 
@@ -480,8 +477,6 @@ def test_flux2_template_runs_and_keeps_the_background_exact(family_server):
     del graph[node_of(graph, "CLIPLoader")]  # Mistral Small 3 (24 B): a fixed config
     graph[node_of(graph, "CLIPTextEncode")] = {"class_type": "BlendedTestTextConditioning",
                                                "inputs": {"seed": 1, "width": 15360}}
-    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
-    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
     check_object_edit(server, base, graph)
 
 
