@@ -43,7 +43,8 @@ class BlendedLatentCrop(BlendedNode):
                              tooltip="Short side of the crop in pixels: 512 for SD1.x, 768 for SD2.x-768, 1024 for "
                              "SDXL and Flux."),
                 io.Int.Input("multiple", default=8, min=8, max=128, step=8,
-                             tooltip="Size step the model needs: 8 for SD1.x/SD2.x/SDXL, 16 for Flux and SD3."),
+                             tooltip="Size step the model needs: 8 for SD1.x/SD2.x/SDXL, 16 for Flux, SD3, Qwen-Image, "
+                             "Z-Image and Wan, 32 for HunyuanImage 2.1."),
                 io.Float.Input("context_margin", default=0.25, min=0.0, max=4.0, step=0.05,
                                tooltip="Context around the mask's bounding box, as a fraction of the box size."),
                 io.Int.Input("mask_dilate", default=0, min=0, max=512,
