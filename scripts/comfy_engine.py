@@ -90,8 +90,9 @@ def write_model_paths(models_dir: Path, path: Path, core: tuple[str, ...] = ()) 
     """An extra_model_paths.yaml that adds ``models_dir``'s subfolders to ComfyUI's search paths (the
     pack's own, plus the ``core`` folders such as diffusion_models or vae)."""
     lines = ["blended_models:", f"    base_path: {json.dumps(str(Path(models_dir).resolve()))}"]
-    lines += [f"    {sub}: {sub}" for sub in (*MODEL_SUBFOLDERS, *core)]
-    if (Path(models_dir) / "clip").is_dir():  # CLIP files put there before the pack had blended_clip/
+    subs = dict.fromkeys((*MODEL_SUBFOLDERS, *core))
+    lines += [f"    {sub}: {sub}" for sub in subs]
+    if "clip" not in subs and (Path(models_dir) / "clip").is_dir():  # CLIP files put there before blended_clip/
         lines.append("    clip: clip")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -273,6 +274,26 @@ class ComfyServer:
 
 def load_graph(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def is_link(value) -> bool:
+    """An API-graph input that is a link ``[node id, output index]``, not a literal."""
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+
+
+def prompt_input(graph: dict) -> tuple[dict, str]:
+    """The node and input name that hold the edit's prompt: upstream of the first node (by id) with a
+    ``positive`` (latent samplers) or ``guidance`` (the pixel sampler) link, through FluxGuidance and
+    the like, the first literal ``text`` or ``prompt``."""
+    for node in (graph[k] for k in sorted(graph, key=int)):
+        link = next((node["inputs"][k] for k in ("positive", "guidance") if is_link(node["inputs"].get(k))), None)
+        while link is not None:
+            source = graph[link[0]]
+            for key in ("text", "prompt"):
+                if isinstance(source["inputs"].get(key), str):
+                    return source, key
+            link = next((v for v in source["inputs"].values() if is_link(v)), None)
+    raise ValueError("no prompt upstream of a sampler's positive or guidance input")
 
 
 def nodes_of(graph: dict, class_type: str) -> list[dict]:

@@ -48,6 +48,7 @@ from scripts.comfy_engine import (  # noqa: E402
     prefetch_model,
     prepare_base,
     prepare_engine,
+    prompt_input,
     set_inputs,
     write_model_paths,
 )
@@ -111,8 +112,7 @@ def main(argv=None) -> int:
     extra = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.models_dir or checkpoint is not None:
-            core = sorted({folder for folders in LOADER_FOLDERS.values() for folder in folders.values()})
-            paths = write_model_paths(models_dir, Path(tmp) / "paths.yaml", core=tuple(core) if template else ())
+            paths = write_model_paths(models_dir, Path(tmp) / "paths.yaml", core=template_folders() if template else ())
             if checkpoint is not None:
                 with paths.open("a") as f:  # the checkpoint's own folder, wherever it is
                     f.write(f"{LATENT_SECTION}:\n    base_path: {json.dumps(str(checkpoint.parent))}\n"
@@ -155,23 +155,13 @@ def checkpoint_resolution(path: Path) -> int:
 
 
 def latent_graph(args, image_name: str, checkpoint: Path) -> dict:
-    graph = load_graph(LATENT_WORKFLOW)
-    set_inputs(graph, "LoadImage", image=image_name)
+    graph = template_graph(args, image_name, load_graph(LATENT_WORKFLOW))
     set_inputs(graph, "CheckpointLoaderSimple", ckpt_name=checkpoint.name)
-    sampler = nodes_of(graph, "BlendedLatentSampler")[0]["inputs"]
-    graph[sampler["positive"][0]]["inputs"]["text"] = args.prompt
-    set_inputs(graph, "BlendedCLIPGuidance", prompt=args.prompt)  # the ranking's prompt
     set_inputs(graph, "BlendedLatentCrop", resolution=args.resolution or checkpoint_resolution(checkpoint))
-    if args.steps and not str(args.steps).isdigit():
-        raise SystemExit(f"error: --steps {args.steps}: the latent path takes a number of sampling steps, e.g. 30.")
-    overrides = {"batch_size": args.batch_size, "steps": int(args.steps) if args.steps else None}
-    set_inputs(graph, "BlendedLatentSampler", seed=args.seed, **{k: v for k, v in overrides.items() if v is not None})
     if args.iterations is not None:
         set_inputs(graph, "BlendedBackgroundReconstruction", iterations=args.iterations)
     if args.clip:
         set_inputs(graph, "BlendedCLIPLoader", clip_name=args.clip)
-    if args.top_k:
-        set_inputs(graph, "BlendedRankResults", top_k=args.top_k)
     return graph
 
 
@@ -187,6 +177,13 @@ LOADER_FOLDERS = {
 LEGACY_FOLDERS = {"diffusion_models": "unet", "text_encoders": "clip"}
 
 
+def template_folders() -> tuple[str, ...]:
+    """The folders ``load_template`` looks in, for the server's search paths too (ComfyUI maps the
+    legacy names onto the new ones)."""
+    folders = {folder for names in LOADER_FOLDERS.values() for folder in names.values()}
+    return tuple(sorted(folders | {LEGACY_FOLDERS[f] for f in folders if f in LEGACY_FOLDERS}))
+
+
 def image_templates() -> list[str]:
     """The shipped latent templates that edit one photo (the video one takes a video file)."""
     names = []
@@ -200,9 +197,10 @@ def image_templates() -> list[str]:
 def load_template(name: str, models_dir: Path) -> dict:
     """The template's graph, once every model file it names is in ``models_dir``; otherwise each
     missing file and the folder it goes in, as the pixel path says for its model."""
-    if name not in image_templates():
+    shipped = image_templates()
+    if name not in shipped:
         raise SystemExit(f"error: --template {name!r} is not a shipped latent image template; one of: "
-                         + ", ".join(repr(n) for n in image_templates()))
+                         + ", ".join(repr(n) for n in shipped))
     graph = load_graph(API_WORKFLOWS / f"{name}.api.json")
     missing = []
     for node in graph.values():
@@ -221,12 +219,11 @@ def load_template(name: str, models_dir: Path) -> dict:
 
 
 def template_graph(args, image_name: str, graph: dict) -> dict:
+    """A latent template's graph with the photo, the prompt (its positive encoder and the ranking's
+    CLIP guidance) and the sampling options of ``args``."""
     set_inputs(graph, "LoadImage", image=image_name)
-    sampler = nodes_of(graph, "BlendedLatentSampler")[0]["inputs"]
-    node = graph[sampler["positive"][0]]
-    while not {"text", "prompt"} & set(node["inputs"]):  # through FluxGuidance and the like to the encoder
-        node = graph[next(v[0] for v in node["inputs"].values() if isinstance(v, list))]
-    node["inputs"]["text" if "text" in node["inputs"] else "prompt"] = args.prompt
+    node, key = prompt_input(graph)
+    node["inputs"][key] = args.prompt
     if nodes_of(graph, "BlendedCLIPGuidance"):
         set_inputs(graph, "BlendedCLIPGuidance", prompt=args.prompt)
     if args.resolution:

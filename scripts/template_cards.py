@@ -12,14 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scripts.comfy_engine import is_link, prompt_input
+
 IMAGE_INPUTS = ("image", "images", "pixels")
-PROMPT_INPUTS = ("positive", "guidance", "conditioning")
 CARD_WIDTH = 512
 TINT = (40, 120, 255)  # blue: visible over the warm example photos
-
-
-def _linked(value) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
 
 
 def _upstream(api: dict, ids: list[str]) -> set[str]:
@@ -28,7 +25,7 @@ def _upstream(api: dict, ids: list[str]) -> set[str]:
         i = ids.pop()
         if i not in seen:
             seen.add(i)
-            ids.extend(v[0] for v in api[i]["inputs"].values() if _linked(v))
+            ids.extend(v[0] for v in api[i]["inputs"].values() if is_link(v))
     return seen
 
 
@@ -36,24 +33,19 @@ def first_image_and_mask(api: dict) -> tuple[str, list, list]:
     """The node that first receives the photo and the mask together, with those two links."""
     for node_id in sorted(api, key=int):
         inputs = api[node_id]["inputs"]
-        image = next((inputs[k] for k in IMAGE_INPUTS if _linked(inputs.get(k))), None)
-        if image is not None and _linked(inputs.get("mask")):
+        image = next((inputs[k] for k in IMAGE_INPUTS if is_link(inputs.get(k))), None)
+        if image is not None and is_link(inputs.get("mask")):
             return node_id, image, inputs["mask"]
     raise SystemExit("no node takes both an image and a mask: a template's card needs its photo and mask")
 
 
 def prompt_of(api: dict) -> str:
-    """The edit's prompt: upstream of the sampler's positive conditioning or CLIP guidance, the first
-    literal ``text`` or ``prompt``."""
-    for node in (api[k] for k in sorted(api, key=int)):
-        link = next((node["inputs"][k] for k in PROMPT_INPUTS if _linked(node["inputs"].get(k))), None)
-        while link is not None:
-            source = api[link[0]]["inputs"]
-            for key in ("text", "prompt"):
-                if isinstance(source.get(key), str):
-                    return source[key]
-            link = next((v for v in source.values() if _linked(v)), None)
-    raise SystemExit("no prompt found upstream of a sampler's positive / guidance input")
+    """The edit's prompt (``comfy_engine.prompt_input``)."""
+    try:
+        node, key = prompt_input(api)
+    except ValueError as e:
+        raise SystemExit(f"{e}: a template's card shows its prompt") from None
+    return node["inputs"][key]
 
 
 def preview_graph(api: dict) -> dict:
