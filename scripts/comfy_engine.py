@@ -278,7 +278,7 @@ def load_graph(path: Path) -> dict:
 
 def is_link(value) -> bool:
     """An API-graph input that is a link ``[node id, output index]``, not a literal."""
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
 def prompt_input(graph: dict) -> tuple[dict, str]:

@@ -18,7 +18,7 @@ import pytest
 from krita_plugin_rules import default_params, expand_custom, guess_sample_count, parameter_problems
 from test_comfy_engine import loaded_rgb, read_rgb
 
-from scripts.comfy_engine import WORKFLOWS, execution_error, output_images, output_texts
+from scripts.comfy_engine import WORKFLOWS, execution_error, is_link, output_images, output_texts
 
 KRITA = WORKFLOWS / "krita" / "blended_selection_edit.json"
 LATENT = WORKFLOWS / "krita" / "blended_latent_selection_edit.json"
@@ -46,10 +46,6 @@ def parameter_name(g: dict, value) -> str:
     """The Krita parameter a link comes from (AssertionError if it is not one)."""
     assert is_link(value) and g[value[0]]["class_type"] == "ETN_Parameter", value
     return g[value[0]]["inputs"]["name"]
-
-
-def is_link(value) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
 def check_literal(name: str, spec: list, value) -> str | None:
