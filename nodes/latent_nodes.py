@@ -3,6 +3,7 @@ crop -> (core VAEEncode) -> blended latent sampler -> background reconstruction 
 
 from __future__ import annotations
 
+import comfy.sample
 import comfy.samplers
 import comfy.utils
 import torch
@@ -127,6 +128,8 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
                          f"[batch, channels, frames, height, width]; got {tuple(source.shape)}.")
     if not source.abs().sum() > 0:
         raise InputError("latent is empty (all zeros): connect VAEEncode of the image to edit, not EmptyLatentImage.")
+    # as core KSampler does: formats with a time axis (Wan 2.1's, Qwen-Image's) take an image latent as one frame
+    source = comfy.sample.fix_empty_latent_channels(model, source)
     latent_sampling.check_references({"positive": positive, "negative": negative}, source.shape)
     pixel_mask, factor = latent_pixel_mask(mask_batch(mask), source.shape, source.shape[0],
                                            latent_sampling.latent_factor(model.model))

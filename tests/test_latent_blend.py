@@ -42,6 +42,27 @@ def test_cover_mask_odd_sizes_round_up():
     assert cov.shape == (1, 1, 3, 2) and cov[0, 0, 2, 1] == 1 and cov.sum() == 1
 
 
+@pytest.mark.parametrize("factor", [1, 8, 16, 32])
+def test_cover_of_the_grown_mask_is_dilating_then_covering(factor):
+    """The one-pass cover (a strided max per axis) gives the cells of dilating the pixel mask and
+    covering that, on soft masks, odd sizes, sizes below one cell, radii past the image and video."""
+    from blended.masks import binarize, dilate
+
+    gen = torch.Generator().manual_seed(factor)
+    for shape in [(2, 1, 37, 53), (1, 1, 5, 70), (1, 1, 3, 4, 41)]:
+        m = (torch.rand(shape, generator=gen) > 0.995).float() * torch.rand(shape, generator=gen)
+        m[(0,) * (len(shape) - 2) + (shape[-2] // 2, shape[-1] // 3)] = 0.3
+        for r in (0, 1, 3, 8, 17, 90):
+            grown = binarize(m, 0.0)
+            if m.dim() == 5:
+                frames = grown.permute(0, 2, 1, 3, 4).flatten(0, 1)
+                ref = torch.nn.functional.max_pool2d(dilate(frames, r), factor, factor, ceil_mode=True)
+                ref = ref.unflatten(0, (shape[0], shape[2])).permute(0, 2, 1, 3, 4)
+            else:
+                ref = torch.nn.functional.max_pool2d(dilate(grown, r), factor, factor, ceil_mode=True)
+            assert torch.equal(cover_mask(m, factor, r), ref), (shape, r)
+
+
 def test_shrink_schedule_linear_then_precise():
     r = shrink_radii(10, 16, 0.5)
     assert r[0] == 16 and r[5:] == [0] * 5

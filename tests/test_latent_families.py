@@ -180,6 +180,27 @@ def test_heun_counts_two_model_calls_per_step_but_the_last(fam):
     assert len(calls) == 2 * STEPS - 1  # heun: a second evaluation per step, none after the final (sigma 0) one
 
 
+TIME_AXIS = ["qwen-image", "qwen-image-edit", "cosmos-predict2"]  # the Wan 2.1 latent format
+
+
+@pytest.mark.parametrize("name", TIME_AXIS)
+def test_an_image_latent_without_the_time_axis_is_one_frame_as_core_takes_it(name):
+    """Qwen-Image's and Cosmos's format has a time axis; a 4-D latent (EmptySD3LatentImage's, or one
+    saved without it) is sampled as one frame, as core KSampler's ``fix_empty_latent_channels`` does."""
+    built = build(name)  # puts ComfyUI on the path
+    from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
+
+    assert len(built.latent_shape) == 5
+    source = torch.randn(built.latent_shape, generator=torch.Generator().manual_seed(3))
+    mask = _mask(built.family.factor, built.latent_hw)[:, 0]
+    args = (built.positive, built.negative)
+    rest = (mask, 5, 2, _cfg(built), "euler", "simple", 1.0, 1, 8, 0.5)
+    five = run_latent_sampler(built.model, *args, {"samples": source}, *rest)
+    four = run_latent_sampler(built.model, *args, {"samples": source[:, :, 0]}, *rest)
+    assert four.shape == five.shape == source.shape
+    assert torch.equal(four, five)
+
+
 def test_a_mask_of_another_size_names_the_mask_and_the_fix(fam):
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
 
