@@ -281,19 +281,21 @@ def is_link(value) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
-def prompt_input(graph: dict) -> tuple[dict, str]:
-    """The node and input name that hold the edit's prompt: upstream of the first node (by id) with a
-    ``positive`` (latent samplers) or ``guidance`` (the pixel sampler) link, through FluxGuidance and
-    the like, the first literal ``text`` or ``prompt``."""
+def prompt_input(graph: dict, role: str = "positive") -> tuple[dict, str]:
+    """The node and input name that hold the edit's prompt (``role`` "negative": its negative prompt):
+    upstream of the first node (by id) with a ``positive`` / ``negative`` (latent samplers) or, for the
+    positive, ``guidance`` (the pixel sampler) link, through FluxGuidance and the like, the first
+    literal ``text`` or ``prompt``."""
+    keys = ("positive", "guidance") if role == "positive" else (role,)
     for node in (graph[k] for k in sorted(graph, key=int)):
-        link = next((node["inputs"][k] for k in ("positive", "guidance") if is_link(node["inputs"].get(k))), None)
+        link = next((node["inputs"][k] for k in keys if is_link(node["inputs"].get(k))), None)
         while link is not None:
             source = graph[link[0]]
             for key in ("text", "prompt"):
                 if isinstance(source["inputs"].get(key), str):
                     return source, key
             link = next((v for v in source["inputs"].values() if is_link(v)), None)
-    raise ValueError("no prompt upstream of a sampler's positive or guidance input")
+    raise ValueError(f"no prompt upstream of a sampler's {' or '.join(keys)} input")
 
 
 def nodes_of(graph: dict, class_type: str) -> list[dict]:

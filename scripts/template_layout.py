@@ -15,6 +15,8 @@ listed is an error that names the table to extend, not a silent guess.
 
 from __future__ import annotations
 
+from scripts.comfy_engine import prompt_input
+
 # (title, colour, class types). Titles are short: the group title is drawn at the group's width.
 STAGES: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("1  Photo and mask", "#3f5159", frozenset({
@@ -66,13 +68,35 @@ def stage_of(class_type: str) -> int:
     raise SystemExit(f"{class_type}: no stage for this node type; add it to STAGES in scripts/template_layout.py")
 
 
+# Text encoders keep their class's title ("CLIP Text Encode (Prompt)" twice) unless renamed by what
+# they feed: the sampler's positive, or its negative where that is an encoder of its own (not the
+# positive's ConditioningZeroOut, as Flux and Z-Image have).
+PROMPT_TITLES = {"positive": "Prompt", "negative": "Negative prompt"}
+TEXT_ENCODERS = frozenset({"CLIPTextEncode", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus"})
+
+
+def prompt_titles(api: dict) -> dict[str, str]:
+    """Node id -> "Prompt" / "Negative prompt" for the text encoders upstream of a sampler's inputs."""
+    ids = {id(node): k for k, node in api.items()}
+    titles = {}
+    for role, title in PROMPT_TITLES.items():
+        try:
+            node, _ = prompt_input(api, role)
+        except ValueError:
+            continue
+        key = ids[id(node)]
+        if node["class_type"] in TEXT_ENCODERS and key not in titles:
+            titles[key] = title
+    return titles
+
+
 def plan(api: dict) -> dict:
     """What LAYOUT_JS needs: each node's stage and collapsed flag, and the stages' titles and colours."""
     return {
         "stage": {k: stage_of(v["class_type"]) for k, v in api.items()},
         "collapsed": sorted(k for k, v in api.items() if v["class_type"] in COLLAPSED),
-        "titles": {k: COLLAPSED_TITLES[v["class_type"]].format(**v["inputs"]) for k, v in api.items()
-                   if v["class_type"] in COLLAPSED_TITLES},
+        "titles": {**{k: COLLAPSED_TITLES[v["class_type"]].format(**v["inputs"]) for k, v in api.items()
+                      if v["class_type"] in COLLAPSED_TITLES}, **prompt_titles(api)},
         "max_width": MAX_NODE_WIDTH,
         "stages": [[title, colour] for title, colour, _ in STAGES],
     }

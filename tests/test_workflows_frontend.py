@@ -88,6 +88,26 @@ def test_every_api_workflow_has_a_ui_twin():
     )
 
 
+TEXT_ENCODERS = {"CLIPTextEncode", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus"}
+
+
+@pytest.mark.parametrize("name", UI_NAMES)
+def test_a_templates_prompt_boxes_say_which_is_which(name):
+    """Two text encoders both titled "CLIP Text Encode (Prompt)" leave the user to follow wires to
+    find the negative: the one the sampler's positive reads is "Prompt", a separate negative one
+    "Negative prompt"."""
+    api, ui = api_workflow(name), ui_workflow(name)
+    encoders = {str(n["id"]): n.get("title") for n in ui["nodes"] if n["type"] in TEXT_ENCODERS}
+    if not encoders:
+        pytest.skip("no text encoder (a pixel-path template)")
+    sampler = next(n for n in api.values() if "positive" in n["inputs"])
+    positive = sampler["inputs"]["positive"][0]
+    while api[positive]["class_type"] not in TEXT_ENCODERS:  # through FluxGuidance
+        positive = api[positive]["inputs"]["conditioning"][0]
+    assert encoders.pop(positive) == "Prompt"
+    assert list(encoders.values()) in ([], ["Negative prompt"])
+
+
 @pytest.mark.parametrize("name", UI_NAMES)
 def test_ui_workflow_queues_its_api_twin(frontend, name):
     page, load = frontend
