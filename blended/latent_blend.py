@@ -123,10 +123,14 @@ class LatentBlend:
         self.masks = step_mask_list
         self.sigmas = sigmas.detach().float().cpu()
         self.noise_scaling = noise_scaling
+        self._last = (None, None)  # (sigma, mask): each model call looks its mask up twice, in and out
 
     def mask_at(self, sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         s = float(sigma.reshape(-1)[0]) if isinstance(sigma, torch.Tensor) else float(sigma)
-        return self.masks[step_index(self.sigmas, s)].to(device=like.device)
+        if self._last[0] != s:
+            self._last = (s, self.masks[step_index(self.sigmas, s)])
+        m = self._last[1]
+        return m if m.device == like.device else m.to(device=like.device)
 
     def background(self, sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """The source noised to level ``sigma`` with this run's noise."""
