@@ -29,10 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 
-def sync():
-    """GPU work is queued: a clock read means something only once it has run."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+# GPU work is queued: a clock read means something only once it has run
+sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
 
 def quartiles(values):
@@ -124,7 +122,7 @@ def main():
 
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
 
-    comfy.utils.PROGRESS_BAR_ENABLED = False  # core's run above has disable_pbar=True
+    comfy.utils.set_progress_bar_enabled(False)  # ComfyUI's own switch; core's run has disable_pbar=True
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__} on {mm.get_torch_device()}, {torch.get_num_threads()} threads, "
           f"steps {args.steps}, rounds {args.rounds}, euler / simple")

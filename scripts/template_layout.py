@@ -77,14 +77,13 @@ TEXT_ENCODERS = frozenset({"CLIPTextEncode", "TextEncodeQwenImageEdit", "TextEnc
 
 def prompt_titles(api: dict) -> dict[str, str]:
     """Node id -> "Prompt" / "Negative prompt" for the text encoders upstream of a sampler's inputs."""
-    ids = {id(node): k for k, node in api.items()}
     titles = {}
     for role, title in PROMPT_TITLES.items():
         try:
             node, _ = prompt_input(api, role)
         except ValueError:
             continue
-        key = ids[id(node)]
+        key = next(k for k, n in api.items() if n is node)
         if node["class_type"] in TEXT_ENCODERS and key not in titles:
             titles[key] = title
     return titles

@@ -556,14 +556,20 @@ def test_latent_sampler_stops_on_cancel_and_names_bad_latents(sd15):
         run(BlendedLatentSampler, **latent_sampler_inputs(sd15, latent, cfg=math.nan))
 
 
-@pytest.mark.parametrize("iterations, size, samples", [(0, SIZE, 2), (2, 32, 1)])
-def test_background_reconstruction_returns_images_and_its_report(sd15, iterations, size, samples):
-    vae = sd15[2]
+def edited_latents(vae, size, samples, seed):
+    """A photo, a box mask and ``samples`` latents of it with noise in the mask's cells: what a
+    blended sampler hands the reconstruction."""
     source, mask = comfy_image(size, size, seed=5), box_mask(size, size, 8, 24, 8, 20)
     latent = vae.encode(source).detach()
     cells = cover_mask(mask[:, None], 8).expand(samples, *latent.shape[1:]) > 0
-    noise = torch.randn((samples, *latent.shape[1:]), generator=torch.Generator().manual_seed(0))
-    edited = torch.where(cells, noise, latent.expand_as(noise))
+    noise = torch.randn((samples, *latent.shape[1:]), generator=torch.Generator().manual_seed(seed))
+    return source, mask, torch.where(cells, noise, latent.expand_as(noise))
+
+
+@pytest.mark.parametrize("iterations, size, samples", [(0, SIZE, 2), (2, 32, 1)])
+def test_background_reconstruction_returns_images_and_its_report(sd15, iterations, size, samples):
+    vae = sd15[2]
+    source, mask, edited = edited_latents(vae, size, samples, seed=0)
     out = run(BlendedBackgroundReconstruction, vae=vae, source=source, mask=mask, latent={"samples": edited},
               iterations=iterations, learning_rate=2e-5, background_weight=100.0, mask_feather=0)
     images, report = out.result
@@ -583,11 +589,7 @@ def test_background_reconstruction_returns_images_and_its_report(sd15, iteration
 def test_background_reconstruction_seam_modes_keep_the_outside_and_report_per_image(sd15, seam):
     vae = sd15[2]
     size, samples = 32, 2
-    source, mask = comfy_image(size, size, seed=5), box_mask(size, size, 8, 24, 8, 20)
-    latent = vae.encode(source).detach()
-    cells = cover_mask(mask[:, None], 8).expand(samples, *latent.shape[1:]) > 0
-    noise = torch.randn((samples, *latent.shape[1:]), generator=torch.Generator().manual_seed(1))
-    edited = torch.where(cells, noise, latent.expand_as(noise))
+    source, mask, edited = edited_latents(vae, size, samples, seed=1)
     out = run(BlendedBackgroundReconstruction, vae=vae, source=source, mask=mask, latent={"samples": edited},
               iterations=20, learning_rate=5e-4, background_weight=100.0, mask_feather=2, seam=seam)
     images, report = out.result

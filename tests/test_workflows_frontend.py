@@ -19,6 +19,7 @@ import pytest
 
 from scripts.build_ui_workflows import PROMPT_JS, api_names, as_api, comfy_frontend
 from scripts.comfy_engine import API_WORKFLOWS, PACK_DIR_NAME, WORKFLOWS
+from scripts.template_layout import TEXT_ENCODERS
 
 API_NAMES = api_names()
 UI_NAMES = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
@@ -86,9 +87,6 @@ def test_every_api_workflow_has_a_ui_twin():
     assert UI_NAMES == API_NAMES, (
         "each workflows/api/<name>.api.json needs a workflows/<name>.json (scripts/build_ui_workflows.py)"
     )
-
-
-TEXT_ENCODERS = {"CLIPTextEncode", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus"}
 
 
 @pytest.mark.parametrize("name", UI_NAMES)
