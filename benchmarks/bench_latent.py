@@ -11,7 +11,7 @@ time. The last line is always
 Random weights at the real architectures' sizes (speed does not depend on the values): a random SD1.5
 single-file checkpoint (built in a temp dir unless --checkpoint is given) loaded by ComfyUI's own
 loader and sampled through ComfyUI's sampling code exactly as the Blended Latent Sampler does; the
-ADM-256 UNet and ViT-B/16 of the paper through ``blended.sampler``. Both edit one image of
+ADM-256 UNet and ViT-B/16 of the paper through ``blended.pixel.sampler``. Both edit one image of
 ``--size`` px (the ADM's own size is 256; SD1.5's is 512). Each path runs ``--steps`` steps (after a
 warm-up); a whole edit is reported as one-off costs + the measured time per step x the step count each
 path uses by default (latent: 30 steps; pixel: 75 guided steps = 100 - skip 25). The reconstruction
@@ -68,8 +68,8 @@ def latent_path(ckpt: Path, size: int, steps: int, device) -> dict:
     import comfy.sd
     import pack_import
 
-    from blended.latent_blend import cover_mask
-    from blended.latent_reconstruct import SEAM_MODES, ReconstructSettings
+    from blended.latent.blend import cover_mask
+    from blended.latent.reconstruct import SEAM_MODES, ReconstructSettings
 
     pack_import.register()
     from blended_diffusion_pack.nodes.latent_nodes import reconstruct_images, run_latent_sampler
@@ -107,7 +107,7 @@ def pixel_path(size: int, steps: int, device) -> dict:
 
     from blended.augment import ExtendingAugmentation
     from blended.guidance import ClipGuidance, Guidance, RangeLoss
-    from blended.sampler import SamplerSettings, sample
+    from blended.pixel.sampler import SamplerSettings, sample
 
     model = make_model("adm256", device)
     guidance = Guidance((ClipGuidance(full_size_clip(device), "a bowl of cherries",

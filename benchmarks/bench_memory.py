@@ -89,7 +89,7 @@ def worker(spec: dict) -> dict:
     from blended import memory
     from blended.augment import ExtendingAugmentation
     from blended.guidance import ClipGuidance, Guidance, RangeLoss
-    from blended.sampler import SamplerSettings, sample
+    from blended.pixel.sampler import SamplerSettings, sample
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     device = torch.device(spec["device"])

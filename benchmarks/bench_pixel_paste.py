@@ -1,9 +1,9 @@
 """The pixel path's paste-back (``mask_feather``) on a synthetic tinted edit: seam score per feather.
 
-It runs the very steps ``blended.edit.edit`` takes after sampling (``prepare_masks``, the context
+It runs the very steps ``blended.pixel.edit.edit`` takes after sampling (``prepare_masks``, the context
 box, the model-size crop, ``region.paste_back``) with the model's output replaced by the source
 crop plus a texture and a colour tint, so the figures are synthetic, not a quality claim on real
-edits. For comparison it also runs ``blended.seam``'s colour match and gradient domain on the
+edits. For comparison it also runs ``blended.latent.seam``'s colour match and gradient domain on the
 feather-0 paste (what a seam input on the pixel sampler would add). "band" is how deep inside the
 mask a weight below 1 reaches (the feather's band), "max|d| out" the largest change outside it.
 """
@@ -22,9 +22,9 @@ from bench_seams import masks as mask_kinds  # noqa: E402
 from bench_seams import texture  # noqa: E402
 
 from blended import masks, region  # noqa: E402
-from blended.edit import RegionSettings, prepare_masks  # noqa: E402
+from blended.pixel.edit import RegionSettings, prepare_masks  # noqa: E402
 from blended.metrics import seam_score  # noqa: E402
-from blended.seam import colour_match, gradient_domain  # noqa: E402
+from blended.latent.seam import colour_match, gradient_domain  # noqa: E402
 
 
 def pixel_paste(source, mask, feather, model_size=256):

@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
 def settings_for(blocks: str, lr: float, iterations: int, size: int):
-    from blended.latent_reconstruct import ReconstructSettings
+    from blended.latent.reconstruct import ReconstructSettings
 
     if blocks == "paper":
         return ReconstructSettings(iterations=75, learning_rate=lr, tuned_blocks=None, band_px=4 * size,
@@ -51,8 +51,8 @@ def main(argv=None):
     from test_latent_engine import example_photo
 
     from blended import masks
-    from blended.latent_blend import cover_mask
-    from blended.latent_reconstruct import tunable_for, tune
+    from blended.latent.blend import cover_mask
+    from blended.latent.reconstruct import tunable_for, tune
 
     with tempfile.TemporaryDirectory(prefix="bench-reconstruct-") as tmp:
         sd = comfy.utils.load_torch_file(str(write_random_sd15(Path(tmp) / "sd15.safetensors")))

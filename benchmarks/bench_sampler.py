@@ -30,10 +30,10 @@ from tiny_clip import tiny_clip_state_dict  # noqa: E402
 from two_forward import two_forward_sample  # noqa: E402
 
 from blended.augment import ExtendingAugmentation  # noqa: E402
-from blended.diffusion_model import DiffusionModel  # noqa: E402
+from blended.pixel.diffusion_model import DiffusionModel  # noqa: E402
 from blended.guidance import ClipGuidance, Guidance, RangeLoss  # noqa: E402
-from blended.sampler import SamplerSettings, sample  # noqa: E402
-from blended.unet import UNetConfig, UNetModel  # noqa: E402
+from blended.pixel.sampler import SamplerSettings, sample  # noqa: E402
+from blended.pixel.unet import UNetConfig, UNetModel  # noqa: E402
 
 CONFIGS = {
     # name: UNetConfig fields (guided-diffusion layout); "small" is a 64 px ADM at reduced width.

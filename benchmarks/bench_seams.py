@@ -20,7 +20,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from blended.seam import MODES, apply_seam  # noqa: E402
+from blended.latent.seam import MODES, apply_seam  # noqa: E402
 
 SD15_STEP_S_256 = 14.40  # RESULTS.md "Latent path", measured on this project's CPU box
 

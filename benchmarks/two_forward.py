@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from blended.guidance import Guidance, GuidanceContext
-from blended.sampler import SamplerSettings, SeedNoise, ddim_step, ddpm_step, paste_background
+from blended.pixel.sampler import SamplerSettings, SeedNoise, ddim_step, ddpm_step, paste_background
 
 
 def two_forward_sample(

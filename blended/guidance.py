@@ -14,12 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from .augment import ExtendingAugmentation, resize_for_clip
+from .clip_distance import check_distance, clip_distance
 from .clip_model import ClipBundle
 from .errors import InputError
 from .prompts import PromptSet, WeightedPrompt, combine, parse_prompts
-
-DISTANCES = ("spherical", "cosine")
-
+from .typography import TypographyGuard
 
 @dataclass
 class GuidanceContext:
@@ -29,16 +28,6 @@ class GuidanceContext:
     source: torch.Tensor  # [B,3,H,W] in [-1,1]
     step: int = 0  # respaced index t
     generators: list[torch.Generator] = field(default_factory=list)  # one per sample, for augmentations
-
-
-def clip_distance(image_embeds: torch.Tensor, text_embeds: torch.Tensor, kind: str = "spherical") -> torch.Tensor:
-    """Distance between L2-normalised embeddings; spherical is the great-circle distance squared (x2)."""
-    a, b = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
-    if kind == "spherical":
-        return 2 * torch.arcsin((a - b).norm(dim=-1).div(2).clamp(max=1)) ** 2
-    if kind == "cosine":
-        return 1 - (a * b).sum(-1)
-    raise InputError(f"distance '{kind}': choose one of {', '.join(DISTANCES)}.")
 
 
 MAX_CHARS_PER_TOKEN = 33  # the longest token of CLIP's vocabulary, plus a separating space
@@ -91,8 +80,7 @@ class TextTargets:
     """Weighted text embeddings: the distance of an image is the weighted sum of its D_CLIP to each."""
 
     def __init__(self, clip: ClipBundle, prompts: PromptSet, distance: str = "spherical"):
-        if distance not in DISTANCES:
-            raise InputError(f"distance '{distance}': choose one of {', '.join(DISTANCES)}.")
+        check_distance(distance)
         self.clip, self.prompts, self.distance = clip, prompts, distance
         self._text: dict[torch.device, torch.Tensor] = {}
 
@@ -131,8 +119,7 @@ class ClipGuidance:
         negative_prompt: str = "",
         typography: float = 0.0,
     ):
-        if distance not in DISTANCES:
-            raise InputError(f"distance '{distance}': choose one of {', '.join(DISTANCES)}.")
+        check_distance(distance)
         self.clip = clip
         positive = check_prompts(clip, parse_prompts(prompt, "prompt"), "prompt")
         negative = check_prompts(clip, parse_prompts(negative_prompt, "negative_prompt"), "negative_prompt")
@@ -143,8 +130,6 @@ class ClipGuidance:
         self.targets = TextTargets(clip, self.prompts, distance)
         self.guard = None
         if check_weight(typography, "typography_strength", "0.5") != 0:
-            from .typography import TypographyGuard
-
             self.guard = TypographyGuard(clip, self.prompts.positive, typography, distance)
 
     def text_embedding(self, device: torch.device) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .errors import CheckpointError
 from .model_file import flat_state_dict, read_model_file
-from .weights import downloads_disabled
+from .downloads import downloads_disabled
 
 VGG_FILE = "vgg16-397923af.pth"
 VGG_URL = f"https://download.pytorch.org/models/{VGG_FILE}"

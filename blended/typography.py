@@ -25,9 +25,9 @@ import math
 import torch
 
 from .augment import resize_for_clip
+from .clip_distance import check_distance, clip_distance
 from .clip_model import ClipBundle
 from .errors import InputError
-from .guidance import DISTANCES, clip_distance
 
 GENERIC_TEXT_PROMPTS = ("text", "letters", "watermark")
 RENDER_SIZE = 224  # drawn at CLIP ViT's own input size, so the letters are legible where CLIP looks
@@ -97,8 +97,7 @@ class TypographyGuard:
         strength = float(strength)
         if not math.isfinite(strength) or strength < 0:
             raise InputError(f"typography_strength {strength}: use a finite number of 0 or more (e.g. 0.5).")
-        if distance not in DISTANCES:
-            raise InputError(f"distance '{distance}': choose one of {', '.join(DISTANCES)}.")
+        check_distance(distance)
         if not prompts and not generic:
             raise InputError("the typography guard needs a prompt to render or generic text prompts.")
         self.clip, self.prompts, self.generic = clip, list(prompts), tuple(generic)

@@ -23,7 +23,7 @@ from ..blended.errors import BlendedError, CheckpointError
 from .images import preview
 
 # Our own model folders under ComfyUI/models/, registered under names no core loader lists.
-# plus one folder per reward model of the ranking (blended.weights.REWARD_WEIGHTS)
+# plus one folder per reward model of the ranking (blended.downloads.REWARD_WEIGHTS)
 MODEL_FOLDERS = ("blended_diffusion", CLIP_FOLDER, "lpips", "blended_hpsv2", "blended_pickscore", "blended_aesthetic")
 # Where the README sent CLIP files before the pack had its own folder: ComfyUI's "clip" key, the
 # legacy alias of "text_encoders" (models/clip, models/text_encoders, extra_model_paths' clip:).

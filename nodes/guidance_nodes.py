@@ -9,7 +9,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..blended.augment import ExtendingAugmentation
-from ..blended.guidance import DISTANCES, BackgroundLoss, ClipGuidance, Guidance, RangeLoss, check_weight
+from ..blended.clip_distance import DISTANCES
+from ..blended.guidance import BackgroundLoss, ClipGuidance, Guidance, RangeLoss, check_weight
 from ..blended.prompts import SYNTAX_HELP
 from .types import AugmentationSocket, ClipSocket, GuidanceSocket, LpipsSocket
 from .validation import BlendedNode

@@ -19,9 +19,9 @@ import latent_preview
 import torch
 
 from ..blended.errors import InputError
-from ..blended.latent_blend import LatentBlend, noise_for_seeds
-from ..blended.latent_blend import step_masks as make_step_masks
-from ..blended.latent_region import latent_pixel_mask
+from ..blended.latent.blend import LatentBlend, noise_for_seeds
+from ..blended.latent.blend import step_masks as make_step_masks
+from ..blended.latent.crop_stitch import latent_pixel_mask
 
 # pixels per latent cell, by ComfyUI's latent format (0.3.75's formats do not state it): SD1.x/2.x,
 # SDXL (also AuraFlow's), SD3 (also Lumina 2's, Z-Image's), Flux.1 (also Chroma's, HiDream's, Omnigen2's)

@@ -7,7 +7,7 @@ import contextlib
 from comfy_api.latest import io, ui
 
 from ..blended import memory
-from ..blended.edit import crop_to_mask
+from ..blended.pixel.edit import crop_to_mask
 from ..blended.errors import InputError
 from ..blended.ranking import COMBINES, RankingWeights, score_samples
 from . import comfy_glue as glue

@@ -16,7 +16,7 @@ from comfy_api.latest import io
 from ..blended.errors import CheckpointError
 from ..blended.ranking import REWARD_VIEWS, RewardCriterion
 from ..blended.reward_models import LABELS, load_reward
-from ..blended.weights import REWARD_WEIGHTS, ensure_file
+from ..blended.downloads import REWARD_WEIGHTS, ensure_file
 from . import comfy_glue as glue
 from .types import CriteriaSocket, RewardSocket
 from .validation import BlendedNode

@@ -3,11 +3,11 @@
 
 from comfy_api.latest import io
 
-DiffusionModelSocket = io.Custom("BLENDED_DIFFUSION_MODEL")  # blended.diffusion_model.DiffusionModel
+DiffusionModelSocket = io.Custom("BLENDED_DIFFUSION_MODEL")  # blended.pixel.diffusion_model.DiffusionModel
 ClipSocket = io.Custom("BLENDED_CLIP")  # blended.clip_model.ClipBundle
 LpipsSocket = io.Custom("BLENDED_LPIPS")  # LPIPS module: (a, b) in [-1,1] -> [B]
 AugmentationSocket = io.Custom("BLENDED_AUGMENTATION")  # blended.augment.ExtendingAugmentation
 GuidanceSocket = io.Custom("BLENDED_GUIDANCE")  # blended.guidance.Guidance
-LatentCropSocket = io.Custom("BLENDED_LATENT_CROP")  # blended.latent_region.LatentCrop
+LatentCropSocket = io.Custom("BLENDED_LATENT_CROP")  # blended.latent.crop_stitch.LatentCrop
 RewardSocket = io.Custom("BLENDED_REWARD")  # blended.reward_models.RewardModel, or nodes.reward_nodes.Unavailable
 CriteriaSocket = io.Custom("BLENDED_RANK_CRITERIA")  # tuple of blended.ranking.RewardCriterion

@@ -367,7 +367,7 @@ def prefetch_model(models_dir: Path, name: str) -> None:
     """Make sure the diffusion model is where ComfyUI will look: download the known OpenAI file
     when online, otherwise stop with the exact file, folder and URL."""
     from blended.errors import CheckpointError
-    from blended.weights import KNOWN_WEIGHTS, ensure_file
+    from blended.downloads import KNOWN_WEIGHTS, ensure_file
 
     folder = Path(models_dir) / "blended_diffusion"
     if (folder / name).is_file():

@@ -3,17 +3,17 @@ the nodes convert them, so tests can state background bit-identity in the terms 
 
 from __future__ import annotations
 
-from blended.edit import RegionSettings, edit
-from blended.latent_region import LatentCrop
-from blended.latent_region import crop_for_model as library_crop
-from blended.latent_region import latent_pixel_mask as library_pixel_mask
-from blended.latent_region import stitch as library_stitch
+from blended.pixel.edit import RegionSettings, edit
+from blended.latent.crop_stitch import LatentCrop
+from blended.latent.crop_stitch import crop_for_model as library_crop
+from blended.latent.crop_stitch import latent_pixel_mask as library_pixel_mask
+from blended.latent.crop_stitch import stitch as library_stitch
 from blended.masks import EDIT_THRESHOLD
 from blended_diffusion_pack.nodes.images import mask_batch, to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
 
 
 def edit_image(model, image, mask, guidance, settings, seeds, region_settings=RegionSettings(), device="cpu"):
-    """What BlendedSampler does around ``blended.edit.edit`` (devices and progress aside)."""
+    """What BlendedSampler does around ``blended.pixel.edit.edit`` (devices and progress aside)."""
     edit_mask = to_library_mask(mask, image, threshold=EDIT_THRESHOLD)
     out, paste = edit(model, to_rgb01(image), edit_mask, guidance, settings, seeds, region_settings, device=device)
     return to_comfy_image(out), to_comfy_mask(paste)

@@ -23,8 +23,8 @@ pytest_plugins = ["comfy_harness", "sd15_fixture"]  # sd15_fixture: random SD1.5
 def tiny_model():
     from tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
-    from blended.diffusion_model import DiffusionModel
-    from blended.unet import UNetModel
+    from blended.pixel.diffusion_model import DiffusionModel
+    from blended.pixel.unet import UNetModel
 
     unet = UNetModel(tiny_unet_config())
     unet.load_state_dict(tiny_unet_state_dict(seed=0), strict=True)

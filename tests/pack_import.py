@@ -4,7 +4,7 @@ ComfyUI imports ``custom_nodes/<folder>/__init__.py`` as a package, and the node
 as ``..blended``, so nothing generic goes on ``sys.path`` in a user's ComfyUI. Outside ComfyUI the
 same relative imports need a parent package: ``register()`` makes one of the repository root under
 ``PACK``. Its ``blended`` and every ``blended.*`` submodule are the very modules that ``import
-blended`` gives from the repository root, so a test that builds a tiny model with ``blended.unet``
+blended`` gives from the repository root, so a test that builds a tiny model with ``blended.pixel.unet``
 and hands it to a node sees one set of classes (one ``InputError``, one ``DiffusionModel``).
 """
 
@@ -31,6 +31,6 @@ def register():
     import blended
 
     sys.modules[f"{PACK}.blended"] = package.blended = blended
-    for info in pkgutil.iter_modules(blended.__path__):
-        sys.modules[f"{PACK}.blended.{info.name}"] = importlib.import_module(f"blended.{info.name}")
+    for info in pkgutil.walk_packages(blended.__path__, "blended."):
+        sys.modules[f"{PACK}.{info.name}"] = importlib.import_module(info.name)
     return package

@@ -10,15 +10,15 @@ from safetensors.torch import save_file
 from tiny_clip import save_tiny_clip
 from tiny_unet import save_tiny_unet, tiny_unet_config, tiny_unet_state_dict
 
-from blended import weights
-from blended.checkpoint import load_diffusion_model, read_checkpoint, read_state_dict
+from blended import downloads as weights
+from blended.pixel.checkpoint import load_diffusion_model, read_checkpoint, read_state_dict
 from blended.errors import CheckpointError
-from blended.unet import CONFIG_METADATA_KEY, UNetConfig
+from blended.pixel.unet import CONFIG_METADATA_KEY, UNetConfig
 
 
 def reference_output(class_cond=False):
-    from blended.diffusion_model import DiffusionModel
-    from blended.unet import UNetModel
+    from blended.pixel.diffusion_model import DiffusionModel
+    from blended.pixel.unet import UNetModel
 
     unet = UNetModel(tiny_unet_config(class_cond))
     unet.load_state_dict(tiny_unet_state_dict(0, class_cond))

@@ -37,9 +37,9 @@ def expected_plan(comfy, graph, edit):
     """What the server's planner must decide for this graph (same code, same inputs)."""
     from blended import memory, region
     from blended.augment import ExtendingAugmentation
-    from blended.checkpoint import load_diffusion_model
+    from blended.pixel.checkpoint import load_diffusion_model
     from blended.clip_model import load_clip
-    from blended.edit import RegionSettings, prepare_masks
+    from blended.pixel.edit import RegionSettings, prepare_masks
     from blended.guidance import ClipGuidance, Guidance, RangeLoss
 
     models = comfy.base / "models"

@@ -5,7 +5,7 @@ import torch
 from comfy_layout import edit_image
 
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
-from blended.sampler import SamplerSettings, sample
+from blended.pixel.sampler import SamplerSettings, sample
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 FAST = SamplerSettings(steps="6", skip_timesteps=1)
@@ -18,8 +18,8 @@ def tame_tiny_model():
     the CPU result by about 2e-4, so a CPU/GPU comparison measures the arithmetic."""
     from tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
-    from blended.diffusion_model import DiffusionModel
-    from blended.unet import UNetModel
+    from blended.pixel.diffusion_model import DiffusionModel
+    from blended.pixel.unet import UNetModel
 
     unet = UNetModel(tiny_unet_config())
     unet.load_state_dict(tiny_unet_state_dict(seed=0), strict=True)
@@ -171,7 +171,8 @@ def test_real_out_of_memory_halves_chunks_and_returns_every_sample(memory_cap, m
     CUDA out-of-memory errors must split the chunk until it fits, losing nothing."""
     import logging
 
-    from blended import memory, sampler
+    from blended import memory
+    from blended.pixel import sampler
 
     model, guidance = real_size()
     image, mask = scene(256, "cuda")

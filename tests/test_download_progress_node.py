@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     import pack_import
     pack_import.register()
     from blended_diffusion_pack.nodes import comfy_glue
-    from blended import weights
+    from blended import downloads as weights
 
     payload = bytes(range(256)) * (3 * 4096)  # exactly 3 MiB
     class Handler(http.server.BaseHTTPRequestHandler):

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from blended import weights
+from blended import downloads as weights
 from blended.errors import CheckpointError
 
 PAYLOAD = bytes(range(256)) * 12_000  # 3 MB: several 1 MB chunks

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from blended.errors import InputError
-from blended.guidance import BackgroundLoss, ClipGuidance, Guidance, GuidanceContext, RangeLoss, clip_distance
+from blended.clip_distance import clip_distance
+from blended.guidance import BackgroundLoss, ClipGuidance, Guidance, GuidanceContext, RangeLoss
 
 
 def test_distances_on_known_angles():
@@ -119,7 +120,7 @@ def test_one_prompt_of_weight_one_is_the_paper_bit_for_bit(tiny_clip, distance, 
 
 def test_one_prompt_samples_equal_the_paper_bit_for_bit(tiny_model, tiny_clip):
     from blended.augment import ExtendingAugmentation
-    from blended.sampler import SamplerSettings, sample
+    from blended.pixel.sampler import SamplerSettings, sample
 
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     mask = torch.zeros(1, 1, 32, 32)

@@ -114,7 +114,7 @@ def test_oversized_stored_unet_config_is_refused_before_building(comfy):
     from safetensors.torch import save_file
     from tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
-    from blended.unet import CONFIG_METADATA_KEY
+    from blended.pixel.unet import CONFIG_METADATA_KEY
 
     fields = {k: list(v) if isinstance(v, tuple) else v for k, v in tiny_unet_config().__dict__.items()}
     path = comfy.base / "models" / "blended_diffusion" / "huge_config.safetensors"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blended.edit import RegionSettings, prepare_masks
+from blended.pixel.edit import RegionSettings, prepare_masks
 from blended.errors import InputError
 from blended.guidance import ClipGuidance
 

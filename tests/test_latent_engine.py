@@ -15,7 +15,7 @@ from comfy_harness import photo
 from latent_families import recording
 from sd15_fixture import encode_text
 
-from blended.latent_blend import cover_mask, step_masks
+from blended.latent.blend import cover_mask, step_masks
 
 SIZE = 64
 
@@ -110,7 +110,7 @@ REC_SIZE = 32
 
 
 def test_background_reconstruction_lowers_the_error_outside_and_leaves_the_shared_vae_alone(sd15):
-    from blended.latent_reconstruct import ReconstructSettings
+    from blended.latent.reconstruct import ReconstructSettings
     from blended_diffusion_pack.nodes.latent_nodes import reconstruct_images
 
     _, _, vae = sd15
@@ -147,7 +147,7 @@ def test_background_reconstruction_lowers_the_error_outside_and_leaves_the_share
 
 def test_reconstruction_reports_bad_inputs(sd15):
     from blended.errors import InputError
-    from blended.latent_reconstruct import ReconstructSettings
+    from blended.latent.reconstruct import ReconstructSettings
     from blended_diffusion_pack.nodes.latent_nodes import reconstruct_images
 
     _, _, vae = sd15

@@ -28,7 +28,7 @@ import torch
 from latent_families import FAMILIES, build
 
 from blended.errors import InputError
-from blended.latent_blend import step_masks
+from blended.latent.blend import step_masks
 
 STEPS = 3
 
@@ -233,7 +233,7 @@ def test_a_crop_at_the_family_multiple_encodes_to_whole_cells_and_the_stitch_kee
     assert h % multiple == 0 and w % multiple == 0 and min(h, w) == resolution
     assert latent_factor(fam.model.model) == factor  # the mask-size check knows this family's cell
     shape = (*fam.latent_shape[:-2], h // factor, w // factor)
-    from blended.latent_region import latent_pixel_mask
+    from blended.latent.crop_stitch import latent_pixel_mask
 
     cells, f = latent_pixel_mask(crop_mask[:, None], shape, 1, factor)
     assert f == factor

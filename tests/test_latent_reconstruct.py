@@ -11,9 +11,9 @@ import torch
 from test_latent_engine import example_photo
 
 from blended import masks
-from blended.decoder_tail import receptive_margin, tail_layout
-from blended.latent_blend import cover_mask
-from blended.latent_reconstruct import ReconstructSettings, tunable_for, tune
+from blended.latent.decoder_tail import receptive_margin, tail_layout
+from blended.latent.blend import cover_mask
+from blended.latent.reconstruct import ReconstructSettings, tunable_for, tune
 
 SIZE = 64
 

@@ -8,7 +8,7 @@ import torch
 from comfy_layout import crop_for_model, latent_pixel_mask, stitch
 
 from blended.errors import InputError
-from blended.latent_reconstruct import ReconstructSettings, paste_exact, report_line
+from blended.latent.reconstruct import ReconstructSettings, paste_exact, report_line
 
 
 def comfy_image(h, w, b=1, seed=0):
@@ -115,7 +115,7 @@ def test_reconstruct_settings_are_checked():
 
 
 def test_reconstruct_tunes_a_private_copy_only():
-    from blended.latent_reconstruct import private_decoder, reconstruct
+    from blended.latent.reconstruct import private_decoder, reconstruct
 
     torch.manual_seed(0)
     shared = torch.nn.Sequential(torch.nn.Conv2d(4, 32, 3, padding=1), torch.nn.SiLU(),

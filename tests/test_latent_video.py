@@ -17,7 +17,7 @@ from latent_families import recording
 from sd15_fixture import comfy_engine_path
 
 from blended.errors import InputError
-from blended.latent_region import crop_for_model, frame_union, latent_pixel_mask, stitch
+from blended.latent.crop_stitch import crop_for_model, frame_union, latent_pixel_mask, stitch
 
 FRAMES, SIZE, LATENT_FRAMES = 9, 64, 3  # Wan: T = 1 + (F-1)//4
 WAN_TINY = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "dim": 32,
@@ -226,7 +226,7 @@ def test_video_edit_through_the_nodes_and_a_wan_vae_keeps_every_frame_outside_it
 
 
 def test_background_reconstruction_refuses_a_video_latent_with_the_fix(wan_vae):
-    from blended.latent_reconstruct import ReconstructSettings
+    from blended.latent.reconstruct import ReconstructSettings
     from blended_diffusion_pack.nodes.latent_nodes import reconstruct_images
 
     frames = torch.rand(FRAMES, 64, 64, 3)

@@ -22,7 +22,7 @@ def test_the_library_never_imports_comfyui():
         import importlib, pkgutil, sys
         sys.path.insert(0, {str(ROOT)!r})
         import blended
-        names = [f"blended.{{m.name}}" for m in pkgutil.iter_modules(blended.__path__)]
+        names = [m.name for m in pkgutil.walk_packages(blended.__path__, "blended.")]
         for name in names:
             importlib.import_module(name)
         comfy = sorted(m for m in sys.modules if m.split(".")[0] in

@@ -11,8 +11,8 @@ from blended import memory
 from blended.augment import ExtendingAugmentation
 from blended.errors import InputError
 from blended.guidance import ClipGuidance, Guidance, GuidanceContext, RangeLoss
-from blended.sampler import SamplerSettings, guided_step, sample
-from blended.schedule import GaussianSchedule
+from blended.pixel.sampler import SamplerSettings, guided_step, sample
+from blended.pixel.schedule import GaussianSchedule
 
 # 5 steps from a lightly noised source: the tiny random UNet stays in range there, so batch-size
 # dependent float rounding (oneDNN picks kernels by batch) is not amplified beyond 1e-5.
@@ -331,8 +331,8 @@ def test_half_precision_guidance_gradients_stay_finite_at_max_lambda(tiny_model,
 
 def test_fp16_without_loss_scaling_overflows_at_max_lambda(tiny_model, strongest, scene, monkeypatch):
     """Why the sampler scales the loss: the same step in fp16 without it is not finite."""
-    import blended.sampler
+    import blended.pixel.sampler
 
     image, mask = scene
-    monkeypatch.setattr(blended.sampler, "FP16_LOSS_SCALE", math.inf)  # scaling off
+    monkeypatch.setattr(blended.pixel.sampler, "FP16_LOSS_SCALE", math.inf)  # scaling off
     assert not torch.isfinite(sampler_gradient(tiny_model, strongest, image, mask, "fp16")).all()

@@ -14,12 +14,12 @@ from safetensors.torch import save_file
 from tiny_clip import tiny_clip_state_dict
 from tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
-from blended.checkpoint import load_diffusion_model
+from blended.pixel.checkpoint import load_diffusion_model
 from blended.clip_model import load_clip
 from blended.errors import CheckpointError
 from blended.lpips_model import load_lpips
 from blended.model_file import first_code_global, read_torchscript_tensors
-from blended.unet import CONFIG_METADATA_KEY
+from blended.pixel.unet import CONFIG_METADATA_KEY
 
 LOADERS = {
     "diffusion": load_diffusion_model,

@@ -27,9 +27,9 @@ import pytest
 import torch
 from sd15_fixture import comfy_engine_path
 
-from blended import weights
+from blended import downloads as weights
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
-from blended.sampler import SamplerSettings, sample
+from blended.pixel.sampler import SamplerSettings, sample
 from scripts.comfy_engine import ComfyServer, is_prompt_id, new_prompt_id
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,11 +32,11 @@ from comfy_api.latest import io  # noqa: E402
 
 from blended.augment import ExtendingAugmentation  # noqa: E402
 from blended.clip_model import ClipBundle  # noqa: E402
-from blended.diffusion_model import DiffusionModel  # noqa: E402
+from blended.pixel.diffusion_model import DiffusionModel  # noqa: E402
 from blended.errors import BlendedError  # noqa: E402
 from blended.guidance import BackgroundLoss, ClipGuidance, Guidance, RangeLoss  # noqa: E402
-from blended.latent_blend import cover_mask  # noqa: E402
-from blended.latent_region import LatentCrop  # noqa: E402
+from blended.latent.blend import cover_mask  # noqa: E402
+from blended.latent.crop_stitch import LatentCrop  # noqa: E402
 from blended_diffusion_pack.nodes import comfy_glue  # noqa: E402
 from blended_diffusion_pack.nodes.evaluate_node import BlendedEvaluate  # noqa: E402
 from blended_diffusion_pack.nodes.extension import NODES  # noqa: E402

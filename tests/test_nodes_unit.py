@@ -12,10 +12,10 @@ import yaml
 from comfy_layout import edit_image
 from PIL import Image
 
-from blended.edit import RegionSettings, crop_to_mask
+from blended.pixel.edit import RegionSettings, crop_to_mask
 from blended.errors import InputError
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
-from blended.sampler import SamplerSettings
+from blended.pixel.sampler import SamplerSettings
 from blended_diffusion_pack.nodes.images import (
     to_library_image,
     to_library_mask,

@@ -8,8 +8,8 @@ from blended.augment import ExtendingAugmentation, resize_for_clip
 from blended.errors import InputError
 from blended.guidance import BackgroundLoss, ClipGuidance, Guidance, GuidanceContext, RangeLoss
 from blended.ranking import rank
-from blended.sampler import SamplerSettings, sample
-from blended.schedule import GaussianSchedule
+from blended.pixel.sampler import SamplerSettings, sample
+from blended.pixel.schedule import GaussianSchedule
 
 FAST = SamplerSettings(steps="8", skip_timesteps=2)
 

@@ -6,8 +6,8 @@ import torch
 from guided_diffusion.script_util import create_gaussian_diffusion
 
 from blended.errors import InputError
-from blended.sampler import ddim_step, ddpm_step
-from blended.schedule import GaussianSchedule, space_timesteps
+from blended.pixel.sampler import ddim_step, ddpm_step
+from blended.pixel.schedule import GaussianSchedule, space_timesteps
 
 SPECS = ["100", "ddim50", "25,25,50", "1000", "7"]
 

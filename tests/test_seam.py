@@ -5,7 +5,7 @@ import torch
 
 from blended.errors import InputError
 from blended.metrics import seam_score
-from blended.seam import MODES, apply_seam, colour_match, gradient_domain
+from blended.latent.seam import MODES, apply_seam, colour_match, gradient_domain
 
 
 def _texture(n=2, h=48, w=56, seed=0):
@@ -93,7 +93,7 @@ def test_bad_inputs_name_the_input():
 
 
 def _tinted_stitch_inputs():
-    from blended.latent_region import crop_for_model
+    from blended.latent.crop_stitch import crop_for_model
 
     image = _texture(n=2, h=72, w=96, seed=5)
     mask = _blob(1, 72, 96, cy=0.45, cx=0.55, r=0.22)[:, None]
@@ -106,8 +106,8 @@ def _tinted_stitch_inputs():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_stitch_report_gives_each_images_mode_and_both_scores(mode):
-    from blended.latent_region import stitch, stitch_with_report
-    from blended.stitch_report import report_text
+    from blended.latent.crop_stitch import stitch, stitch_with_report
+    from blended.latent.report import report_text
 
     image, mask, crop, edited = _tinted_stitch_inputs()
     full, weights, stats = stitch_with_report(crop, edited, 0, seam_mode=mode)
@@ -140,8 +140,8 @@ def test_stitch_report_gives_each_images_mode_and_both_scores(mode):
 
 
 def test_stitch_report_scores_a_feathered_exact_paste_against_the_hard_one():
-    from blended.latent_region import stitch, stitch_with_report
-    from blended.stitch_report import report_text, score_window
+    from blended.latent.crop_stitch import stitch, stitch_with_report
+    from blended.latent.report import report_text, score_window
 
     image, mask, crop, edited = _tinted_stitch_inputs()
     full, _, stats = stitch_with_report(crop, edited, 3)

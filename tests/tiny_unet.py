@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from blended.unet import CONFIG_METADATA_KEY, UNetConfig, UNetModel
+from blended.pixel.unet import CONFIG_METADATA_KEY, UNetConfig, UNetModel
 
 
 def tiny_unet_config(class_cond: bool = False) -> UNetConfig:

@@ -29,8 +29,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .masks import dilate
+from ..errors import InputError
+from ..masks import dilate
 
 
 @dataclass

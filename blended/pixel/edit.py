@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from . import masks, region
-from .errors import InputError, no_check
+from .. import masks, region
+from ..errors import InputError, no_check
 from .sampler import SamplerSettings, StepCallback, sample
 
 

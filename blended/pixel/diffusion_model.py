@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import InputError
+from ..errors import InputError
 from .unet import UNetConfig, UNetModel
 
 

@@ -20,11 +20,11 @@ from typing import Callable
 
 import torch
 
-from . import memory
-from .errors import InputError
-from .guidance import Guidance, GuidanceContext
+from .. import memory
+from ..errors import InputError
+from ..guidance import Guidance, GuidanceContext
 from .schedule import GaussianSchedule, extract
-from .seeds import cpu_generator
+from ..seeds import cpu_generator
 
 METHODS = ("ddpm", "ddim")
 MODES = ("blended", "local")

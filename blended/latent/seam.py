@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .metrics import seam_score
+from ..errors import InputError
+from ..metrics import seam_score
 
 MODES = ("exact paste", "feather", "colour match", "gradient domain")
 

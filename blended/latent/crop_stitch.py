@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import masks, region, seam, stitch_report
-from .errors import InputError
+from .. import masks, region
+from . import seam, report as stitch_report
+from ..errors import InputError
 
 
 @dataclass
@@ -66,7 +67,7 @@ def _stitch(crop: LatentCrop, edited: torch.Tensor, feather: int, video: bool, s
     the other (samples x frames: what VAEDecode of a batch of video latents gives), so frame i is
     pasted onto source frame i mod F.
 
-    ``seam_mode`` (blended.seam.MODES): "exact paste" / "feather" paste with the weights as
+    ``seam_mode`` (blended.latent.seam.MODES): "exact paste" / "feather" paste with the weights as
     always; "colour match" and "gradient domain" first paste the edit at weight 1 inside the
     mask, then correct it towards the original around the border at full size (where the
     original's own pixels are), so outside the mask it stays the original bit for bit."""

@@ -23,8 +23,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import masks
-from .errors import InputError
+from .. import masks
+from ..errors import InputError
 
 NoiseScaling = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def linear_betas(num_timesteps: int = 1000) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 # safetensors metadata key under which we store a JSON UNetConfig (what the weights cannot tell).
 CONFIG_METADATA_KEY = "blended_diffusion.config"

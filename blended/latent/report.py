@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .metrics import seam_score
+from ..metrics import seam_score
 
 BAND_PX = 2  # seam_score's default band, the one the ranking and the reconstruction report use
 
