@@ -2,7 +2,7 @@
 workers), the loopback cluster of tests/test_distributed.py. Prints figures measured in one run;
 never asserts on time.
 
-    BLENDED_VENDOR_DIR=<folder with the snapshot> python benchmarks/bench_distributed.py [--steps 25] [--repeats 3]
+    BLENDED_VENDOR_DIR=<folder with the snapshot> python -m benchmarks.bench_distributed [--steps 25] [--repeats 3]
 
 Tiny random models (tests/tiny_unet.py, tests/tiny_clip.py) on a 64x48 test photo, CPU, each server
 with OMP_NUM_THREADS=1. Per repeat, with fresh seeds (nothing comes from ComfyUI's cache):
@@ -19,18 +19,15 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from scripts.engine import comfy_distributed
+from scripts.engine.comfy_engine import execution_error, set_inputs
+from tests.support.comfy_harness import TINY_ADM, TINY_CLIP, prepare_tiny_pixel
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from comfy_harness import TINY_ADM, TINY_CLIP, prepare_tiny_pixel  # noqa: E402
-
-from scripts import comfy_distributed  # noqa: E402
-from scripts.comfy_engine import execution_error, set_inputs  # noqa: E402
 
 
 def graph(seed: int, steps: str, batch: int) -> dict:

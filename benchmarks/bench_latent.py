@@ -6,7 +6,7 @@ time. The last line is always
     reconstruction: time_ratio=<recon s / 30-step sampling s> outside_reduction=<plain / tuned squared error
     outside> inside_mse=<tuned vs plain decode, inside the mask>
 
-    python benchmarks/bench_latent.py [--size 256] [--steps 3] [--checkpoint sd15.safetensors] [--skip-pixel]
+    python -m benchmarks.bench_latent [--size 256] [--steps 3] [--checkpoint sd15.safetensors] [--skip-pixel]
 
 Random weights at the real architectures' sizes (speed does not depend on the values): a random SD1.5
 single-file checkpoint (built in a temp dir unless --checkpoint is given) loaded by ComfyUI's own
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +33,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 LATENT_STEPS, PIXEL_STEPS = 30, 75
 
@@ -62,14 +60,14 @@ def scene(size):
 
 
 def latent_path(ckpt: Path, size: int, steps: int, device) -> dict:
-    from sd15_fixture import comfy_engine_path
+    from tests.support.sd15_fixture import comfy_engine_path
 
     comfy_engine_path()
     import comfy.sd
-    import pack_import
 
     from blended.latent.blend import cover_mask
     from blended.latent.reconstruct import SEAM_MODES, ReconstructSettings
+    from tests.support import pack_import
 
     pack_import.register()
     from blended_diffusion_pack.nodes.latent_nodes import reconstruct_images, run_latent_sampler
@@ -103,11 +101,10 @@ def latent_path(ckpt: Path, size: int, steps: int, device) -> dict:
 
 
 def pixel_path(size: int, steps: int, device) -> dict:
-    from bench_sampler import full_size_clip, make_model
-
     from blended.augment import ExtendingAugmentation
     from blended.guidance import ClipGuidance, Guidance, RangeLoss
     from blended.pixel.sampler import SamplerSettings, sample
+    from tests.support.sized_models import full_size_clip, make_model
 
     model = make_model("adm256", device)
     guidance = Guidance((ClipGuidance(full_size_clip(device), "a bowl of cherries",
@@ -132,12 +129,12 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench-latent-") as tmp:
         ckpt = args.checkpoint
         if ckpt is None:
-            from sd15_fixture import write_random_sd15
+            from tests.support.sd15_fixture import write_random_sd15
 
             t = time.perf_counter()
             ckpt = write_random_sd15(Path(tmp) / "random_sd15.safetensors")
             print(f"random SD1.5 checkpoint built in {time.perf_counter() - t:.1f} s")
-        from sd15_fixture import comfy_engine_path
+        from tests.support.sd15_fixture import comfy_engine_path
 
         comfy_engine_path()
         import comfy.model_management as mm

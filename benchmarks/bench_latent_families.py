@@ -9,7 +9,7 @@ core's step: the noise in the model's own time (most of a step, and what moves t
 percent from round to round on a shared box) does not enter it. Calls and their time are taken
 through ComfyUI's public unet wrapper.
 
-    .venv/bin/python benchmarks/bench_latent_families.py [--families sd15,sdxl,flux-dev] [--rounds 15]
+    .venv/bin/python -m benchmarks.bench_latent_families [--families sd15,sdxl,flux-dev] [--rounds 15]
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads must not spin
 
-import torch  # noqa: E402
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 
 # GPU work is queued: a clock read means something only once it has run
@@ -41,7 +39,8 @@ def quartiles(values):
 def bench_family(name, size, steps, rounds, run_latent_sampler):
     import comfy.sample
     import latent_preview
-    from latent_families import build
+
+    from tests.support.latent_families import build
 
     b = build(name, (size, size))
     f = b.family.factor
@@ -111,10 +110,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    import pack_import
+    from tests.support import pack_import
 
     pack_import.register()
-    from sd15_fixture import comfy_engine_path
+    from tests.support.sd15_fixture import comfy_engine_path
 
     comfy_engine_path()
     import comfy.model_management as mm

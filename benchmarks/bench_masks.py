@@ -4,21 +4,18 @@ Both run interleaved in one process on the same mask, so the ratio is what to re
 seconds depend on the machine's load. The old version is timed only up to a radius where it still
 finishes in a minute or so (it grows with r^2).
 
-    python benchmarks/bench_masks.py [--height 1500 --width 2000 --radii 8,16,32 --new-radii 128,512]
+    python -m benchmarks.bench_masks [--height 1500 --width 2000 --radii 8,16,32 --new-radii 128,512]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from blended import masks  # noqa: E402
+from blended import masks
 
 
 def old_dilate(mask, px):

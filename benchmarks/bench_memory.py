@@ -1,6 +1,6 @@
 """Memory per sample, full vs gradient-checkpointed, at the real model sizes (random weights).
 
-    python benchmarks/bench_memory.py [--device cuda] [--steps 3] [--calibrate] [--model-channels 256]
+    python -m benchmarks.bench_memory [--device cuda] [--steps 3] [--calibrate] [--model-channels 256]
 
 One guided step of the 256x256 ADM (552M parameters, OpenAI's layout) with CLIP ViT-B/16
 (QuickGELU) on 8 extending augmentations, as the Blended Sampler runs it. Every configuration runs
@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 GiB = 2**30
 
@@ -84,12 +83,12 @@ class LiveBytes:
 def worker(spec: dict) -> dict:
     """One configuration, in this (fresh) process."""
     import torch
-    from bench_sampler import full_size_clip, make_model, scene
 
     from blended import memory
     from blended.augment import ExtendingAugmentation
     from blended.guidance import ClipGuidance, Guidance, RangeLoss
     from blended.pixel.sampler import SamplerSettings, sample
+    from tests.support.sized_models import full_size_clip, make_model, scene
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     device = torch.device(spec["device"])
@@ -160,8 +159,8 @@ def worker(spec: dict) -> dict:
 
 def run(spec: dict) -> dict:
     """``spec`` in a fresh interpreter; returns its result."""
-    cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "benchmarks.bench_memory", "--worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"configuration {spec} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

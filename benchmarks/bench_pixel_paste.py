@@ -11,20 +11,17 @@ mask a weight below 1 reaches (the feather's band), "max|d| out" the largest cha
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from benchmarks.bench_seams import edit as tinted_texture
+from benchmarks.bench_seams import masks as mask_kinds
+from benchmarks.bench_seams import texture
+from blended import masks, region
+from blended.latent.seam import colour_match, gradient_domain
+from blended.metrics import seam_score
+from blended.pixel.edit import RegionSettings, prepare_masks
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-
-from bench_seams import edit as tinted_texture  # noqa: E402
-from bench_seams import masks as mask_kinds  # noqa: E402
-from bench_seams import texture  # noqa: E402
-
-from blended import masks, region  # noqa: E402
-from blended.pixel.edit import RegionSettings, prepare_masks  # noqa: E402
-from blended.metrics import seam_score  # noqa: E402
-from blended.latent.seam import colour_match, gradient_domain  # noqa: E402
 
 
 def pixel_paste(source, mask, feather, model_size=256):

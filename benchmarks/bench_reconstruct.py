@@ -1,6 +1,6 @@
 """Benchmark: the background reconstruction's levers, one row per configuration on the same image.
 
-    python benchmarks/bench_reconstruct.py [--size 64] [--configs "paper:1e-4 1:3e-4 1:1e-3 3:1e-4 0:1e-2"]
+    python -m benchmarks.bench_reconstruct [--size 64] [--configs "paper:1e-4 1:3e-4 1:1e-3 3:1e-4 0:1e-2"]
 
 Each config is BLOCKS:LR. ``paper`` is the paper's way as it ran before: the whole decoder tuned,
 every outside pixel in the loss, 75 Adam steps, no stopping rule. A number tunes the decoder's last
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
 def settings_for(blocks: str, lr: float, iterations: int, size: int):
@@ -43,7 +41,7 @@ def main(argv=None):
     ap.add_argument("--configs", default="paper:1e-4 1:1e-4 1:3e-4 1:1e-3 2:1e-4 3:1e-4 0:1e-2 0:3e-3")
     ap.add_argument("--iterations", type=int, default=75, help="most steps of the tail rows")
     args = ap.parse_args(argv)
-    from sd15_fixture import comfy_engine_path, write_random_sd15
+    from tests.support.sd15_fixture import comfy_engine_path, write_random_sd15
 
     comfy_engine_path()
     import comfy.sd

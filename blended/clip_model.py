@@ -16,9 +16,9 @@ from typing import Callable
 
 import torch
 
+from .downloads import downloads_disabled
 from .errors import CheckpointError
 from .model_file import SUFFIXES, flat_state_dict, read_model_file
-from .downloads import downloads_disabled
 
 HUB_DEFAULT = "ViT-B-16-quickgelu:openai"
 # The pack's own folder under ComfyUI/models/. Not models/clip: that is the legacy alias of

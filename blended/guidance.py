@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass, field, replace
 
 import torch
-import torch.nn.functional as F
 
 from .augment import ExtendingAugmentation, resize_for_clip
 from .clip_distance import check_distance, clip_distance
@@ -19,6 +18,7 @@ from .clip_model import ClipBundle
 from .errors import InputError
 from .prompts import PromptSet, WeightedPrompt, combine, parse_prompts
 from .typography import TypographyGuard
+
 
 @dataclass
 class GuidanceContext:

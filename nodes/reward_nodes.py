@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from comfy_api.latest import io
 
+from ..blended.downloads import REWARD_WEIGHTS, ensure_file
 from ..blended.errors import CheckpointError
 from ..blended.ranking import REWARD_VIEWS, RewardCriterion
 from ..blended.reward_models import LABELS, load_reward
-from ..blended.downloads import REWARD_WEIGHTS, ensure_file
 from . import comfy_glue as glue
 from .types import CriteriaSocket, RewardSocket
 from .validation import BlendedNode

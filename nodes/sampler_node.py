@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..blended.pixel.edit import RegionSettings, edit
 from ..blended.masks import EDIT_THRESHOLD
 from ..blended.memory import MEMORY_MODES, PRECISIONS, autocast_for
+from ..blended.pixel.edit import RegionSettings, edit
 from ..blended.pixel.sampler import METHODS, MODES, SamplerSettings
 from ..blended.seeds import batch_seeds
 from . import comfy_glue as glue

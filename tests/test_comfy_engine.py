@@ -2,7 +2,7 @@
 
 One ComfyUI server (0.3.75, unmodified) runs for the whole module on 127.0.0.1 with this pack in
 custom_nodes and tiny random models in the real key layouts in its models folders. Graphs are
-POSTed exactly as the UI or ``scripts/run_edit.py`` would send them.
+POSTed exactly as the UI or ``scripts/cli/run_edit.py`` would send them.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 import pytest
-from comfy_harness import api_workflow, watch_run
 from PIL import Image
 
-from scripts.comfy_engine import PromptRejected, execution_error, output_images, output_texts, set_inputs
+from scripts.engine.comfy_engine import PromptRejected, execution_error, output_images, output_texts, set_inputs
+from tests.support.comfy_harness import api_workflow, watch_run
 
 SHIPPED = ["Blended - Object editing", "Blended - New background", "Blended - Scribble editing",
            "Blended - Outpainting"]
@@ -92,9 +92,8 @@ def test_pack_imports_and_every_input_has_a_tooltip(comfy):
 def test_pack_keeps_the_files_already_in_input(comfy):
     """The harness wrote its own blended_object.png etc. before the server started: the pack's
     example copies (issue 11) must not have replaced them."""
-    from comfy_harness import IMAGE_H, IMAGE_W
-
-    from scripts.comfy_engine import WORKFLOWS
+    from scripts.engine.comfy_engine import WORKFLOWS
+    from tests.support.comfy_harness import IMAGE_H, IMAGE_W
 
     written = set(comfy.masks) | {"blended_landscape.png"}  # what write_inputs put there (not the video's)
     photos = [p for p in sorted((WORKFLOWS / "examples").glob("*.png")) if p.name in written]
@@ -209,7 +208,7 @@ def test_ranked_scores_are_sorted_and_reproducible(comfy):
 
 
 def test_reward_models_rank_with_the_rest_and_a_missing_one_only_adds_a_note(comfy):
-    from tiny_rewards import save_tiny_hps
+    from tests.support.tiny_rewards import save_tiny_hps
 
     save_tiny_hps(comfy.base / "models" / "blended_hpsv2" / "HPS_v2.1_compressed.pt")
     graph = fast(api_workflow("Blended - Object editing"), comfy)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.comfy_engine import REPO, WORKFLOWS
+from scripts.engine.comfy_engine import REPO, WORKFLOWS
 
 DATA = Path(__file__).resolve().parent / "data"
 # Graphs name the user's model files (an SD checkpoint, the OpenAI ADM); the test server has tiny

@@ -15,10 +15,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from comfy_harness import api_workflow, forced_memory_budget_mb, photo, save_rgba, watch_run
 from PIL import Image
 
-from scripts.comfy_engine import execution_error, output_images, set_inputs
+from scripts.engine.comfy_engine import execution_error, output_images, set_inputs
+from tests.support.comfy_harness import api_workflow, forced_memory_budget_mb, photo, save_rgba, watch_run
 
 WIDE_W, WIDE_H = 560, 40
 STEPS, SKIP, BATCH = "4", 1, 8
@@ -37,10 +37,10 @@ def expected_plan(comfy, graph, edit):
     """What the server's planner must decide for this graph (same code, same inputs)."""
     from blended import memory, region
     from blended.augment import ExtendingAugmentation
-    from blended.pixel.checkpoint import load_diffusion_model
     from blended.clip_model import load_clip
-    from blended.pixel.edit import RegionSettings, prepare_masks
     from blended.guidance import ClipGuidance, Guidance, RangeLoss
+    from blended.pixel.checkpoint import load_diffusion_model
+    from blended.pixel.edit import RegionSettings, prepare_masks
 
     models = comfy.base / "models"
     model = load_diffusion_model(models / "blended_diffusion" / comfy.names["model"])

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from comfy_layout import edit_image
 
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
 from blended.pixel.sampler import SamplerSettings, sample
+from tests.support.comfy_layout import edit_image
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 FAST = SamplerSettings(steps="6", skip_timesteps=1)
@@ -16,10 +16,9 @@ def tame_tiny_model():
     variance drives samples to about 1e6 inside the mask, where float rounding differences between
     CPU and GPU grow to whole units and fp16 overflows; scaled, a 1e-4 change of the input moves
     the CPU result by about 2e-4, so a CPU/GPU comparison measures the arithmetic."""
-    from tiny_unet import tiny_unet_config, tiny_unet_state_dict
-
     from blended.pixel.diffusion_model import DiffusionModel
     from blended.pixel.unet import UNetModel
+    from tests.support.tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
     unet = UNetModel(tiny_unet_config())
     unet.load_state_dict(tiny_unet_state_dict(seed=0), strict=True)
@@ -138,13 +137,8 @@ def test_free_memory_reads_a_device_named_without_index(memory_cap):
 
 def real_size(device="cuda"):
     """ADM-256 (552M parameters) and ViT-B/16 at their real sizes, random weights."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from bench_sampler import full_size_clip, make_model
-
     from blended.augment import ExtendingAugmentation
+    from tests.support.sized_models import full_size_clip, make_model
 
     model = make_model("adm256", device)
     guidance = Guidance((ClipGuidance(full_size_clip(device), "a red ball", augmentation=ExtendingAugmentation(8)),

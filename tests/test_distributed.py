@@ -4,7 +4,7 @@ The shipped template ``blended_distributed_best_of_n`` is queued on the master's
 ``/distributed/queue`` exactly as ComfyUI-Distributed's Queue button sends it: the master samples seed
 S, worker k (DistributedSeed) seed S + k, each worker posts its IMAGE batch back to the master, the
 DistributedCollector gathers master-first-then-workers, and Blended Rank Results ranks all of them.
-ComfyUI-Distributed v1.4.4 is an unmodified snapshot from ``../shared/vendor`` (scripts/comfy_distributed.py),
+ComfyUI-Distributed v1.4.4 is an unmodified snapshot from ``../shared/vendor`` (scripts/engine/comfy_distributed.py),
 only configured; without it the module is skipped. Three ComfyUI servers run at once: each is killed
 with its process group when the module ends, whatever happened.
 """
@@ -17,11 +17,11 @@ import time
 
 import numpy as np
 import pytest
-from comfy_harness import TINY_ADM, TINY_CLIP, prepare_tiny_pixel
 from PIL import Image
 
-from scripts import comfy_distributed
-from scripts.comfy_engine import execution_error, output_images, output_texts, set_inputs
+from scripts.engine import comfy_distributed
+from scripts.engine.comfy_engine import execution_error, output_images, output_texts, set_inputs
+from tests.support.comfy_harness import TINY_ADM, TINY_CLIP, prepare_tiny_pixel
 
 if comfy_distributed.snapshot() is None:
     pytest.skip(f"ComfyUI-Distributed snapshot {comfy_distributed.SNAPSHOT} not found in "

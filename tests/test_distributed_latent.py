@@ -17,11 +17,11 @@ import re
 
 import numpy as np
 import pytest
-from comfy_harness import TINY_CLIP, prepare_tiny_pixel
 from PIL import Image
 
-from scripts import comfy_distributed
-from scripts.comfy_engine import execution_error, output_images, output_texts, set_inputs
+from scripts.engine import comfy_distributed
+from scripts.engine.comfy_engine import execution_error, output_images, output_texts, set_inputs
+from tests.support.comfy_harness import TINY_CLIP, prepare_tiny_pixel
 
 if comfy_distributed.snapshot() is None:
     pytest.skip(f"ComfyUI-Distributed snapshot {comfy_distributed.SNAPSHOT} not found in "

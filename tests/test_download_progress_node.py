@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from scripts.comfy_engine import engine_source
+from scripts.engine.comfy_engine import engine_source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,12 +19,12 @@ SCRIPT = textwrap.dedent("""
     import hashlib, http.server, json, sys, threading
     from pathlib import Path
     engine, root, tmp = sys.argv[1:4]
-    sys.path[:0] = [engine, root, root + "/tests"]
+    sys.path[:0] = [engine, root]
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
     import comfy.model_management as mm
     import comfy.utils
-    import pack_import
+    from tests.support import pack_import
     pack_import.register()
     from blended_diffusion_pack.nodes import comfy_glue
     from blended import downloads as weights

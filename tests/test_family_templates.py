@@ -33,12 +33,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from comfy_harness import api_workflow
 from PIL import Image
-from sd15_fixture import comfy_engine_path, write_random_checkpoint
-from sdxl_fixture import write_random_sdxl
 
-from scripts.comfy_engine import (
+from scripts.engine.comfy_engine import (
     REPO,
     ComfyServer,
     PromptRejected,
@@ -47,6 +44,9 @@ from scripts.comfy_engine import (
     output_images,
     prepare_base,
 )
+from tests.support.comfy_harness import api_workflow
+from tests.support.sd15_fixture import comfy_engine_path, write_random_checkpoint
+from tests.support.sdxl_fixture import write_random_sdxl
 
 WAN_VIDEO = "Blended - Wan 2.2 video edit"
 FLUX = "Blended - Flux.1 dev edit"
@@ -532,7 +532,7 @@ def test_the_shipped_graph_passes_the_servers_validation(placeholder_server, nam
 def test_the_main_job_puts_the_prompt_in_the_positive_encoder_only(tmp_path, name):
     """``--template`` walks from the sampler's positive to its encoder ("text" or, for Qwen-Image-Edit,
     "prompt"); the negative encoder and every other node stay as shipped."""
-    from scripts.run_edit import LOADER_FOLDERS, create_argparser, load_template, template_graph
+    from scripts.cli.run_edit import LOADER_FOLDERS, create_argparser, load_template, template_graph
 
     shipped = api_workflow(name)
     for node in shipped.values():

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.build_ui_workflows import VIEWPORT, browser_page, comfy_server
-from scripts.comfy_engine import API_WORKFLOWS, WORKFLOWS
+from scripts.engine.comfy_engine import API_WORKFLOWS, WORKFLOWS
+from scripts.templates.build_ui_workflows import VIEWPORT, browser_page, comfy_server
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "frontend"
@@ -88,7 +88,7 @@ def frontend(request, tmp_path_factory):
     root = FRONTENDS[version]
     if root is not None and not (root / "index.html").is_file():
         pytest.fail(f"comfyui-frontend-package {version} is not installed in .venv/frontends: "
-                    "run `bash scripts/install_deps.sh --tests .venv`")
+                    "run `bash scripts/setup/install_deps.sh --tests .venv`")
     tmp = tmp_path_factory.mktemp(f"frontend-{version}")
     not_found: list[str] = []
     with comfy_server(tmp, examples=True, frontend_root=str(root) if root else None,

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from blended.errors import InputError
 from blended.clip_distance import clip_distance
+from blended.errors import InputError
 from blended.guidance import BackgroundLoss, ClipGuidance, Guidance, GuidanceContext, RangeLoss
 
 

@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 import pytest
-from comfy_harness import api_workflow, ellipse, photo, save_rgba
-from hostile_files import pickle_that_runs_code, torchscript_that_runs_code
 from PIL import Image
 from test_comfy_engine import TOP_K, assert_serving, fast, run_error, run_ok
 
-from scripts.comfy_engine import PromptRejected, execution_error, output_images, set_inputs
+from scripts.engine.comfy_engine import PromptRejected, execution_error, output_images, set_inputs
+from tests.support.comfy_harness import api_workflow, ellipse, photo, save_rgba
+from tests.support.hostile_files import pickle_that_runs_code, torchscript_that_runs_code
 
 RAW_EXCEPTION_WORDS = ("Traceback", "KeyError", "TypeError:", "UnboundLocalError", "cannot convert float NaN")
 
@@ -112,9 +112,9 @@ def test_broken_model_files_in_every_folder(comfy, hostile_models, folder, name,
 
 def test_oversized_stored_unet_config_is_refused_before_building(comfy):
     from safetensors.torch import save_file
-    from tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
     from blended.pixel.unet import CONFIG_METADATA_KEY
+    from tests.support.tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
     fields = {k: list(v) if isinstance(v, tuple) else v for k, v in tiny_unet_config().__dict__.items()}
     path = comfy.base / "models" / "blended_diffusion" / "huge_config.safetensors"

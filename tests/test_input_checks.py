@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blended.pixel.edit import RegionSettings, prepare_masks
 from blended.errors import InputError
 from blended.guidance import ClipGuidance
+from blended.pixel.edit import RegionSettings, prepare_masks
 
 
 class Cancelled(Exception):

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from krita_plugin_rules import default_params, expand_custom, guess_sample_count, parameter_problems
 from test_comfy_engine import loaded_rgb, read_rgb
 
-from scripts.comfy_engine import WORKFLOWS, execution_error, is_link, output_images, output_texts
+from scripts.engine.comfy_engine import WORKFLOWS, execution_error, is_link, output_images, output_texts
+from tests.support.krita_plugin_rules import default_params, expand_custom, guess_sample_count, parameter_problems
 
 KRITA = WORKFLOWS / "krita" / "blended_selection_edit.json"
 LATENT = WORKFLOWS / "krita" / "blended_latent_selection_edit.json"

@@ -7,10 +7,10 @@ import math
 
 import pytest
 import torch
-from sd15_fixture import comfy_engine_path
 
 from blended.errors import InputError
-from blended.latent.blend import (LatentBlend, cover_mask, noise_for_seeds, shrink_radii, step_index, step_masks)
+from blended.latent.blend import LatentBlend, cover_mask, noise_for_seeds, shrink_radii, step_index, step_masks
+from tests.support.sd15_fixture import comfy_engine_path
 
 
 def test_cover_mask_keeps_a_one_pixel_stroke_and_only_touched_cells():

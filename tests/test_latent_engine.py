@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from comfy_harness import photo
-from latent_families import recording
-from sd15_fixture import encode_text
 
 from blended.latent.blend import cover_mask, step_masks
+from tests.support.comfy_harness import photo
+from tests.support.latent_families import recording
+from tests.support.sd15_fixture import encode_text
 
 SIZE = 64
 
@@ -98,8 +98,9 @@ def test_samples_are_reproducible_per_seed(sd15):
 def example_photo(size):
     """The shipped example photo (scikit-image's CC0 coffee), scaled: real image statistics."""
     import numpy as np
-    from comfy_harness import WORKFLOWS
     from PIL import Image
+
+    from tests.support.comfy_harness import WORKFLOWS
 
     im = Image.open(WORKFLOWS / "examples" / "blended_object.png").convert("RGB").resize((size, size), Image.LANCZOS)
     return torch.from_numpy(np.asarray(im).copy()).float().div(255)[None]

@@ -25,10 +25,10 @@ import re
 
 import pytest
 import torch
-from latent_families import FAMILIES, build
 
 from blended.errors import InputError
 from blended.latent.blend import step_masks
+from tests.support.latent_families import FAMILIES, build
 
 STEPS = 3
 
@@ -216,10 +216,9 @@ def test_a_crop_at_the_family_multiple_encodes_to_whole_cells_and_the_stitch_kee
     """Crop -> (the family's VAE: one cell per ``factor`` px) -> stitch of any decoded crop: the crop
     is in the family's multiple, its mask maps onto whole latent cells of this model, and every pixel
     outside the mask is the original's float, bit for bit."""
-    from comfy_harness import photo
-
     from blended_diffusion_pack.nodes.latent_nodes import BlendedLatentCrop, BlendedLatentStitch
     from blended_diffusion_pack.nodes.latent_sampling import latent_factor
+    from tests.support.comfy_harness import photo
 
     multiple, factor = fam.family.multiple, fam.family.factor
     resolution = max(64, 4 * multiple)  # the crop's smallest resolution is 64

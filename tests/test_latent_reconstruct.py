@@ -11,8 +11,8 @@ import torch
 from test_latent_engine import example_photo
 
 from blended import masks
-from blended.latent.decoder_tail import receptive_margin, tail_layout
 from blended.latent.blend import cover_mask
+from blended.latent.decoder_tail import receptive_margin, tail_layout
 from blended.latent.reconstruct import ReconstructSettings, tunable_for, tune
 
 SIZE = 64

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from comfy_layout import crop_for_model, latent_pixel_mask, stitch
 
 from blended.errors import InputError
 from blended.latent.reconstruct import ReconstructSettings, paste_exact, report_line
+from tests.support.comfy_layout import crop_for_model, latent_pixel_mask, stitch
 
 
 def comfy_image(h, w, b=1, seed=0):

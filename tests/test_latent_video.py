@@ -13,11 +13,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from latent_families import recording
-from sd15_fixture import comfy_engine_path
 
 from blended.errors import InputError
 from blended.latent.crop_stitch import crop_for_model, frame_union, latent_pixel_mask, stitch
+from tests.support.latent_families import recording
+from tests.support.sd15_fixture import comfy_engine_path
 
 FRAMES, SIZE, LATENT_FRAMES = 9, 64, 3  # Wan: T = 1 + (F-1)//4
 WAN_TINY = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "dim": 32,
@@ -197,9 +197,8 @@ def wan_vae():
 def test_video_edit_through_the_nodes_and_a_wan_vae_keeps_every_frame_outside_its_mask(wan, wan_vae):
     """Crop -> Wan VAE encode (9 frames -> 3 latent frames) -> sampler -> Wan VAE decode ->
     stitch with ``video`` on: every output frame outside its own mask is the source frame."""
-    from comfy_harness import photo
-
     from blended_diffusion_pack.nodes.latent_nodes import BlendedLatentCrop, BlendedLatentStitch, run_latent_sampler
+    from tests.support.comfy_harness import photo
 
     h, w, samples = 80, 112, 2
     frames = torch.stack([torch.from_numpy(photo(w, h, seed=f)).float().div(255) for f in range(FRAMES)])

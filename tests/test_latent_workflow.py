@@ -6,10 +6,10 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from comfy_harness import api_workflow, watch_run
 from test_comfy_engine import loaded_rgb, read_rgb
 
-from scripts.comfy_engine import execution_error, output_images, output_texts, set_inputs
+from scripts.engine.comfy_engine import execution_error, output_images, output_texts, set_inputs
+from tests.support.comfy_harness import api_workflow, watch_run
 
 NAME = "Blended - SD1.5 or SDXL edit"
 BATCH, TOP_K = 2, 2

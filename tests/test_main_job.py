@@ -1,4 +1,4 @@
-"""The README's main job (scripts/run_edit.py, what scripts/edit.sh runs) end to end.
+"""The README's main job (scripts/cli/run_edit.py, what scripts/edit.sh runs) end to end.
 
 It starts its own ComfyUI server from the engine copy the session fixture made, with the tiny
 models given through --models-dir (an extra_model_paths.yaml), exactly as a user with models in
@@ -14,18 +14,17 @@ import sys
 
 import numpy as np
 import pytest
-from comfy_harness import ellipse, photo
 from PIL import Image
 
-from scripts.comfy_engine import API_WORKFLOWS, EXAMPLE_IMAGE, EXAMPLE_PROMPT, REPO
-
-RUN_EDIT = REPO / "scripts" / "run_edit.py"
+from scripts.engine.comfy_engine import API_WORKFLOWS, EXAMPLE_IMAGE, EXAMPLE_PROMPT, REPO
+from tests.support.comfy_harness import ellipse, photo
 
 
 def run_edit(*args, env=None, timeout=600) -> subprocess.CompletedProcess:
     env = dict(os.environ if env is None else env, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    return subprocess.run([sys.executable, str(RUN_EDIT), *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))  # as scripts/edit.sh runs it
+    return subprocess.run([sys.executable, "-m", "scripts.cli.run_edit", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=timeout)
 
 
 def write_photo_and_mask(folder, w=72, h=40):
@@ -128,7 +127,7 @@ def test_checkpoint_resolution_is_read_off_the_keys(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from scripts.run_edit import checkpoint_resolution
+    from scripts.cli.run_edit import checkpoint_resolution
 
     save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(2)}, tmp_path / "xl.safetensors")
     save_file({"cond_stage_model.transformer.text_model.final_layer_norm.weight": torch.zeros(2)},
@@ -156,7 +155,7 @@ def test_template_with_missing_files_names_each_file_and_its_folder(comfy, tmp_p
 def test_template_graph_puts_the_prompt_in_the_positive_encoder(tmp_path):
     """Through FluxGuidance to the CLIPTextEncode the sampler's positive comes from; the negative
     (ConditioningZeroOut) and the files stay as shipped."""
-    from scripts.run_edit import create_argparser, load_template, template_graph
+    from scripts.cli.run_edit import create_argparser, load_template, template_graph
 
     name = "Blended - Flux.1 dev edit"
     shipped = json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
@@ -182,7 +181,7 @@ def test_template_graph_puts_the_prompt_in_the_positive_encoder(tmp_path):
 
 
 def test_unknown_template_lists_the_shipped_ones(tmp_path):
-    from scripts.run_edit import load_template
+    from scripts.cli.run_edit import load_template
 
     with pytest.raises(SystemExit) as e:
         load_template("object editing", tmp_path)

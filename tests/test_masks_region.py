@@ -126,8 +126,8 @@ def test_model_input_of_an_extreme_strip_stays_bounded():
 def test_pixel_paste_feathers_a_band_inside_the_mask_only(feather):
     """edit()'s paste-back on a tinted crop: outside the mask the source bit for bit, weights below 1
     only in a band of 2 x feather px inside the border, and the tint's step at the border softened."""
-    from blended.pixel.edit import RegionSettings, prepare_masks
     from blended.metrics import seam_score
+    from blended.pixel.edit import RegionSettings, prepare_masks
 
     g = torch.Generator().manual_seed(4)
     coarse = torch.rand(1, 3, 8, 8, generator=g)

@@ -94,7 +94,7 @@ def test_clip_score_and_evaluate(scene, lpips, tiny_clip):
 def test_evaluate_script_on_files(tmp_path, real_lpips_path, tiny_clip):
     from PIL import Image
 
-    from scripts.evaluate import main
+    from scripts.cli.evaluate import main
 
     def save(t, name):
         Image.fromarray((t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / name)
@@ -105,7 +105,7 @@ def test_evaluate_script_on_files(tmp_path, real_lpips_path, tiny_clip):
     mask[..., 20:40, 20:40] = 1
     Image.fromarray((mask[0, 0].numpy() * 255).astype(np.uint8)).save(tmp_path / "mask.png")
     clip_file = tmp_path / "eval_clip.safetensors"
-    from tiny_clip import save_tiny_clip
+    from tests.support.tiny_clip import save_tiny_clip
 
     save_tiny_clip(clip_file, seed=1)
     edits = [save(torch.where(mask > 0, photo("coffee"), src), "a.png"), save(photo("chelsea"), "b.png")]

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from sd15_fixture import comfy_engine_path
 
 from blended import downloads as weights
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
 from blended.pixel.sampler import SamplerSettings, sample
-from scripts.comfy_engine import ComfyServer, is_prompt_id, new_prompt_id
+from scripts.engine.comfy_engine import ComfyServer, is_prompt_id, new_prompt_id
+from tests.support.sd15_fixture import comfy_engine_path
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,12 +17,13 @@ import re
 
 import pytest
 import torch
-from comfy_harness import photo
-from sd15_fixture import comfy_engine_path, encode_text
+
+from tests.support.comfy_harness import photo
+from tests.support.sd15_fixture import comfy_engine_path, encode_text
 
 try:
     comfy_engine_path()  # comfy_api, folder_paths and comfy.* importable, device = CPU
-except SystemExit as missing:  # no ComfyUI here: the ComfyUI-free tests still run (setup: scripts/setup_comfy.sh)
+except SystemExit as missing:  # no ComfyUI here: the ComfyUI-free tests still run (setup: scripts/setup/setup_comfy.sh)
     pytest.skip(str(missing), allow_module_level=True)
 
 import comfy.model_management as mm  # noqa: E402
@@ -32,11 +33,11 @@ from comfy_api.latest import io  # noqa: E402
 
 from blended.augment import ExtendingAugmentation  # noqa: E402
 from blended.clip_model import ClipBundle  # noqa: E402
-from blended.pixel.diffusion_model import DiffusionModel  # noqa: E402
 from blended.errors import BlendedError  # noqa: E402
 from blended.guidance import BackgroundLoss, ClipGuidance, Guidance, RangeLoss  # noqa: E402
 from blended.latent.blend import cover_mask  # noqa: E402
 from blended.latent.crop_stitch import LatentCrop  # noqa: E402
+from blended.pixel.diffusion_model import DiffusionModel  # noqa: E402
 from blended_diffusion_pack.nodes import comfy_glue  # noqa: E402
 from blended_diffusion_pack.nodes.evaluate_node import BlendedEvaluate  # noqa: E402
 from blended_diffusion_pack.nodes.extension import NODES  # noqa: E402
@@ -132,7 +133,7 @@ def no_inference_tensors(module: torch.nn.Module) -> bool:
 
 
 def test_diffusion_model_loader_loads_a_working_model(models, tiny_model):
-    from tiny_unet import save_tiny_unet
+    from tests.support.tiny_unet import save_tiny_unet
 
     save_tiny_unet(models / "blended_diffusion" / "tiny_adm.pt", seed=0)
     assert "tiny_adm.pt" in BlendedDiffusionModelLoader.define_schema().inputs[0].options
@@ -148,7 +149,7 @@ def test_diffusion_model_loader_loads_a_working_model(models, tiny_model):
 
 
 def test_diffusion_model_loader_names_a_missing_or_wrong_file(models, monkeypatch):
-    from tiny_clip import save_tiny_clip
+    from tests.support.tiny_clip import save_tiny_clip
 
     with pytest.raises(ValueError, match=r"Diffusion model 'nope\.pt' is not in .*blended_diffusion"):
         run(BlendedDiffusionModelLoader, model_name="nope.pt")
@@ -162,7 +163,7 @@ def test_diffusion_model_loader_names_a_missing_or_wrong_file(models, monkeypatc
 
 
 def test_clip_loader_loads_its_folder_and_the_legacy_one(models, tiny_clip, caplog):
-    from tiny_clip import save_tiny_clip
+    from tests.support.tiny_clip import save_tiny_clip
 
     save_tiny_clip(models / "blended_clip" / "tiny_clip.safetensors", seed=0)
     save_tiny_clip(models / "text_encoders" / "old_place.safetensors", seed=0)
@@ -361,7 +362,7 @@ def test_reward_loader_skips_a_missing_model_with_a_note_or_says_where_it_goes(m
     with pytest.raises(ValueError, match=r"HPS_v2\.1_compressed\.pt.*blended_hpsv2.*huggingface\.co/xswu/HPSv2"):
         run(BlendedRewardModelLoader, reward_model="HPSv2.1", if_missing="error")
     # the aesthetic predictor needs two files; with only the MLP, the missing CLIP is named
-    from tiny_rewards import save_tiny_aesthetic, save_tiny_hps
+    from tests.support.tiny_rewards import save_tiny_aesthetic, save_tiny_hps
 
     save_tiny_aesthetic(models / "blended_aesthetic" / "sac+logos+ava1-l14-linearMSE.pth", models / "x" / "c.pt")
     (missing,) = run(BlendedRewardModelLoader, reward_model="LAION aesthetic v2").result
@@ -373,9 +374,8 @@ def test_reward_loader_skips_a_missing_model_with_a_note_or_says_where_it_goes(m
 
 
 def test_rank_results_with_reward_criteria_and_a_missing_one(tiny_clip, tmp_path):
-    from tiny_rewards import save_tiny_hps
-
     from blended.reward_models import load_reward
+    from tests.support.tiny_rewards import save_tiny_hps
 
     hps = load_reward("hpsv2", save_tiny_hps(tmp_path / "h.pt")[1])
     (chain,) = run(BlendedRewardCriterion, reward=hps, weight=1.0, view="mask_box").result

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from comfy_layout import edit_image
 from PIL import Image
 
-from blended.pixel.edit import RegionSettings, crop_to_mask
 from blended.errors import InputError
 from blended.guidance import ClipGuidance, Guidance, RangeLoss
+from blended.pixel.edit import RegionSettings, crop_to_mask
 from blended.pixel.sampler import SamplerSettings
 from blended_diffusion_pack.nodes.images import (
     to_library_image,
     to_library_mask,
 )
-from scripts.comfy_engine import compose_input, describe_rejection, set_inputs, write_model_paths
+from scripts.engine.comfy_engine import compose_input, describe_rejection, set_inputs, write_model_paths
+from tests.support.comfy_layout import edit_image
 
 FAST = SamplerSettings(steps="4", skip_timesteps=1)
 
@@ -156,7 +156,7 @@ def test_crop_to_mask_covers_the_mask():
     assert cm.sum() == m.sum()  # the whole mask is inside the crop
 
 
-# --- scripts/comfy_engine.py ------------------------------------------------------------------------
+# --- scripts/engine/comfy_engine.py ------------------------------------------------------------------------
 
 
 def test_compose_input_turns_white_mask_into_transparency(tmp_path):

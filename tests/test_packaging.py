@@ -54,7 +54,9 @@ def test_archive_holds_exactly_the_runtime_files(archive):
     expected = sorted(p for p in files if p.split("/")[0] in RUNTIME_DIRS or p in RUNTIME_FILES)
     assert names == expected
     assert not [n for n in names if n.startswith(DEVELOPMENT)]
-    for needed in ("__init__.py", "pyproject.toml", "requirements.txt", "nodes/extension.py", "blended/pixel/sampler.py"):
+    needed_files = ("__init__.py", "pyproject.toml", "requirements.txt", "nodes/extension.py",
+                    "blended/pixel/sampler.py")
+    for needed in needed_files:
         assert needed in names
 
 

@@ -5,7 +5,6 @@ import contextlib
 
 import pytest
 import torch
-from tiny_rewards import save_tiny_hps
 
 from blended import memory
 from blended.errors import InputError
@@ -13,6 +12,7 @@ from blended.guidance import ClipGuidance
 from blended.metrics import seam_score
 from blended.ranking import RankingWeights, RewardCriterion, score_samples
 from blended.reward_models import load_reward
+from tests.support.tiny_rewards import save_tiny_hps
 
 
 def frozen_today(images, mask, guidance, weights, scene_prompt="", chunk=16):

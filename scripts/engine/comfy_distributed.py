@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from scripts.comfy_engine import REPO, ComfyServer
+from scripts.engine.comfy_engine import REPO, ComfyServer
 
 # Needs the ComfyUI-Distributed pack, so it lives apart from workflows/api (whose graphs all have UI twins
 # built from the core frontend's node list); ComfyUI's frontend opens it as an API-format file.
@@ -122,7 +122,7 @@ class Cluster:
 def cluster(root: Path, prepare, workers: int = 2, timeout_s: int = 20, env: dict | None = None):
     """Start a master and ``workers`` workers under ``root``; ``prepare(base)`` fills a server's base
     directory (pack link, models, inputs) and returns it. Yields a Cluster; stops it on exit."""
-    from scripts.comfy_engine import free_port, prepare_engine
+    from scripts.engine.comfy_engine import free_port, prepare_engine
 
     archive = snapshot()
     if archive is None:

@@ -1,6 +1,6 @@
 """Score a folder of edits against their source, outside ComfyUI (the Blended Evaluate node's numbers).
 
-    python scripts/evaluate.py --source photo.png --mask mask.png --prompt "a bowl of cherries" results/*.png
+    python -m scripts.cli.evaluate --source photo.png --mask mask.png --prompt "a bowl of cherries" results/*.png
         [--clip ViT-B-32-quickgelu:openai | models/blended_clip/other_clip.safetensors]
         [--lpips models/lpips/lpips_vgg.safetensors]
         [--band 4] [--seam-px 2] [--json report.json]
@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_EVAL_CLIP = "ViT-B-32-quickgelu:openai"
 
 
@@ -84,7 +84,6 @@ def main(argv=None) -> int:
     if args.seam_px < 1:
         raise SystemExit(f"--seam-px {args.seam_px}: use 1 or more pixels.")
 
-    sys.path.insert(0, str(REPO))
     from blended.clip_model import load_clip
     from blended.errors import BlendedError
     from blended.lpips_model import load_lpips

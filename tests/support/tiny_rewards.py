@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tiny_clip import tiny_clip_state_dict
+
+from tests.support.tiny_clip import tiny_clip_state_dict
 
 VOCAB = 49408  # the real tokenizer's vocabulary
 

@@ -1,6 +1,6 @@
 """Build the UI-format templates, their cards and screenshots from the API-format workflows.
 
-    HF_HUB_OFFLINE=1 BLENDED_OFFLINE=1 .venv/bin/python scripts/build_ui_workflows.py
+    HF_HUB_OFFLINE=1 BLENDED_OFFLINE=1 .venv/bin/python -m scripts.templates.build_ui_workflows
 
 ``workflows/api/<name>.api.json`` are the source of truth (the tests and ``run_edit.py`` execute them),
 but a user opens the UI format from the template browser or drags it onto the canvas. Writing that by
@@ -8,10 +8,10 @@ hand means guessing the frontend's widget order, link table and sizes, so this t
 frontend do it: it starts ComfyUI (the example photos in a temp base dir), opens the bundled frontend
 in headless Chromium (Debian's ``chromium``, driven by playwright) at 1600x1000, loads each API
 graph with ``app.loadApiJson``, lays it out in titled stages with a "Read me first" note from
-``workflows/api/<name>.note.md`` (``scripts/template_layout.py``), checks that
+``workflows/api/<name>.note.md`` (``scripts/templates/layout.py``), checks that
 ``app.graphToPrompt()`` gives back the API graph, and writes ``app.graph.serialize()`` to
 ``workflows/<name>.json``, the template browser's card to ``workflows/<name>.jpg``
-(``scripts/template_cards.py``) and a screenshot to ``docs/images/<slug>.png``.
+(``scripts/templates/cards.py``) and a screenshot to ``docs/images/<slug>.png``.
 
 ``<name>`` is the card's title: both frontends title a custom node pack's template by its file name.
 Rerun this after editing an API workflow; ``tests/test_workflows_frontend.py`` fails until you do.
@@ -23,18 +23,16 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from scripts.engine.comfy_engine import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine
+from scripts.templates.cards import write_card
+from scripts.templates.layout import FIT_JS, LAYOUT_JS, VISIBLE_JS, plan
 
-from scripts.comfy_engine import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine  # noqa: E402
-from scripts.template_cards import write_card  # noqa: E402
-from scripts.template_layout import FIT_JS, LAYOUT_JS, VISIBLE_JS, plan  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 IMAGES = REPO / "docs" / "images"
 CHROMIUM = "/usr/bin/chromium"
@@ -79,7 +77,7 @@ def comfy_server(root: Path, port: int | None = None, examples: bool = False, te
     """A ComfyUI server with input images (the shipped examples, the tests' small ones, or with
     ``test_inputs=False`` only what the pack itself copies into ``root/base/input``); the user's
     frontend settings are ``settings`` (default: ``SETTINGS``)."""
-    from comfy_harness import write_inputs
+    from tests.support.comfy_harness import write_inputs
 
     engine = prepare_engine(root / "ComfyUI")
     base = prepare_base(root / "base")

@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from sd15_fixture import SD_VAE, comfy_engine_path, write_random_checkpoint
+
+from tests.support.sd15_fixture import SD_VAE, comfy_engine_path, write_random_checkpoint
 
 # comfy.model_detection's Segmind_Vega config (without its dtype).
 SDXL_VEGA_UNET = {

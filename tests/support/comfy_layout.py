@@ -3,12 +3,12 @@ the nodes convert them, so tests can state background bit-identity in the terms 
 
 from __future__ import annotations
 
-from blended.pixel.edit import RegionSettings, edit
 from blended.latent.crop_stitch import LatentCrop
 from blended.latent.crop_stitch import crop_for_model as library_crop
 from blended.latent.crop_stitch import latent_pixel_mask as library_pixel_mask
 from blended.latent.crop_stitch import stitch as library_stitch
 from blended.masks import EDIT_THRESHOLD
+from blended.pixel.edit import RegionSettings, edit
 from blended_diffusion_pack.nodes.images import mask_batch, to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
 
 

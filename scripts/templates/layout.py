@@ -15,7 +15,7 @@ listed is an error that names the table to extend, not a silent guess.
 
 from __future__ import annotations
 
-from scripts.comfy_engine import prompt_input
+from scripts.engine.comfy_engine import prompt_input
 
 # (title, colour, class types). Titles are short: the group title is drawn at the group's width.
 STAGES: tuple[tuple[str, str, frozenset[str]], ...] = (
@@ -65,7 +65,7 @@ def stage_of(class_type: str) -> int:
     for i, (_, _, types) in enumerate(STAGES):
         if class_type in types:
             return i
-    raise SystemExit(f"{class_type}: no stage for this node type; add it to STAGES in scripts/template_layout.py")
+    raise SystemExit(f"{class_type}: no stage for this node type; add it to STAGES in scripts/templates/layout.py")
 
 
 # Text encoders keep their class's title ("CLIP Text Encode (Prompt)" twice) unless renamed by what

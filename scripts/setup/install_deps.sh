@@ -2,16 +2,16 @@
 # Creates (or reuses) a Python 3.11 virtual environment with everything the pack, the embedded
 # ComfyUI engine and, with --tests, the test suite need. Idempotent: a finished install leaves a
 # stamp so later runs cost seconds.
-#   usage: scripts/install_deps.sh [--tests] [VENV_DIR]   (default VENV_DIR: .venv)
+#   usage: scripts/setup/install_deps.sh [--tests] [VENV_DIR]   (default VENV_DIR: .venv)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 tests=0
 if [ "${1:-}" = "--tests" ]; then tests=1; shift; fi
 venv="${1:-.venv}"
 py="${PYTHON:-python3.11}"
-stamp="$venv/.blended-deps-$(cat requirements.txt requirements-test.txt scripts/install_deps.sh | sha1sum | cut -c1-12)-$tests"
+stamp="$venv/.blended-deps-$(cat requirements.txt requirements-test.txt scripts/setup/install_deps.sh | sha1sum | cut -c1-12)-$tests"
 if [ -f "$stamp" ]; then exit 0; fi
-source scripts/setup_output.sh
+source scripts/setup/setup_output.sh
 echo "[set-up] first run: installing into $venv (a few minutes; later runs skip this)" >&2
 [ -x "$venv/bin/python" ] || step "virtual environment ($py)" "$py" -m venv "$venv"
 pip="$venv/bin/python -m pip"

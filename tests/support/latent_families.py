@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from sd15_fixture import comfy_engine_path
+
+from tests.support.sd15_fixture import comfy_engine_path
 
 CTX = 32  # text-embedding width of every tiny model (the real ones: 768 ... 4096)
 
