@@ -4,7 +4,7 @@ never asserts on time.
 
     BLENDED_VENDOR_DIR=<folder with the snapshot> python -m benchmarks.bench_distributed [--steps 25] [--repeats 3]
 
-Tiny random models (tests/tiny_unet.py, tests/tiny_clip.py) on a 64x48 test photo, CPU, each server
+Tiny random models (tests/support/tiny_unet.py, tests/support/tiny_clip.py) on a 64x48 test photo, CPU, each server
 with OMP_NUM_THREADS=1. Per repeat, with fresh seeds (nothing comes from ComfyUI's cache):
 - ``1 process, 1 sample``: the template queued on the master alone (plain /prompt), batch 1;
 - ``1 process, 3 samples``: the same with batch_size 3 (what one GPU does for best-of-3);

@@ -1,6 +1,6 @@
 """Blended Latent Sampler vs core KSampler + SetLatentNoiseMask, per family, in one interleaved run.
 
-Same tiny random model (tests/latent_families.py), same steps, sampler and conditioning, progress
+Same tiny random model (tests/support/latent_families.py), same steps, sampler and conditioning, progress
 bars off for both; each round runs both once, alternating which goes first, so load on a shared
 machine hits both alike. Prints the per-step time ratio (median of the per-round ratios, with the
 middle half of them), the model calls per step each made, and each run's time outside the model

@@ -6,7 +6,7 @@ Each config is BLOCKS:LR. ``paper`` is the paper's way as it ran before: the who
 every outside pixel in the loss, 75 Adam steps, no stopping rule. A number tunes the decoder's last
 that many full-resolution blocks (0: only the output norm and conv) on the mask's box grown by the
 16 px band, with the stopping rule (target 20x, or plateau), at most ``--iterations`` steps. Random
-SD1.5 VAE weights (``tests/sd15_fixture.py``) loaded by ComfyUI's VAE class, the shipped example photo,
+SD1.5 VAE weights (``tests/support/sd15_fixture.py``) loaded by ComfyUI's VAE class, the shipped example photo,
 the central half as the mask and a random latent inside it as the edit. Printed per row: set-up and
 tuning seconds (this machine, one run), steps and why they stopped, the reduction of the squared
 error outside the mask (in the band for the tail rows, everywhere for ``paper``) and the inside mean

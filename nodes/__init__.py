@@ -5,5 +5,5 @@ folders, progress and Cancel (``comfy_glue``), schema checks (``validation``), s
 node classes; the method itself is in ``blended`` (docs/DESIGN.md, "Layers").
 They reach the library as ``..blended`` (nothing on ``sys.path``), so they are always imported as
 part of the pack's package: ComfyUI's own top-level ``nodes`` module is a different thing. Tests
-import them as ``blended_diffusion_pack.nodes.*`` (tests/pack_import.py).
+import them as ``blended_diffusion_pack.nodes.*`` (tests/support/pack_import.py).
 """

@@ -1,6 +1,6 @@
 """Memory planning in the real ComfyUI engine: a batch of 8 under a forced small budget.
 
-The session's server runs with ``BLENDED_MEMORY_BUDGET_MB`` set (tests/comfy_harness.py,
+The session's server runs with ``BLENDED_MEMORY_BUDGET_MB`` set (tests/support/comfy_harness.py,
 ``forced_memory_budget_mb``): the shipped graphs fit in one chunk, but a very wide edit does not
 fit even one sample without gradient checkpointing, so the sampler checkpoints and splits the
 batch. The plan the test expects is computed with the library's own planner for the same tiny

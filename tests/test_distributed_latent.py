@@ -1,5 +1,5 @@
 """Latent best-of-N over ComfyUI-Distributed: a master and one CPU worker on 127.0.0.1, each with the
-random SD1.5 checkpoint (tests/sd15_fixture.py) as the user's own.
+random SD1.5 checkpoint (tests/support/sd15_fixture.py) as the user's own.
 
 The shipped ``blended_latent_distributed_best_of_n`` is queued on the master's ``/distributed/queue``
 as in tests/test_distributed.py: the master samples seed S, the worker S + 1 (DistributedSeed into the

@@ -12,7 +12,7 @@ resolution and two steps. A SaveImage on the stitched frames lets the test compa
 
 The image templates run the same way: each model file is written under the template's file name
 just before its test (core rescans a model folder when it changes) and the models are freed after
-it. SDXL: a single-file checkpoint core loads with SDXL's classes (tests/sdxl_fixture.py says why
+it. SDXL: a single-file checkpoint core loads with SDXL's classes (tests/support/sdxl_fixture.py says why
 the UNet is Segmind Vega's depth). Z-Image: a diffusion model core detects as Z-Image (its width,
 3840, is what detection keys on; one layer) and the Flux VAE layout; the Qwen3-4B text encoder is
 built from a fixed config (``Qwen3_4BConfig``, 4 B parameters) whatever the file holds, so it is

@@ -1,6 +1,6 @@
 """Hostile and unusual inputs sent to the real ComfyUI server, as a careless user or an attacker would.
 
-Every case POSTs a graph to the session's ComfyUI (tests/comfy_harness.py) and asserts: a clear
+Every case POSTs a graph to the session's ComfyUI (tests/support/comfy_harness.py) and asserts: a clear
 message on the node that names the input and the fix, no raw exception text, and a server that
 still serves. Categories: model files (broken or code-carrying, in every model folder, by
 path-like names), image formats and bit depths, mask shapes, sizes from 1x1 to 24 MP, image/mask

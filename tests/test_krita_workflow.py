@@ -3,7 +3,7 @@ blended_selection_edit.json, and the latent path on the user's own checkpoint,
 blended_latent_selection_edit.json) are valid against the node definitions they name: ours and
 ComfyUI's from the running engine, Acly's comfyui-tooling-nodes (Krita Canvas, Selection, Output,
 Parameter) from a recorded /object_info (tests/data/comfyui_tooling_nodes_3.1.3.json: the tooling
-nodes are not installed in CI), and against the plugin's own import rules (tests/krita_plugin_rules.py,
+nodes are not installed in CI), and against the plugin's own import rules (tests/support/krita_plugin_rules.py,
 re-stated from its source with file/line references): typed parameter defaults, unique names, what
 expand_custom substitutes, progress. The latent graph, as the plugin expands it, also runs in the
 engine on the random SD1.5 checkpoint."""

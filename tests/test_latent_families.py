@@ -1,5 +1,5 @@
 """Blended Latent Diffusion family by family, through ComfyUI's own sampling, on tiny random models
-built with ComfyUI's classes (tests/latent_families.py). One case id per family: the README table's
+built with ComfyUI's classes (tests/support/latent_families.py). One case id per family: the README table's
 names ("Latent path: model families").
 
 Per family and for both ways in (the Blended Latent Sampler node's function, and the SAMPLER with

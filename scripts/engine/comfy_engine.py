@@ -1,6 +1,6 @@
 """Start the real ComfyUI engine with this pack and talk to it: the one place that does it.
 
-The main job (``scripts/cli/run_edit.py``) and the end-to-end tests (``tests/comfy_harness.py``) both
+The main job (``scripts/cli/run_edit.py``) and the end-to-end tests (``tests/support/comfy_harness.py``) both
 import from here, so the engine the tests check is copied, given its base directory and models,
 started and driven exactly as it is for a user; a change to how the engine starts reaches both at once.
 """
