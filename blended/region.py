@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .paste import paste
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,12 @@ def resize_back(x: torch.Tensor, box: Box, full_size: tuple[int, int]) -> torch.
 
 def paste_back(original: torch.Tensor, edited: torch.Tensor, box: Box, weights: torch.Tensor) -> torch.Tensor:
     """``edited`` (model-size crop) resized into ``original`` where ``weights`` > 0; elsewhere the
-    original values, bit for bit. Images in 0..1: the antialiased resize back rounds a few ULPs
-    past 1, so the pasted values are clamped to that range (an IMAGE stays within 0..1)."""
-    full = resize_back(edited.to(original.dtype), box, tuple(original.shape[-2:]))
-    w = weights.to(original.dtype)
-    return torch.where(w > 0, (full * w + original * (1 - w)).clamp(0, 1), original)
+    original values, bit for bit (``paste.paste``). Images in 0..1: the antialiased resize back rounds
+    a few ULPs past 1, so the pasted values are clamped to that range (an IMAGE stays within 0..1)."""
+    return paste(resize_full(edited, box, original), original, weights, clamp=(0, 1))
+
+
+def resize_full(edited: torch.Tensor, box: Box, original: torch.Tensor) -> torch.Tensor:
+    """``edited`` (model-size crop) resized back into a zero canvas of ``original``'s size and dtype:
+    the full-size edit that ``paste_back`` and the latent stitch's seam modes paste."""
+    return resize_back(edited.to(original.dtype), box, tuple(original.shape[-2:]))

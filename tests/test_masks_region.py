@@ -151,3 +151,24 @@ def test_pixel_paste_feathers_a_band_inside_the_mask_only(feather):
         assert ((weights > 0) & (weights < 1)).any()
         hard = float(seam_score(paste(0)[0], edit_mask)[0])
         assert float(seam_score(out, edit_mask)[0]) < 0.2 * hard, hard
+
+
+def test_paste_keeps_the_outside_bit_for_bit():
+    """The one paste every path ends with: where the weight is 0 the source's own float (a -0.0 stays
+    -0.0, a NaN edit never leaks), the blend where it is above 0, and ``clamp`` bounds the blend only."""
+    from blended.paste import paste
+
+    g = torch.Generator().manual_seed(0)
+    source = torch.rand(2, 3, 8, 8, generator=g) * 1.5 - 0.25  # outside 0..1 too: never clamped
+    source[..., 0, 0] = -0.0
+    edited = torch.full_like(source, float("nan"))
+    edited[..., 4:, :] = 2.0
+    w = torch.zeros(1, 1, 8, 8)
+    w[..., 4:, :] = 1
+    w[..., 4, :] = 0.5
+    out = paste(edited, source, w, clamp=(0, 1))
+    outside = (w == 0).expand_as(source)
+    assert torch.equal(out[outside], source[outside]) and torch.signbit(out[..., 0, 0]).all()
+    assert torch.equal(out[..., 4, :], (2.0 * 0.5 + source[..., 4, :] * 0.5).clamp(0, 1))
+    assert (out[..., 5:, :] == 1).all()
+    assert torch.equal(paste(edited, source, w)[..., 5:, :], edited[..., 5:, :])  # no clamp asked: none

@@ -23,6 +23,7 @@ import torch
 from .. import memory
 from ..errors import InputError
 from ..guidance import Guidance, GuidanceContext
+from ..paste import paste
 from ..seeds import cpu_generator
 from .schedule import GaussianSchedule, extract
 
@@ -111,11 +112,6 @@ def ddim_step(
     mean = x0 * abar_prev.sqrt() + (1 - abar_prev - sigma**2).sqrt() * eps
     nonzero = (t != 0).to(mean.dtype).view(-1, *([1] * (mean.dim() - 1)))
     return mean + nonzero * sigma * noise
-
-
-def paste_background(x: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """x inside the mask, ``source`` bit for bit where the mask is 0 (soft masks blend between)."""
-    return torch.where(mask == 0, source, x * mask + source * (1 - mask))
 
 
 class SeedNoise:
@@ -251,10 +247,10 @@ def _sample_chunk(
             x = ddim_step(sched, p, x, t, grad, noise(), settings.eta)
         if settings.mode == "blended":
             background = sched.q_sample(source, t - 1, noise()) if i > 0 else source
-            x = paste_background(x, background, mask)
+            x = paste(x, background, mask)
         callback(n, len(indices), p["pred_xstart"])
     if settings.enforce_background:
-        x = paste_background(x, source, mask)
+        x = paste(x, source, mask)
     return x.detach()
 
 

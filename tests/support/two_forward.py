@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from blended.guidance import Guidance, GuidanceContext
-from blended.pixel.sampler import SamplerSettings, SeedNoise, ddim_step, ddpm_step, paste_background
+from blended.paste import paste
+from blended.pixel.sampler import SamplerSettings, SeedNoise, ddim_step, ddpm_step
 
 
 def two_forward_sample(
@@ -44,7 +45,7 @@ def two_forward_sample(
             x = ddim_step(sched, p, x, t, grad, noise(), settings.eta)
         if settings.mode == "blended":
             background = sched.q_sample(source, t - 1, noise()) if i > 0 else source
-            x = paste_background(x, background, mask)
+            x = paste(x, background, mask)
     if settings.enforce_background:
-        x = paste_background(x, source, mask)
+        x = paste(x, source, mask)
     return x
