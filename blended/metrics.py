@@ -102,6 +102,45 @@ def seam_score(images: torch.Tensor, mask: torch.Tensor, band_px: int = 2) -> to
     return total / count.clamp(min=1)
 
 
+def seam_window(mask: torch.Tensor, band_px: int = 2) -> tuple[slice, slice] | None:
+    """Rows/columns of the box of ``mask`` [1,1,H,W] padded by 4 bands + 1 px (None: empty mask).
+    ``seam_score`` reads two bands on either side of a border pixel and skips the two bands along
+    the image's edge; with this margin the window's own edge never cuts a counted border pixel, so
+    the score on the window is the whole image's (to float rounding) at the cost of the box only."""
+    ys, xs = torch.nonzero(mask.reshape(mask.shape[-2:]) > 0, as_tuple=True)
+    if ys.numel() == 0:
+        return None
+    pad = 4 * int(band_px) + 1
+    h, w = mask.shape[-2:]
+    return (slice(max(int(ys.min()) - pad, 0), min(int(ys.max()) + pad + 1, h)),
+            slice(max(int(xs.min()) - pad, 0), min(int(xs.max()) + pad + 1, w)))
+
+
+def seam_change(before: torch.Tensor, after: torch.Tensor, mask: torch.Tensor,
+                band_px: int = 2) -> tuple[list[float], list[float]]:
+    """The seam score of a treatment, per image: ``seam_score`` of ``before`` (the exact paste) and of
+    ``after`` (the result), images [N,3,H,W] clamped to 0..1, mask [N|1,1,H,W], each on its mask's
+    ``seam_window`` (0 for an empty mask). The stitch's report, the reconstruction's report and the
+    seam benchmark all score here, so their before -> after figures are one measurement.
+    ``after is before`` (a treatment that changed nothing) is scored once."""
+    scores_before, scores_after = [], []
+    for i in range(before.shape[0]):
+        m = mask[i if mask.shape[0] > 1 else 0][None]
+        window = seam_window(m, band_px)
+        pair = (before[i : i + 1],) if after is before else (before[i : i + 1], after[i : i + 1])
+        scores = [_windowed_seam(x, m, window, band_px) for x in pair]
+        scores_before.append(scores[0])
+        scores_after.append(scores[-1])
+    return scores_before, scores_after
+
+
+def _windowed_seam(image: torch.Tensor, mask: torch.Tensor, window, band_px: int) -> float:
+    if window is None:
+        return 0.0
+    rows, cols = window
+    return float(seam_score(image[..., rows, cols].clamp(0, 1), mask[..., rows, cols], band_px)[0])
+
+
 def diversity(images: torch.Tensor, lpips: torch.nn.Module) -> float:
     """Mean pairwise LPIPS between samples (0 for a single sample), images in [0,1]."""
     n = images.shape[0]

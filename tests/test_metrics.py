@@ -136,3 +136,33 @@ def test_seam_score_on_crops_too_small_for_the_bands_is_zero(w, h):
     mask = torch.zeros(1, 1, h, w)
     mask[..., h // 2, w // 2] = 1
     assert torch.equal(seam_score(images, mask, band_px=2), torch.zeros(2))
+
+
+@pytest.mark.parametrize("where", ["middle", "corner", "edge strip", "scattered", "empty", "full"])
+def test_seam_change_scores_the_whole_image_on_a_window(scene, where):
+    """``seam_change`` (the stitch's, the reconstruction's and the seam benchmark's before -> after)
+    scores each image on its mask's padded box; that is the whole image's ``seam_score``."""
+    from blended.metrics import seam_change
+
+    src, _, _ = scene
+    mask = torch.zeros(2, 1, 64, 64)
+    if where == "middle":
+        mask[0, :, 20:40, 22:41] = 1
+        mask[1, :, 10:30, 30:50] = 1
+    elif where == "corner":
+        mask[..., :18, :25] = 1
+    elif where == "edge strip":
+        mask[..., :, 50:] = 1
+    elif where == "scattered":
+        mask = (torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(1)) > 0.8).float()
+    elif where == "full":
+        mask[:] = 1
+    before = torch.cat([src, photo("chelsea")])
+    after = torch.where(mask > 0, (before + 0.15).clamp(0, 1), before)
+    scores_before, scores_after = seam_change(before, after, mask)
+    for got, image in ((scores_before, before), (scores_after, after)):
+        whole = seam_score(image, mask).tolist()
+        assert len(got) == 2 and all(abs(a - b) < 1e-6 for a, b in zip(got, whole)), (got, whole)
+    same, again = seam_change(after, after, mask)  # nothing changed: scored once
+    assert same == again == scores_after
+    assert seam_change(before, before, mask[:1])[0][0] == scores_before[0]  # one mask for all images

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from blended import masks, region
 from blended.errors import InputError
-from blended.latent.seam import MODES, apply_seam, colour_match, gradient_domain
-from blended.metrics import seam_score
+from blended.latent.seam import FEATHER_MODE_PX, MODES, apply_seam, colour_match, gradient_domain, paste_weights
+from blended.metrics import seam_change, seam_score, seam_window
 
 
 def _texture(n=2, h=48, w=56, seed=0):
@@ -34,20 +35,46 @@ def _masks(n, h, w):
     }
 
 
+def _seam(mode, edited, src, mask):
+    """What the stitch runs at full size (and benchmarks/bench_seams.py measures): the mode's weights,
+    then ``apply_seam`` -> (result, exact paste)."""
+    weights, _ = paste_weights(mode, mask)
+    return apply_seam(mode, edited, src, mask, weights)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", ["blob", "border", "random", "soft", "empty", "full"])
 def test_outside_is_source_bit_for_bit(mode, kind):
     src = _texture()
     edited = (src + 0.2 + 0.05 * torch.randn_like(src)).clamp(0, 1)
     mask = _masks(*src.shape[:1], *src.shape[-2:])[kind]
-    out, stats = apply_seam(mode, edited, src, mask)
+    out, exact = _seam(mode, edited, src, mask)
     outside = (mask <= 0)[:, None].expand_as(src)
-    assert torch.equal(out[outside], src[outside])
-    assert len(stats) == src.shape[0] and stats[0]["mode"] == mode
+    assert torch.equal(out[outside], src[outside]) and torch.equal(exact[outside], src[outside])
+    before, after = seam_change(exact, out, mask[:, None])
+    assert len(before) == len(after) == src.shape[0]
     if kind == "empty":
         assert torch.equal(out, src)
-    if kind == "full" and mode != "feather":
+    if kind == "full":  # no border: every mode, the feather included, gives the edit itself
         assert torch.equal(out, edited)
+
+
+def test_feather_mode_is_the_shipped_feather():
+    """The "feather" mode pastes with ``masks.feather`` (the pixel path's ``mask_feather`` too), 4 px
+    when no feather is asked for: 0 outside the mask, 1 deeper than 2 x 4 px inside, a ramp between,
+    and the tint's step at the border softened."""
+    src = _texture()
+    mask = _blob(2, *src.shape[-2:])
+    edited = (src + torch.tensor([0.15, -0.1, 0.05])[None, :, None, None]).clamp(0, 1)
+    weights, px = paste_weights("feather", mask)
+    assert px == FEATHER_MODE_PX and torch.equal(weights, masks.feather(mask, FEATHER_MODE_PX))
+    assert torch.equal(paste_weights("feather", mask, 3)[0], masks.feather(mask, 3))
+    assert torch.equal(paste_weights("exact paste", mask)[0], mask)
+    assert (weights[mask == 0] == 0).all() and (weights[masks.erode(mask, 2 * px) > 0] == 1).all()
+    assert ((weights > 0) & (weights < 1)).any()
+    out, exact = apply_seam("feather", edited, src, mask, weights)
+    before, after = seam_change(exact, out, mask[:, None])
+    assert all(a < 0.2 * b for b, a in zip(before, after)), (before, after)
 
 
 @pytest.mark.parametrize("fn", [colour_match, gradient_domain])
@@ -84,12 +111,15 @@ def test_gradient_domain_keeps_the_edits_detail():
 
 def test_bad_inputs_name_the_input():
     src = _texture()
+    blob = _blob(2, *src.shape[-2:])
     with pytest.raises(InputError, match="mode"):
-        apply_seam("blur", src, src, _blob(2, *src.shape[-2:]))
+        paste_weights("blur", blob)
+    with pytest.raises(InputError, match="mode"):
+        apply_seam("blur", src, src, blob, blob)
     with pytest.raises(InputError, match="mask"):
-        apply_seam("feather", src, src, torch.ones(2, 5, 5))
+        apply_seam("feather", src, src, torch.ones(2, 5, 5), torch.ones(2, 5, 5))
     with pytest.raises(InputError, match="video"):
-        apply_seam("feather", src[None], src[None], _blob(2, *src.shape[-2:]))
+        apply_seam("feather", src[None], src[None], blob, blob)
 
 
 def _tinted_stitch_inputs():
@@ -141,7 +171,7 @@ def test_stitch_report_gives_each_images_mode_and_both_scores(mode):
 
 def test_stitch_report_scores_a_feathered_exact_paste_against_the_hard_one():
     from blended.latent.crop_stitch import stitch, stitch_with_report
-    from blended.latent.report import report_text, score_window
+    from blended.latent.report import report_text
 
     image, mask, crop, edited = _tinted_stitch_inputs()
     full, _, stats = stitch_with_report(crop, edited, 3)
@@ -150,4 +180,20 @@ def test_stitch_report_scores_a_feathered_exact_paste_against_the_hard_one():
         assert abs(s["seam_before"] - float(seam_score(hard[i : i + 1], mask)[0])) < 1e-6
         assert s["seam_after"] != s["seam_before"] and s["feather_px"] == 3
     assert "exact paste with a 3 px feather inside the mask edge" in report_text(stats)
-    assert score_window(torch.zeros(1, 1, 8, 8)) is None
+    assert seam_window(torch.zeros(1, 1, 8, 8)) is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("feather", [0, 3])
+def test_the_stitch_is_apply_seam_on_the_edit_resized_back(mode, feather):
+    """The stitch runs exactly ``paste_weights`` + ``apply_seam`` on the full-size edit, so what the
+    tests and benchmarks/bench_seams.py measure of a mode is what Blended Latent Stitch ships."""
+    from blended.latent.crop_stitch import stitch
+
+    image, _, crop, edited = _tinted_stitch_inputs()
+    full, weights = stitch(crop, edited, feather, seam_mode=mode)
+    w, _ = paste_weights(mode, crop.mask, feather)
+    for i in range(edited.shape[0]):
+        original = image[i // 2 : i // 2 + 1]
+        out, _ = apply_seam(mode, region.resize_full(edited[i : i + 1], crop.box, original), original, crop.mask, w)
+        assert torch.equal(full[i : i + 1], out) and torch.equal(weights[i : i + 1], w), (mode, i)

@@ -68,12 +68,9 @@ def _stitch(crop: LatentCrop, edited: torch.Tensor, feather: int, video: bool, s
     the other (samples x frames: what VAEDecode of a batch of video latents gives), so frame i is
     pasted onto source frame i mod F.
 
-    ``seam_mode`` (blended.latent.seam.MODES): "exact paste" / "feather" paste with the weights as
-    always; "colour match" and "gradient domain" first paste the edit at weight 1 inside the
-    mask, then correct it towards the original around the border at full size (where the
-    original's own pixels are), so outside the mask it stays the original bit for bit."""
-    if seam_mode not in seam.MODES:
-        raise InputError(f"seam {seam_mode!r}: use one of {', '.join(seam.MODES)}.")
+    ``seam_mode`` (blended.latent.seam.MODES) is applied by ``seam.apply_seam`` at full size, on the
+    edit resized back into the original (where the original's own pixels are around the border), so
+    outside the mask it stays the original bit for bit."""
     b, n = crop.image.shape[0], edited.shape[0]
     if tuple(edited.shape[-2:]) != tuple(crop.size):
         raise InputError(
@@ -86,22 +83,13 @@ def _stitch(crop: LatentCrop, edited: torch.Tensor, feather: int, video: bool, s
         raise InputError(f"images has a batch of {n}, not a multiple of {what}.")
     per = n // b
     edit_mask = crop.mask if crop.mask.shape[0] == b else crop.mask.expand(b, -1, -1, -1)
-    if seam_mode == "feather" and feather <= 0:
-        feather = 4  # the mode asks for a soft edge; 4 px when mask_feather leaves it at 0
-    weights = masks.feather(edit_mask, int(feather)) if feather > 0 else edit_mask
+    weights, feather = seam.paste_weights(seam_mode, edit_mask, int(feather))
     outs, ws, stats = [], [], []
     for i in range(n):
         k = i % b if video else i // per
         original, w, hard_mask = crop.image[k : k + 1], weights[k : k + 1], edit_mask[k : k + 1]
-        hard = None
-        if seam_mode in ("colour match", "gradient domain"):
-            hard = region.paste_back(original, edited[i : i + 1], crop.box, hard_mask)
-            fix = seam.colour_match if seam_mode == "colour match" else seam.gradient_domain
-            out = fix(hard, original, w[:, 0]).clamp(0, 1)
-        else:
-            out = region.paste_back(original, edited[i : i + 1], crop.box, w)
-            if scores:  # the exact paste is the output itself unless a feather softened it
-                hard = out if feather <= 0 else region.paste_back(original, edited[i : i + 1], crop.box, hard_mask)
+        full = region.resize_full(edited[i : i + 1], crop.box, original)
+        out, hard = seam.apply_seam(seam_mode, full, original, hard_mask, w)
         if scores:
             stats.append({"source": k, **stitch_report.image_stats(seam_mode, feather, hard, out, hard_mask)})
         outs.append(out)

@@ -1,47 +1,21 @@
 """What the stitch did to each image, and whether its seam got better.
 
-The "before" is the exact paste at weight 1 (what the stitch pastes anyway for colour match and
-gradient domain), so no second treatment is ever run; the scores look only at a window around
-the mask's box, padded far enough that ``metrics.seam_score`` sees the same border pixels and
-bands as on the whole image (the score is then the same number, at the cost of the box only).
+The "before" is the exact paste at weight 1 (``seam.apply_seam`` makes it for every mode: colour
+match and gradient domain start from it), so no second treatment is ever run; both scores come
+from ``metrics.seam_change``, the one before/after seam measurement.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..metrics import seam_score
-
-BAND_PX = 2  # seam_score's default band, the one the ranking and the reconstruction report use
-
-
-def score_window(mask: torch.Tensor, band_px: int = BAND_PX) -> tuple[slice, slice] | None:
-    """Rows/columns of the mask's box padded by 4 bands + 1 px. ``seam_score`` reads two bands on
-    either side of a border pixel and skips the two bands along the image's edge; with this
-    margin the window's own edge never cuts a counted border pixel, so the score is the image's."""
-    ys, xs = torch.nonzero(mask.reshape(mask.shape[-2:]) > 0, as_tuple=True)
-    if ys.numel() == 0:
-        return None
-    pad = 4 * int(band_px) + 1
-    h, w = mask.shape[-2:]
-    return (slice(max(int(ys.min()) - pad, 0), min(int(ys.max()) + pad + 1, h)),
-            slice(max(int(xs.min()) - pad, 0), min(int(xs.max()) + pad + 1, w)))
-
-
-def windowed_seam(image: torch.Tensor, mask: torch.Tensor, window) -> float:
-    """seam_score of one image [1,3,H,W] at mask [1,1,H,W], on ``window`` only (0 for an empty mask)."""
-    if window is None:
-        return 0.0
-    rows, cols = window
-    return float(seam_score(image[..., rows, cols].clamp(0, 1), mask[..., rows, cols], BAND_PX)[0])
+from ..metrics import seam_change
 
 
 def image_stats(mode: str, feather_px: int, hard: torch.Tensor, out: torch.Tensor, mask: torch.Tensor) -> dict:
     """Per image: the mode, the feather, the correction inside the mask (``out`` - ``hard``, for the
     modes that correct colour) and the seam score of the exact paste ``hard`` and of ``out``."""
-    window = score_window(mask)
-    before = windowed_seam(hard, mask, window)
-    after = before if out is hard else windowed_seam(out, mask, window)
+    (before,), (after,) = seam_change(hard, out, mask)
     stats = {"mode": mode, "feather_px": int(feather_px), "seam_before": before, "seam_after": after}
     if mode in ("colour match", "gradient domain"):
         inside = (mask[0, 0] > 0)

@@ -1,24 +1,29 @@
-"""Seam treatments for pasting an edited region back onto its source image.
+"""Seam treatments for pasting an edited region back onto its source image, and the one place a
+seam mode is chosen (``apply_seam``: the stitch, the tests and ``benchmarks/bench_seams.py`` all
+run it, so the benchmark's figures are the shipped code's).
 
-Every function takes images [N,C,H,W] (floats, any range; the metrics expect 0..1), a mask
-[N|1,H,W] or [N|1,1,H,W] in 0..1 (> 0 = edited) and returns [N,C,H,W]. Outside the mask the
-result is the source bit for bit: every mode ends with ``torch.where(mask > 0, ..., source)``
+Every function takes images [N,C,H,W] (floats; the stitch's are 0..1), a mask [N|1,H,W] or
+[N|1,1,H,W] in 0..1 (> 0 = edited) and returns [N,C,H,W]. Outside the mask the result is the
+source bit for bit: every mode ends with ``paste.paste`` (a ``torch.where(mask > 0, ..., source)``)
 so no arithmetic ever touches an outside pixel. Soft masks keep their soft alpha for the paste;
 the statistics of colour match and the Poisson solve binarise the mask at 0.5, because an
 unknown either belongs to the solve or is a fixed boundary value. An empty mask returns the
 source; a mask with no outside pixel (full mask) has no boundary to match, so colour match and
-gradient domain return the plain paste (the edited image) rather than invent one.
+gradient domain return the plain paste (the edited image) rather than invent one. The feather is
+``masks.feather`` (inward: erode, then box-blur), the one the pixel path's ``mask_feather`` uses.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from .. import masks
 from ..errors import InputError
-from ..metrics import seam_score
+from ..paste import paste
 
 MODES = ("exact paste", "feather", "colour match", "gradient domain")
+FEATHER_MODE_PX = 4  # "feather" asks for a soft edge: this wide when mask_feather leaves it at 0
+UNIT = (0.0, 1.0)  # images are 0..1: pasted and corrected pixels are clamped to it
 
 
 def _prepare(edited, source, mask):
@@ -40,32 +45,39 @@ def _prepare(edited, source, mask):
     return m.expand(edited.shape[0], -1, -1).clamp(0, 1)[:, None].to(edited.dtype)
 
 
-def _paste(result, source, mask):
-    return torch.where(mask > 0, result, source)
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise InputError(f"seam mode {mode!r}: use one of {', '.join(MODES)}.")
+    return mode
 
 
-def exact_paste(edited, source, mask):
-    m = _prepare(edited, source, mask)
-    return _paste(m * edited + (1 - m) * source, source, m)
+def paste_weights(mode: str, mask: torch.Tensor, feather_px: int = 0) -> tuple[torch.Tensor, int]:
+    """(weights, feather px) a mode pastes ``mask`` [..., H, W] with: ``masks.feather`` by
+    ``feather_px`` ("feather" with 0 px: FEATHER_MODE_PX; 0 px: the mask itself). Apart from
+    ``apply_seam`` because the stitch makes them once per source image, not once per sample."""
+    px = FEATHER_MODE_PX if _check_mode(mode) == "feather" and feather_px <= 0 else int(feather_px)
+    return masks.feather(mask, px), px
 
 
-def _erode(binary, px):
-    return 1 - F.max_pool2d(1 - binary, 2 * px + 1, stride=1, padding=px)
+def apply_seam(mode: str, edited, source, mask, weights):
+    """Paste ``edited`` over ``source`` (images in 0..1) with ``mode``; returns (result, the exact paste).
 
-
-def _dilate(binary, px):
-    return F.max_pool2d(binary, 2 * px + 1, stride=1, padding=px)
-
-
-def feather(edited, source, mask, feather_px: int = 4):
-    """Alpha ramps up over ``feather_px`` pixels *inside* the mask, so the outside stays exact."""
-    m = _prepare(edited, source, mask)
-    px = int(feather_px)
-    if px < 1:
-        raise InputError(f"seam feather_px {feather_px}: use 1 or more pixels.")
-    alpha = sum(_erode((m > 0).to(m.dtype), k) for k in range(px)) / px
-    alpha = alpha * m
-    return _paste(alpha * edited + (1 - alpha) * source, source, m)
+    ``mask`` is the edit area (the exact paste's weights), ``weights`` the ones ``paste_weights``
+    made from it. "exact paste" / "feather" paste with the weights; "colour match" and "gradient
+    domain" correct the exact paste towards ``source`` around the border, inside ``weights``. The
+    exact paste is returned too (the "before" of ``metrics.seam_change``); it *is* the result when
+    the weights are the mask. ``edited`` only matters inside the mask (the stitch's full-size edit
+    is zero outside its box)."""
+    _check_mode(mode)
+    m, w = _prepare(edited, source, mask), _prepare(edited, source, weights)
+    exact = paste(edited, source, m, clamp=UNIT)
+    if mode == "colour match":
+        return colour_match(exact, source, w).clamp(*UNIT), exact
+    if mode == "gradient domain":
+        return gradient_domain(exact, source, w).clamp(*UNIT), exact
+    if torch.equal(w, m):
+        return exact, exact
+    return paste(edited, source, w, clamp=UNIT), exact
 
 
 def colour_match(edited, source, mask, ring_px: int = 4):
@@ -74,7 +86,7 @@ def colour_match(edited, source, mask, ring_px: int = 4):
     if int(ring_px) < 1:
         raise InputError(f"seam ring_px {ring_px}: use 1 or more pixels.")
     inside = (m >= 0.5).to(m.dtype)
-    ring = _dilate(inside, int(ring_px)) * (1 - inside)
+    ring = masks.dilate(inside, int(ring_px)) * (1 - inside)
     out = edited.clone()
     for i in range(edited.shape[0]):
         if inside[i].sum() < 2 or ring[i].sum() < 2:
@@ -85,7 +97,7 @@ def colour_match(edited, source, mask, ring_px: int = 4):
         mu_s, sd_s = s_ring.mean(1), s_ring.std(1)
         out[i] = (edited[i] - mu_e[:, None, None]) / sd_e[:, None, None] * sd_s[:, None, None]
         out[i] = out[i] + mu_s[:, None, None]
-    return _paste(m * out + (1 - m) * source, source, m)
+    return paste(out, source, m)
 
 
 def _shift(x, dy, dx):
@@ -165,25 +177,4 @@ def gradient_domain(edited, source, mask, iters: int = 2000, tol: float = 1e-6):
         f = _poisson_crop(e, s, inside, iters, tol)
         crop = torch.where(inside > 0, f, e).to(edited.dtype)
         out[i, :, y0:y1, x0:x1] = crop
-    return _paste(m * out + (1 - m) * source, source, m)
-
-
-def apply_seam(mode: str, edited, source, mask, *, feather_px=4, ring_px=4, band_px=2):
-    """Paste with ``mode``; returns the image and per-image seam scores before / after."""
-    fns = {
-        "exact paste": lambda: exact_paste(edited, source, mask),
-        "feather": lambda: feather(edited, source, mask, feather_px),
-        "colour match": lambda: colour_match(edited, source, mask, ring_px),
-        "gradient domain": lambda: gradient_domain(edited, source, mask),
-    }
-    if mode not in fns:
-        raise InputError(f"seam mode {mode!r}: use one of {', '.join(MODES)}.")
-    m = _prepare(edited, source, mask)
-    before = seam_score(exact_paste(edited, source, mask).clamp(0, 1), m, band_px)
-    out = fns[mode]()
-    after = seam_score(out.clamp(0, 1), m, band_px)
-    stats = [
-        {"mode": mode, "seam_before": float(b), "seam_after": float(a)}
-        for b, a in zip(before, after)
-    ]
-    return out, stats
+    return paste(out, source, m)
