@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from blended import masks
 from blended.errors import InputError
-from blended.latent.reconstruct import ReconstructSettings, paste_exact, report_line
+from blended.latent.reconstruct import ReconstructSettings, paste_figures, report_line
+from blended.paste import paste
 from tests.support.comfy_layout import crop_for_model, latent_pixel_mask, stitch
 
 
@@ -92,15 +94,19 @@ def test_latent_pixel_mask_checks_sizes():
         latent_pixel_mask(torch.ones(1, 64, 64), (4, 8, 8), 1)
 
 
-def test_paste_exact_and_its_report():
+def test_exact_paste_and_its_report():
+    """The reconstruction's paste (``paste.paste`` with the inward ``masks.feather``) and its figures."""
     source = comfy_image(32, 32).movedim(-1, 1)
     edited = torch.rand(1, 3, 32, 32)
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., 8:24, 8:24] = 1
-    out, w, max_out, max_band = paste_exact(edited, source, mask, feather=3)
+    w = masks.feather(mask, 3)
+    out = paste(edited, source, w)
+    max_out, max_band = paste_figures(out, source, w)
     assert torch.equal(out[(w == 0).expand_as(out)], source[(w == 0).expand_as(source)])
     assert float(max_out[0]) == 0 and float(max_band[0]) > 0
-    hard, _, _, band0 = paste_exact(edited, source, mask, feather=0)
+    hard = paste(edited, source, mask)
+    _, band0 = paste_figures(hard, source, mask)
     assert float(band0[0]) == 0 and torch.equal(hard[(mask > 0).expand_as(hard)], edited[(mask > 0).expand_as(edited)])
     line = report_line(0, {"max_outside": 0.0, "max_band": 0.1, "plain_outside": 0.2, "tuned_outside": 0.02,
                            "inside_change": 0.05})

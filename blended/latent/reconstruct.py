@@ -33,7 +33,8 @@ import torch
 
 from .. import masks
 from ..errors import InputError, no_check
-from ..metrics import seam_score
+from ..metrics import seam_change
+from ..paste import paste
 from . import seam
 from .decoder_tail import Tunable, tail_tunable, whole_tunable
 
@@ -207,18 +208,15 @@ def reconstruct(
     return tune(t, source, mask, settings, inside, callback)
 
 
-def paste_exact(edited: torch.Tensor, source: torch.Tensor, mask: torch.Tensor, feather: int = 0):
-    """``edited`` over ``source`` (same value range, [B,C,H,W]) inside the (inward-feathered) mask;
-    outside it the very values of ``source``. Returns (image, weights, max |diff| outside the mask,
-    max |diff| in the feather band), the maxima per image."""
-    hard = masks.binarize(mask.to(source.dtype), 0.5)
-    w = masks.feather(hard, feather) if feather > 0 else hard
-    out = torch.where(w > 0, edited.to(source.dtype) * w + source * (1 - w), source)
+def paste_figures(out: torch.Tensor, source: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The report's check of a paste ``out`` over ``source`` with ``weights`` [B,1,H,W]: per image the
+    largest |diff| (over channels) where the weight is 0 (0 = exact) and where it is between 0 and 1
+    (the feather band)."""
     diff = (out - source).abs().amax(dim=1, keepdim=True)
     zero = torch.zeros_like(diff)
-    max_outside = torch.where(w == 0, diff, zero).flatten(1).amax(1)
-    max_band = torch.where((w > 0) & (w < 1), diff, zero).flatten(1).amax(1)
-    return out, w, max_outside, max_band
+    max_outside = torch.where(weights == 0, diff, zero).flatten(1).amax(1)
+    max_band = torch.where((weights > 0) & (weights < 1), diff, zero).flatten(1).amax(1)
+    return max_outside, max_band
 
 
 def reconstruct_all(
@@ -241,7 +239,7 @@ def reconstruct_all(
     before the paste. ``callback(done, total)`` counts the Adam steps of all images (a stopped image
     counts as done); ``check`` (a caller's Cancel) runs at each. Returns (images [N,3,H,W] in 0..1 on
     the CPU, per-image figures: ``tune``'s, ``max_outside`` / ``max_band`` of the paste, ``mode`` and
-    ``seam_before`` (the plain decode pasted exactly) / ``seam_after`` (``metrics.seam_score``)).
+    ``seam_before`` (the plain decode pasted exactly) / ``seam_after`` (``metrics.seam_change``)).
     """
     if latents.dim() != 4:
         raise InputError(
@@ -273,13 +271,15 @@ def reconstruct_all(
             callback((i + 1) * settings.iterations, total)
         tuned01 = tuned.add(1).div(2).clamp(0, 1).cpu()
         plain01 = t.plain.clamp(-1, 1).add(1).div(2).cpu()
+        hard = hard.cpu()
         if settings.seam == "reconstruct + gradient domain":
-            tuned01 = seam.gradient_domain(tuned01, src, hard.cpu())
-        out, _, max_out, max_band = paste_exact(tuned01, src, m, settings.feather)
-        before = seam_score(paste_exact(plain01, src, m)[0].clamp(0, 1), hard.cpu())
-        after = seam_score(out.clamp(0, 1), hard.cpu())
+            tuned01 = seam.gradient_domain(tuned01, src, hard)
+        weights = masks.feather(hard, settings.feather)  # inward: 0 wherever the mask is
+        out = paste(tuned01, src, weights)
+        max_out, max_band = paste_figures(out, src, weights)
+        (before,), (after,) = seam_change(paste(plain01, src, hard), out, hard)
         outs.append(out)
         stats.update(max_outside=float(max_out[0]), max_band=float(max_band[0]), mode=settings.seam,
-                     seam_before=float(before[0]), seam_after=float(after[0]))
+                     seam_before=before, seam_after=after)
         all_stats.append(stats)
     return torch.cat(outs), all_stats
