@@ -3,23 +3,20 @@ crop -> (core VAEEncode) -> blended latent sampler -> background reconstruction 
 
 from __future__ import annotations
 
-import comfy.sample
 import comfy.samplers
 import comfy.utils
 import torch
 from comfy_api.latest import io, ui
 
 from ..blended.errors import InputError
-from ..blended.latent.blend import step_masks
-from ..blended.latent.crop_stitch import crop_for_model, latent_pixel_mask, stitch_with_report
+from ..blended.latent.crop_stitch import crop_for_model, stitch_with_report
 from ..blended.latent.reconstruct import SEAM_MODES as RECONSTRUCT_SEAMS
 from ..blended.latent.reconstruct import ReconstructSettings, reconstruct_all, report_text, tunable_for
 from ..blended.latent.report import report_text as stitch_report_text
 from ..blended.latent.seam import MODES as SEAM_MODES
-from ..blended.seeds import batch_seeds
 from . import comfy_glue as glue
-from . import latent_sampling
-from .images import mask_batch, to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
+from .images import to_comfy_image, to_comfy_mask, to_library_mask, to_rgb01
+from .latent_sampling import blending_sampler, run_latent_sampler
 from .types import LatentCropSocket
 from .validation import BlendedNode
 
@@ -117,37 +114,6 @@ class BlendedLatentSampler(BlendedNode):
         return io.NodeOutput({"samples": samples})
 
 
-def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg, sampler_name, scheduler, denoise,
-                       batch_size, shrink_px, shrink_fraction, on_call=None) -> torch.Tensor:
-    """Every latent of ``latent`` x ``batch_size`` samples (image-major) -> LATENT samples tensor."""
-    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
-        raise InputError("latent must be a LATENT from VAEEncode of the image to edit.")
-    source = latent["samples"]
-    if source.is_nested or source.dim() not in (4, 5):
-        raise InputError(f"latent must be an image latent [batch, channels, height, width] or a video latent "
-                         f"[batch, channels, frames, height, width]; got {tuple(source.shape)}.")
-    if not source.abs().sum() > 0:
-        raise InputError("latent is empty (all zeros): connect VAEEncode of the image to edit, not EmptyLatentImage.")
-    # as core KSampler does: formats with a time axis (Wan 2.1's, Qwen-Image's) take an image latent as one frame
-    source = comfy.sample.fix_empty_latent_channels(model, source)
-    latent_sampling.check_references({"positive": positive, "negative": negative}, source.shape)
-    pixel_mask, factor = latent_pixel_mask(mask_batch(mask), source.shape, source.shape[0],
-                                           latent_sampling.latent_factor(model.model))
-    sigmas = latent_sampling.schedule(model, steps, sampler_name, scheduler, denoise)
-    n_steps = len(sigmas) - 1
-    seeds = batch_seeds(seed, batch_size)
-    outs = []
-    for b in range(source.shape[0]):
-        pm = pixel_mask[b : b + 1] if pixel_mask.shape[0] > 1 else pixel_mask
-        masks_per_step = step_masks(pm, factor, n_steps, shrink_px, shrink_fraction)
-        callback = latent_sampling.preview_callback(model, n_steps)
-        outs.append(latent_sampling.sample_blended(
-            model, positive, negative, source[b : b + 1], masks_per_step, sigmas, sampler_name, cfg, seeds,
-            callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, on_call=on_call,
-        ))
-    return torch.cat(outs)
-
-
 class BlendedLatentSamplerObject(BlendedNode):
     @classmethod
     def define_schema(cls):
@@ -174,12 +140,7 @@ class BlendedLatentSamplerObject(BlendedNode):
 
     @classmethod
     def execute(cls, sampler_name, mask, shrink_px, shrink_fraction) -> io.NodeOutput:
-        mask = mask_batch(mask)
-        if not (mask > 0).any():
-            raise InputError("mask is empty: paint the area to edit (white = edit).")
-        sampler = latent_sampling.BlendingSampler(sampler_name, pixel_mask=mask.clone(), shrink_px=shrink_px,
-                                                  shrink_fraction=shrink_fraction)
-        return io.NodeOutput(sampler)
+        return io.NodeOutput(blending_sampler(sampler_name, mask, shrink_px, shrink_fraction))
 
 
 class BlendedLatentStitch(BlendedNode):

@@ -8,6 +8,11 @@ takes) that wraps the chosen core sampler: it receives the source latent in the 
 the run's noise from the guider, and hands the core sampler a denoiser that blends the sample with
 the source at the level of every model call, and the clean estimate with the clean source. Nothing
 in ComfyUI is patched.
+
+Each node's execute calls one function here: ``run_latent_sampler`` (Blended Latent Sampler) and
+``blending_sampler`` (Blended Latent SAMPLER). Both routes make the per-step masks with one library
+call, ``blended.latent.blend.latent_step_masks``: the first for all its latents before sampling, the
+SAMPLER in ``BlendingSampler.masks_for`` once the guider hands it the latent and the sigmas.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from __future__ import annotations
 import comfy.model_management as mm
 import comfy.sample
 import comfy.samplers
+import comfy.utils
 import latent_preview
 import torch
 
 from ..blended.errors import InputError
-from ..blended.latent.blend import LatentBlend, noise_for_seeds
-from ..blended.latent.blend import step_masks as make_step_masks
-from ..blended.latent.crop_stitch import latent_pixel_mask
+from ..blended.latent.blend import LatentBlend, latent_step_masks, noise_for_seeds
+from ..blended.seeds import batch_seeds
+from .images import mask_batch
 
 # pixels per latent cell, by ComfyUI's latent format (0.3.75's formats do not state it): SD1.x/2.x,
 # SDXL (also AuraFlow's), SD3 (also Lumina 2's, Z-Image's), Flux.1 (also Chroma's, HiDream's, Omnigen2's)
@@ -100,13 +106,12 @@ class BlendingSampler(comfy.samplers.Sampler):
         self.pixel_mask = pixel_mask
         self.shrink = (int(shrink_px), float(shrink_fraction))
         self.on_call = on_call
-        self.factor = None
 
-    def masks_for(self, sigmas, latent_image):
+    def masks_for(self, sigmas, latent_image, factor: int | None = None):
+        """One latent mask per step of ``sigmas``: the given ones, or the pixel mask's for this latent."""
         if self.step_masks is not None:
             return self.step_masks
-        pm, factor = latent_pixel_mask(self.pixel_mask, latent_image.shape, latent_image.shape[0], self.factor)
-        return make_step_masks(pm, factor, len(sigmas) - 1, *self.shrink)
+        return latent_step_masks(self.pixel_mask, latent_image.shape, len(sigmas) - 1, *self.shrink, factor=factor)
 
     def max_denoise(self, model_wrap, sigmas):
         return self.inner.max_denoise(model_wrap, sigmas)
@@ -117,13 +122,57 @@ class BlendingSampler(comfy.samplers.Sampler):
             raise InputError("the blended sampler needs the source latent (VAEEncode of the image to edit).")
         check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape)
         ms = model_wrap.inner_model.model_sampling
-        self.factor = latent_factor(model_wrap.inner_model)
-        masks = [m.to(noise.device) for m in self.masks_for(sigmas, latent_image)]
+        factor = latent_factor(model_wrap.inner_model)
+        masks = [m.to(noise.device) for m in self.masks_for(sigmas, latent_image, factor)]
         blend = LatentBlend(latent_image, noise, masks, sigmas, ms.noise_scaling)
         wrapped = _BlendingDenoiser(model_wrap, blend, self.on_call)
         samples = self.inner.sample(wrapped, sigmas, extra_args, callback, noise, latent_image, None, disable_pbar)
         # samples come back after inverse_noise_scaling: compare with the source in the same space
         return blend.finish(samples)
+
+
+def blending_sampler(sampler_name: str, mask: torch.Tensor, shrink_px: int, shrink_fraction: float) -> BlendingSampler:
+    """The Blended Latent SAMPLER node: a MASK -> the SAMPLER, which makes its per-step masks once
+    SamplerCustom hands it the latent and the sigmas (``masks_for``)."""
+    pixel_mask = mask_batch(mask)
+    if not (pixel_mask > 0).any():
+        raise InputError("mask is empty: paint the area to edit (white = edit).")
+    return BlendingSampler(sampler_name, pixel_mask=pixel_mask.clone(), shrink_px=shrink_px,
+                           shrink_fraction=shrink_fraction)
+
+
+def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg, sampler_name, scheduler, denoise,
+                       batch_size, shrink_px, shrink_fraction, on_call=None) -> torch.Tensor:
+    """The Blended Latent Sampler node: every latent of ``latent`` x ``batch_size`` samples
+    (image-major) -> LATENT samples tensor. The per-step masks of all the latents are made once,
+    before sampling, and each latent is sampled with its own."""
+    source = checked_latent(model, latent)
+    check_references({"positive": positive, "negative": negative}, source.shape)
+    sigmas = schedule(model, steps, sampler_name, scheduler, denoise)
+    masks = latent_step_masks(mask_batch(mask), source.shape, len(sigmas) - 1, shrink_px, shrink_fraction,
+                              latent_factor(model.model))
+    seeds = batch_seeds(seed, batch_size)
+    return torch.cat([sample_blended(model, positive, negative, source[b : b + 1], masks_of(masks, b), sigmas,
+                                     sampler_name, cfg, seeds, on_call=on_call) for b in range(source.shape[0])])
+
+
+def checked_latent(model, latent) -> torch.Tensor:
+    """The LATENT to edit, checked, with the time axis its model's format wants: as core KSampler
+    does, formats with one (Wan 2.1's, Qwen-Image's) take an image latent as one frame."""
+    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
+        raise InputError("latent must be a LATENT from VAEEncode of the image to edit.")
+    source = latent["samples"]
+    if source.is_nested or source.dim() not in (4, 5):
+        raise InputError(f"latent must be an image latent [batch, channels, height, width] or a video latent "
+                         f"[batch, channels, frames, height, width]; got {tuple(source.shape)}.")
+    if not source.abs().sum() > 0:
+        raise InputError("latent is empty (all zeros): connect VAEEncode of the image to edit, not EmptyLatentImage.")
+    return comfy.sample.fix_empty_latent_channels(model, source)
+
+
+def masks_of(step_masks, b: int):
+    """Latent ``b``'s masks of a run's per-step masks (one mask for every latent, or one per latent)."""
+    return [m[b : b + 1] if m.shape[0] > 1 else m for m in step_masks]
 
 
 def schedule(model, steps: int, sampler_name: str, scheduler: str, denoise: float) -> torch.Tensor:
@@ -134,19 +183,18 @@ def schedule(model, steps: int, sampler_name: str, scheduler: str, denoise: floa
 
 
 def sample_blended(model, positive, negative, source_latent, step_masks, sigmas, sampler_name, cfg, seeds,
-                   callback=None, disable_pbar=False, on_call=None):
-    """``len(seeds)`` samples of one source latent [1,C,h,w] (ComfyUI's raw VAE latent)."""
+                   on_call=None):
+    """``len(seeds)`` samples of one source latent [1,C,h,w] (ComfyUI's raw VAE latent), with ComfyUI's
+    preview and progress bar."""
     source = source_latent.float()
     noise = noise_for_seeds(source.shape[1:], seeds)
     batch = source.expand(len(seeds), *source.shape[1:]).contiguous()
     sampler = BlendingSampler(sampler_name, step_masks, on_call=on_call)
-    out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, batch,
-                                     noise_mask=None, callback=callback, disable_pbar=disable_pbar, seed=int(seeds[0]))
+    callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
+    out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, batch, noise_mask=None,
+                                     callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+                                     seed=int(seeds[0]))
     # process_latent_out(process_latent_in(x)) is not always x in floats: the returned background is
     # the caller's own latent values
     final = step_masks[-1].to(out.device)
     return torch.where(final > 0, out.float(), source.to(out.device))
-
-
-def preview_callback(model, total_steps: int):
-    return latent_preview.prepare_callback(model, total_steps)

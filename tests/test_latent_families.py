@@ -169,6 +169,46 @@ def test_sampler_for_sampler_custom_advanced(fam):
     torch.testing.assert_close(out[final], source.expand_as(out)[final], rtol=1e-6, atol=1e-6)
 
 
+def test_both_ways_in_make_their_step_masks_with_one_library_call(monkeypatch):
+    """One route for the masks: the Blended Latent Sampler's function makes the per-step masks of all
+    its latents with one ``latent_step_masks`` call before sampling, the SAMPLER with one call once
+    the guider hands it the latent and sigmas; each latent of a batch is sampled with its own mask,
+    bit for bit as if it came alone."""
+    built = build("sd15")  # puts ComfyUI on the path
+    import comfy.sample
+    import comfy.samplers
+
+    from blended_diffusion_pack.nodes import latent_sampling
+    from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
+
+    made = []
+
+    def counting(*args, **kwargs):
+        made.append(args[1])
+        return step_masks_of(*args, **kwargs)
+
+    step_masks_of = latent_sampling.latent_step_masks
+    monkeypatch.setattr(latent_sampling, "latent_step_masks", counting)
+    factor = built.family.factor
+    source = torch.randn(2, *built.latent_shape[1:], generator=torch.Generator().manual_seed(3))
+    mask = torch.cat([_mask(factor, built.latent_hw), _mask(factor, built.latent_hw).flip(-1)])[:, 0]
+    rest = (7, STEPS, 3.0, "euler", "simple", 1.0, 2, 8, 0.5)
+    both = run_latent_sampler(built.model, built.positive, built.negative, {"samples": source}, mask, *rest)
+    assert made == [source.shape]
+    for b in range(2):
+        alone = run_latent_sampler(built.model, built.positive, built.negative, {"samples": source[b : b + 1]},
+                                   mask[b : b + 1], *rest)
+        assert torch.equal(both[2 * b : 2 * b + 2], alone)
+    made.clear()
+    guider = comfy.samplers.CFGGuider(built.model)
+    guider.set_conds(built.positive, built.negative)
+    guider.set_cfg(3.0)
+    sigmas = comfy.samplers.calculate_sigmas(built.model.get_model_object("model_sampling"), "simple", STEPS).cpu()
+    sampler = latent_sampling.BlendingSampler("euler", pixel_mask=mask[:, None], shrink_px=8, shrink_fraction=0.5)
+    guider.sample(comfy.sample.prepare_noise(source, 1), source, sampler, sigmas, seed=1)
+    assert made == [source.shape]
+
+
 def test_heun_counts_two_model_calls_per_step_but_the_last(fam):
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
 
