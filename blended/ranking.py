@@ -225,26 +225,13 @@ def score_samples(
     that brings it to the work device and frees it after); ``check`` runs before every chunk and
     ``progress(done, total)`` after it. Unavailable ones add their note and are left out.
     """
-    if clip_guidance is None:
-        raise InputError("ranking needs CLIP guidance: connect the CLIP guidance loss node.")
-    n = images.shape[0]
-    if n == 0:
-        raise InputError("no images to rank.")
+    n = _check_batch(images, clip_guidance)
     if mask.shape[0] == 1:
         mask = mask.expand(n, *mask.shape[1:])
     criteria = {"clip": _chunked(lambda s: clip_guidance.score(images[s], mask[s]), n, chunk, check)}
     criteria["seam"] = seam_score(images.add(1).div(2), mask, band_px)
-    if (scene_prompt or "").strip():
-        scene = SceneScore(clip_guidance, scene_prompt)
-        views = images if scene_images is None else scene_images
-        if views.shape[0] != n:
-            raise InputError(f"scene images: {views.shape[0]} views for {n} samples.")
-        criteria["scene"] = _chunked(lambda s: scene(views[s]), n, chunk, check)
-    elif weights.scene:
-        raise InputError(
-            f"scene_weight is {weights.scene:g} but scene_prompt is empty: describe the whole picture "
-            "(e.g. 'a kitchen table with a bowl of cherries'), or set scene_weight to 0."
-        )
+    views = images if scene_images is None else scene_images
+    criteria.update(_scene_criterion(clip_guidance, scene_prompt, views, weights, n, chunk, check))
     if combine not in COMBINES:
         raise InputError(f"combine '{combine}': choose one of {', '.join(COMBINES)}.")
     labels, reward_weights, notes = _score_rewards(
@@ -253,18 +240,51 @@ def score_samples(
     if combine == "auto":
         combine = "mean_rank" if any(reward_weights.values()) else "weighted_sum"
     if combine == "weighted_sum" and not labels:
-        total = None
-        for name in CRITERIA:  # a criterion of weight 0 is not added at all: 0 * inf would be nan
-            w = getattr(weights, name)
-            if w:
-                term = criteria[name] if w == 1.0 else w * criteria[name]
-                total = term if total is None else total + term
-        if total is None:
-            raise InputError("clip_weight, seam_weight and scene_weight are all 0 and no reward model with a weight "
-                             "is available: nothing to rank by. Set clip_weight to 1 for the paper's ranking.")
-        order = torch.argsort(total, stable=True)
-        return RankTable(order, total, criteria, weights, notes=notes)
+        return _weighted_sum(criteria, weights, notes)
     return _ensemble(criteria, weights, reward_weights, labels, combine, notes)
+
+
+def _check_batch(images: torch.Tensor, clip_guidance: ClipGuidance) -> int:
+    """The number of samples, once it is clear there are some and CLIP to rank them by."""
+    if clip_guidance is None:
+        raise InputError("ranking needs CLIP guidance: connect the CLIP guidance loss node.")
+    n = images.shape[0]
+    if n == 0:
+        raise InputError("no images to rank.")
+    return n
+
+
+def _scene_criterion(clip_guidance, scene_prompt, views, weights: RankingWeights, n, chunk, check) -> dict:
+    """``{"scene": D_CLIP of each view against the scene prompt}`` when a prompt is given (listed even
+    at weight 0, so a user sees it before weighting it), else nothing; a weight without a prompt is
+    a mistake worth a message, not a silent 0."""
+    if (scene_prompt or "").strip():
+        scene = SceneScore(clip_guidance, scene_prompt)
+        if views.shape[0] != n:
+            raise InputError(f"scene images: {views.shape[0]} views for {n} samples.")
+        return {"scene": _chunked(lambda s: scene(views[s]), n, chunk, check)}
+    if weights.scene:
+        raise InputError(
+            f"scene_weight is {weights.scene:g} but scene_prompt is empty: describe the whole picture "
+            "(e.g. 'a kitchen table with a bowl of cherries'), or set scene_weight to 0."
+        )
+    return {}
+
+
+def _weighted_sum(criteria, weights: RankingWeights, notes) -> RankTable:
+    """The order by the weighted sum of D_CLIP, seam and scene: the paper's ranking (clip alone) and
+    what a graph without reward models always ranked by, kept exact so such a graph's order does not move."""
+    total = None
+    for name in CRITERIA:  # a criterion of weight 0 is not added at all: 0 * inf would be nan
+        w = getattr(weights, name)
+        if w:
+            term = criteria[name] if w == 1.0 else w * criteria[name]
+            total = term if total is None else total + term
+    if total is None:
+        raise InputError("clip_weight, seam_weight and scene_weight are all 0 and no reward model with a weight "
+                         "is available: nothing to rank by. Set clip_weight to 1 for the paper's ranking.")
+    order = torch.argsort(total, stable=True)
+    return RankTable(order, total, criteria, weights, notes=notes)
 
 
 def _score_rewards(images, whole_images, clip_guidance, rewards, criteria, chunk, check, reward_chunk, progress,

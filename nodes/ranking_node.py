@@ -81,34 +81,48 @@ class BlendedRankResults(BlendedNode):
     def execute(cls, images, mask, guidance, top_k, clip_weight=1.0, seam_weight=0.0, scene_weight=0.0,
                 scene_prompt="", scene_view="context_box", criteria=None, combine="auto",
                 order="best_first") -> io.NodeOutput:
-        clip_guidance = guidance.clip
-        if clip_guidance is None:
-            raise InputError("guidance has no CLIP term: connect the Blended CLIP Guidance used for sampling.")
-        if scene_view not in SCENE_VIEWS:
-            raise InputError(f"scene_view '{scene_view}': choose one of {', '.join(SCENE_VIEWS)}.")
+        clip_guidance = ranking_guidance(guidance, scene_view)
         rewards = tuple(criteria or ())
         weights = RankingWeights(clip_weight, seam_weight, scene_weight, allow_zero=any(c.weight for c in rewards))
         library_mask = to_library_mask(mask, images)
-        full = to_library_image(images)
-        x, m = crop_to_mask(full, library_mask)
-        device = glue.work_device()
-        budget = memory.budget(device)
-
-        @contextlib.contextmanager
-        def on_device(reward):  # one reward model on the work device at a time, freed after
-            glue.make_room_for([reward.model], device)
-            with glue.models_on(device, reward):
-                yield
-
-        with glue.models_on(device, clip_guidance):
-            views = (x if scene_view == "context_box" else full).to(device)
-            table = score_samples(x.to(device), m.to(device), clip_guidance, weights, scene_prompt, views,
-                                  check=glue.check_interrupt, rewards=rewards, combine=combine,
-                                  whole_images=full.to(device) if rewards else None,
-                                  reward_chunk=lambda r, n: memory.reward_chunk(r, n, budget),
-                                  progress=glue.ChunkProgress(), on_device=on_device)
+        table = score_on_device(images, library_mask, clip_guidance, weights, scene_prompt, scene_view, rewards,
+                                combine)
         kept = table.order.cpu()[: int(top_k)]
         kept = kept.flip(0) if order == "best_last" else kept
         full_mask = library_mask[:, 0].expand(images.shape[0], -1, -1)
         text = table.format(int(top_k))
         return io.NodeOutput(images[kept], full_mask[kept].contiguous(), text, ui=ui.PreviewText(text))
+
+
+def ranking_guidance(guidance, scene_view: str):
+    """The CLIP term of the guidance the samples were made with: its prompts, model, distance and
+    typography guard are what the ranking scores by, so without one there is nothing to rank."""
+    if guidance.clip is None:
+        raise InputError("guidance has no CLIP term: connect the Blended CLIP Guidance used for sampling.")
+    if scene_view not in SCENE_VIEWS:
+        raise InputError(f"scene_view '{scene_view}': choose one of {', '.join(SCENE_VIEWS)}.")
+    return guidance.clip
+
+
+def score_on_device(images, library_mask, clip_guidance, weights, scene_prompt, scene_view, rewards, combine):
+    """``score_samples`` on the work device: the samples cropped to the mask's box as the sampler saw
+    them, CLIP there for the whole call, reward models one at a time in chunks that fit the memory
+    budget (a ranking after a big batch must not need room for every model at once)."""
+    full = to_library_image(images)
+    x, m = crop_to_mask(full, library_mask)
+    device = glue.work_device()
+    budget = memory.budget(device)
+
+    @contextlib.contextmanager
+    def on_device(reward):  # one reward model on the work device at a time, freed after
+        glue.make_room_for([reward.model], device)
+        with glue.models_on(device, reward):
+            yield
+
+    with glue.models_on(device, clip_guidance):
+        views = (x if scene_view == "context_box" else full).to(device)
+        return score_samples(x.to(device), m.to(device), clip_guidance, weights, scene_prompt, views,
+                             check=glue.check_interrupt, rewards=rewards, combine=combine,
+                             whole_images=full.to(device) if rewards else None,
+                             reward_chunk=lambda r, n: memory.reward_chunk(r, n, budget),
+                             progress=glue.ChunkProgress(), on_device=on_device)

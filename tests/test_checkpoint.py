@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 
 from blended import downloads as weights
 from blended.errors import CheckpointError
-from blended.pixel.checkpoint import load_diffusion_model, read_checkpoint, read_state_dict
-from blended.pixel.unet import CONFIG_METADATA_KEY, UNetConfig
+from blended.pixel.checkpoint import CONFIG_METADATA_KEY, load_diffusion_model, read_checkpoint, read_state_dict
+from blended.pixel.unet import UNetConfig
 from tests.support.tiny_clip import save_tiny_clip
 from tests.support.tiny_unet import save_tiny_unet, tiny_unet_config, tiny_unet_state_dict
 

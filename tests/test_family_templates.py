@@ -532,7 +532,8 @@ def test_the_shipped_graph_passes_the_servers_validation(placeholder_server, nam
 def test_the_main_job_puts_the_prompt_in_the_positive_encoder_only(tmp_path, name):
     """``--template`` walks from the sampler's positive to its encoder ("text" or, for Qwen-Image-Edit,
     "prompt"); the negative encoder and every other node stay as shipped."""
-    from scripts.cli.run_edit import LOADER_FOLDERS, create_argparser, load_template, template_graph
+    from scripts.cli.edit_graphs import LOADER_FOLDERS, load_template, template_graph
+    from scripts.cli.run_edit import create_argparser
 
     shipped = api_workflow(name)
     for node in shipped.values():

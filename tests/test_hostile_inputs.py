@@ -113,7 +113,7 @@ def test_broken_model_files_in_every_folder(comfy, hostile_models, folder, name,
 def test_oversized_stored_unet_config_is_refused_before_building(comfy):
     from safetensors.torch import save_file
 
-    from blended.pixel.unet import CONFIG_METADATA_KEY
+    from blended.pixel.checkpoint import CONFIG_METADATA_KEY
     from tests.support.tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
     fields = {k: list(v) if isinstance(v, tuple) else v for k, v in tiny_unet_config().__dict__.items()}

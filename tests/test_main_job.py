@@ -127,7 +127,7 @@ def test_checkpoint_resolution_is_read_off_the_keys(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from scripts.cli.run_edit import checkpoint_resolution
+    from scripts.cli.edit_graphs import checkpoint_resolution
 
     save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(2)}, tmp_path / "xl.safetensors")
     save_file({"cond_stage_model.transformer.text_model.final_layer_norm.weight": torch.zeros(2)},
@@ -155,7 +155,8 @@ def test_template_with_missing_files_names_each_file_and_its_folder(comfy, tmp_p
 def test_template_graph_puts_the_prompt_in_the_positive_encoder(tmp_path):
     """Through FluxGuidance to the CLIPTextEncode the sampler's positive comes from; the negative
     (ConditioningZeroOut) and the files stay as shipped."""
-    from scripts.cli.run_edit import create_argparser, load_template, template_graph
+    from scripts.cli.edit_graphs import load_template, template_graph
+    from scripts.cli.run_edit import create_argparser
 
     name = "Blended - Flux.1 dev edit"
     shipped = json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
@@ -181,7 +182,7 @@ def test_template_graph_puts_the_prompt_in_the_positive_encoder(tmp_path):
 
 
 def test_unknown_template_lists_the_shipped_ones(tmp_path):
-    from scripts.cli.run_edit import load_template
+    from scripts.cli.edit_graphs import load_template
 
     with pytest.raises(SystemExit) as e:
         load_template("object editing", tmp_path)

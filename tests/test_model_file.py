@@ -15,8 +15,7 @@ from blended.clip_model import load_clip
 from blended.errors import CheckpointError
 from blended.lpips_model import load_lpips
 from blended.model_file import first_code_global, read_torchscript_tensors
-from blended.pixel.checkpoint import load_diffusion_model
-from blended.pixel.unet import CONFIG_METADATA_KEY
+from blended.pixel.checkpoint import CONFIG_METADATA_KEY, load_diffusion_model
 from tests.support.hostile_files import pickle_that_runs_code, torchscript_that_runs_code
 from tests.support.tiny_clip import tiny_clip_state_dict
 from tests.support.tiny_unet import tiny_unet_config, tiny_unet_state_dict

@@ -13,8 +13,9 @@ from guided_diffusion.script_util import create_model
 from guided_diffusion.unet import UNetModel as OpenAIUNet
 
 from blended.errors import InputError
+from blended.pixel.checkpoint import config_from_state_dict
 from blended.pixel.diffusion_model import DiffusionModel
-from blended.pixel.unet import UNetConfig, UNetModel, config_from_state_dict
+from blended.pixel.unet import UNetConfig, UNetModel
 from tests.support.tiny_unet import tiny_unet_config, tiny_unet_state_dict
 
 # Branches the tiny models do not take: conv resampling, plain (non scale-shift) conditioning,

@@ -140,56 +140,93 @@ def tune(
     plain decode inside, ``iterations`` (Adam steps taken) and ``stopped`` (target / plateau / cap).
     """
     with torch.inference_mode(False), torch.enable_grad():
-        device = t.plain.device
-        x = source.detach().clone().to(device=device, dtype=torch.float32)
-        hard = masks.binarize(mask.detach().clone().to(device=device, dtype=torch.float32), 0.5)
-        plain = t.plain.detach()
-        keep = inside.detach().clone().to(device=device, dtype=torch.float32) if inside is not None else plain
-        band_full = masks.dilate(hard, settings.band_px) * (1 - hard)
-        xw, mw, kw, bw = (_window(v, t.window) for v in (x, hard, keep, band_full))
-        n_in, n_out = mw.sum().clamp(min=1) * 3, bw.sum().clamp(min=1) * 3
-        plain_out = float((((_window(plain, t.window).clamp(-1, 1) - xw)) ** 2 * bw).sum() / n_out)
-        goal = plain_out / settings.target_reduction
-        opt = torch.optim.Adam(t.params, lr=settings.learning_rate) if t.params else None
-        best, since, steps, stopped, y = math.inf, 0, 0, "cap", None
-        for _ in range(settings.iterations if opt is not None else 0):
-            opt.zero_grad(set_to_none=True)
-            y = t.decode()
-            out_mse = ((y - xw) ** 2 * bw).sum() / n_out
-            if float(out_mse.detach()) <= goal:
-                stopped = "target"
-                break
-            loss = ((y - kw) ** 2 * mw).sum() / n_in + settings.background_weight * out_mse
-            if float(loss.detach()) < best * (1 - PLATEAU_GAIN):
-                best, since = float(loss.detach()), 0
-            else:
-                since += 1
-                if since >= settings.patience:
-                    stopped = "plateau"
-                    break
-            loss.backward()
-            opt.step()
-            steps += 1
-            y = None
-            if callback is not None:
-                callback(steps, settings.iterations)
+        w = _loss_window(t, source, mask, inside, settings.band_px)
+        plain_out = float((((w.plain.clamp(-1, 1) - w.source)) ** 2 * w.band).sum() / w.n_out)
+        steps, stopped, y = _adam(t, w, settings, plain_out / settings.target_reduction, callback)
         with torch.no_grad():
-            tuned = plain.clone()
-            if steps or y is not None:
-                y0, y1, x0, x1 = t.window
-                tuned[..., y0:y1, x0:x1] = (t.decode() if y is None else y).detach()
-            tuned = tuned.clamp(-1, 1)
-            tw = _window(tuned, t.window)
-            stats = {
-                "plain_outside": math.sqrt(plain_out / 4),
-                "tuned_outside": float((((tw - xw) / 2) ** 2 * bw).sum().div(n_out).sqrt()),
-                "inside_change": float((((tw - kw.clamp(-1, 1)) / 2) ** 2 * mw).sum().div(n_in).sqrt()),
-                "inside_mse_plain": float((((tw - _window(plain, t.window).clamp(-1, 1)) / 2) ** 2 * mw)
-                                          .sum().div(n_in)),
-                "iterations": steps, "stopped": stopped if opt is not None else "nothing to tune",
-                "tuned_blocks": t.tuned_blocks, "band_px": settings.band_px,
-            }
+            tuned = _tuned_image(t, y, steps)
+            stats = _tune_figures(_window(tuned, t.window), w, plain_out)
+            stats.update(iterations=steps, stopped=stopped, tuned_blocks=t.tuned_blocks, band_px=settings.band_px)
     return tuned.detach(), stats
+
+
+@dataclass(frozen=True)
+class _LossWindow:
+    """What the loss compares, cut to the tunable's window (the decoder only changes pixels there):
+    all [1,C,h,w] float32 on the decoder's device, ``n_in`` / ``n_out`` the values in the mask / band."""
+
+    source: torch.Tensor  # x, to match in the band outside the mask
+    hard: torch.Tensor  # the binarized mask: inside, keep the edit
+    keep: torch.Tensor  # the edit to keep inside (default the plain decode)
+    band: torch.Tensor  # the band of ``band_px`` just outside the mask: the only place the paste leaves visible
+    plain: torch.Tensor  # the plain decode
+    n_in: torch.Tensor
+    n_out: torch.Tensor
+
+
+def _loss_window(t: Tunable, source, mask, inside, band_px: int) -> _LossWindow:
+    """The loss's targets on ``t``'s window, detached copies (the caller's tensors never get grads)."""
+    device = t.plain.device
+    x = source.detach().clone().to(device=device, dtype=torch.float32)
+    hard = masks.binarize(mask.detach().clone().to(device=device, dtype=torch.float32), 0.5)
+    plain = t.plain.detach()
+    keep = inside.detach().clone().to(device=device, dtype=torch.float32) if inside is not None else plain
+    band_full = masks.dilate(hard, band_px) * (1 - hard)
+    xw, mw, kw, bw = (_window(v, t.window) for v in (x, hard, keep, band_full))
+    n_in, n_out = mw.sum().clamp(min=1) * 3, bw.sum().clamp(min=1) * 3
+    return _LossWindow(xw, mw, kw, bw, _window(plain, t.window), n_in, n_out)
+
+
+def _adam(t: Tunable, w: _LossWindow, settings: ReconstructSettings, goal: float, callback):
+    """(steps taken, why they stopped, the last decode or None): Adam on the paper's loss until the
+    band's squared error reaches ``goal`` ("target"), the loss stops improving by ``PLATEAU_GAIN``
+    for ``patience`` steps ("plateau"), or ``iterations`` ("cap"). Most images stop well before the
+    cap, which is what makes per-image tuning affordable."""
+    if not t.params:
+        return 0, "nothing to tune", None
+    opt = torch.optim.Adam(t.params, lr=settings.learning_rate)
+    best, since, steps, y = math.inf, 0, 0, None
+    for _ in range(settings.iterations):
+        opt.zero_grad(set_to_none=True)
+        y = t.decode()
+        out_mse = ((y - w.source) ** 2 * w.band).sum() / w.n_out
+        if float(out_mse.detach()) <= goal:
+            return steps, "target", y
+        loss = ((y - w.keep) ** 2 * w.hard).sum() / w.n_in + settings.background_weight * out_mse
+        if float(loss.detach()) < best * (1 - PLATEAU_GAIN):
+            best, since = float(loss.detach()), 0
+        else:
+            since += 1
+            if since >= settings.patience:
+                return steps, "plateau", y
+        loss.backward()
+        opt.step()
+        steps += 1
+        y = None
+        if callback is not None:
+            callback(steps, settings.iterations)
+    return steps, "cap", y
+
+
+def _tuned_image(t: Tunable, y, steps: int) -> torch.Tensor:
+    """The whole image [1,3,H,W] in [-1,1]: the plain decode with the tuned window in it; ``y`` is
+    the decode with the final weights when the loop made one, else the window is decoded again."""
+    tuned = t.plain.detach().clone()
+    if steps or y is not None:
+        y0, y1, x0, x1 = t.window
+        tuned[..., y0:y1, x0:x1] = (t.decode() if y is None else y).detach()
+    return tuned.clamp(-1, 1)
+
+
+def _tune_figures(tw: torch.Tensor, w: _LossWindow, plain_out: float) -> dict:
+    """``tune``'s figures in 0..1 units (values in [-1,1] halved): RMS errors in the band before and
+    after, and how far the tuned window moved inside the mask from the edit and from the plain decode."""
+    return {
+        "plain_outside": math.sqrt(plain_out / 4),
+        "tuned_outside": float((((tw - w.source) / 2) ** 2 * w.band).sum().div(w.n_out).sqrt()),
+        "inside_change": float((((tw - w.keep.clamp(-1, 1)) / 2) ** 2 * w.hard).sum().div(w.n_in).sqrt()),
+        "inside_mse_plain": float((((tw - w.plain.clamp(-1, 1)) / 2) ** 2 * w.hard).sum().div(w.n_in)),
+    }
 
 
 def reconstruct(
@@ -241,15 +278,8 @@ def reconstruct_all(
     the CPU, per-image figures: ``tune``'s, ``max_outside`` / ``max_band`` of the paste, ``mode`` and
     ``seam_before`` (the plain decode pasted exactly) / ``seam_after`` (``metrics.seam_change``)).
     """
-    if latents.dim() != 4:
-        raise InputError(
-            f"latent must be an image latent [batch, channels, height, width]; got {tuple(latents.shape)}."
-        )
+    _check_batches(latents, source, edited)
     n, b = latents.shape[0], source.shape[0]
-    if n % b:
-        raise InputError(f"latent has a batch of {n}, not a multiple of the {b} source image(s).")
-    if edited is not None and edited.shape[0] != n:
-        raise InputError(f"edited has {edited.shape[0]} images for {n} latents: connect the decode of this latent.")
     total = settings.iterations * n
     outs, all_stats = [], []
     for i in range(n):
@@ -269,17 +299,39 @@ def reconstruct_all(
         check()
         if callback is not None:
             callback((i + 1) * settings.iterations, total)
-        tuned01 = tuned.add(1).div(2).clamp(0, 1).cpu()
-        plain01 = t.plain.clamp(-1, 1).add(1).div(2).cpu()
-        hard = hard.cpu()
-        if settings.seam == "reconstruct + gradient domain":
-            tuned01 = seam.gradient_domain(tuned01, src, hard)
-        weights = masks.feather(hard, settings.feather)  # inward: 0 wherever the mask is
-        out = paste(tuned01, src, weights)
-        max_out, max_band = paste_figures(out, src, weights)
-        (before,), (after,) = seam_change(paste(plain01, src, hard), out, hard)
+        out = _paste_tuned(t, tuned, src, hard, settings, stats)
         outs.append(out)
-        stats.update(max_outside=float(max_out[0]), max_band=float(max_band[0]), mode=settings.seam,
-                     seam_before=before, seam_after=after)
         all_stats.append(stats)
     return torch.cat(outs), all_stats
+
+
+def _check_batches(latents: torch.Tensor, source: torch.Tensor, edited: torch.Tensor | None) -> None:
+    """Every latent must map to one source image (image-major), and every edit to one latent."""
+    if latents.dim() != 4:
+        raise InputError(
+            f"latent must be an image latent [batch, channels, height, width]; got {tuple(latents.shape)}."
+        )
+    n, b = latents.shape[0], source.shape[0]
+    if n % b:
+        raise InputError(f"latent has a batch of {n}, not a multiple of the {b} source image(s).")
+    if edited is not None and edited.shape[0] != n:
+        raise InputError(f"edited has {edited.shape[0]} images for {n} latents: connect the decode of this latent.")
+
+
+def _paste_tuned(t: Tunable, tuned: torch.Tensor, src: torch.Tensor, hard: torch.Tensor,
+                 settings: ReconstructSettings, stats: dict) -> torch.Tensor:
+    """The tuned decode (optionally Poisson-blended) pasted over ``src`` [1,3,H,W] in 0..1 with the
+    inward feather, on the CPU; ``stats`` gains the paste's maxima and the seam change from the plain
+    decode's exact paste to this one, the figure that says whether tuning was worth it."""
+    tuned01 = tuned.add(1).div(2).clamp(0, 1).cpu()
+    plain01 = t.plain.clamp(-1, 1).add(1).div(2).cpu()
+    hard = hard.cpu()
+    if settings.seam == "reconstruct + gradient domain":
+        tuned01 = seam.gradient_domain(tuned01, src, hard)
+    weights = masks.feather(hard, settings.feather)  # inward: 0 wherever the mask is
+    out = paste(tuned01, src, weights)
+    max_out, max_band = paste_figures(out, src, weights)
+    (before,), (after,) = seam_change(paste(plain01, src, hard), out, hard)
+    stats.update(max_outside=float(max_out[0]), max_band=float(max_band[0]), mode=settings.seam,
+                 seam_before=before, seam_after=after)
+    return out

@@ -1,13 +1,16 @@
 """Reading ADM UNet checkpoints from disk, safely and with errors a user can act on.
 
 Files are read by ``model_file.read_model_file``, which never runs code from a model file.
-Everything that can go wrong with a file someone picked in a dropdown
+The architecture comes from the file too: a config stored in its safetensors metadata
+(``CONFIG_METADATA_KEY``, checked against the weights), else read off the weights' key names and
+shapes (``config_from_state_dict``). Everything that can go wrong with a file someone picked in a dropdown
 (missing, half downloaded, an HTML error page saved as .pt, a Stable Diffusion or CLIP checkpoint
 in the wrong folder) becomes a ``CheckpointError`` that says what the file is and what is needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -17,8 +20,10 @@ from ..downloads import ADM_256_UNCOND
 from ..errors import CheckpointError, no_check
 from ..model_file import flat_state_dict, read_model_file
 from .diffusion_model import DiffusionModel
-from .unet import CONFIG_METADATA_KEY, UNetConfig, UNetModel, config_from_state_dict
+from .unet import UNetConfig, UNetModel
 
+# safetensors metadata key under which we store a JSON UNetConfig (what the weights cannot tell).
+CONFIG_METADATA_KEY = "blended_diffusion.config"
 EXPECTED = (
     f"Expected an OpenAI guided-diffusion (ADM) UNet such as {ADM_256_UNCOND.filename} "
     f"({ADM_256_UNCOND.url}), placed in ComfyUI/models/{ADM_256_UNCOND.subfolder}/."
@@ -76,6 +81,130 @@ def _describe_keys(sd, n=4) -> str:
     keys = list(sd)
     more = f", ... ({len(keys)} in all)" if len(keys) > n else ""
     return ", ".join(keys[:n]) + more
+
+
+# --- reading the architecture back from the weights ----------------------------------------------
+
+# Released OpenAI checkpoints whose attention settings differ from the 256/512 defaults, keyed by
+# (model_channels, channel_mult, num_res_blocks, num_classes). Head settings leave no trace in the
+# weights, so without this a 128x128 model would load fine and silently compute something else.
+_KNOWN_ATTENTION = {
+    # 64x64_diffusion.pt: --num_head_channels 64 --use_new_attention_order True
+    (192, (1, 2, 3, 4), 3, 1000): dict(num_head_channels=64, use_new_attention_order=True),
+    # 128x128_diffusion.pt: --num_heads 4 (num_head_channels left at -1)
+    (256, (1, 1, 2, 3, 4), 2, 1000): dict(num_heads=4, num_head_channels=-1),
+}
+
+
+def _shape(sd, key, what):
+    try:
+        return tuple(sd[key].shape)
+    except KeyError:
+        raise CheckpointError(
+            f"The weights have no '{key}' ({what}), so they are not a complete guided-diffusion "
+            "(ADM) UNet. Use an OpenAI guided-diffusion checkpoint such as 256x256_diffusion_uncond.pt."
+        ) from None
+
+
+def _is_resblock(sd, prefix):
+    return f"{prefix}.in_layers.2.weight" in sd
+
+
+def config_from_state_dict(sd, num_head_channels: int | None = None) -> UNetConfig:
+    """Infer the UNetConfig from key names and shapes (works on meta tensors too).
+
+    The whole architecture can be read back from the weights except the attention head count:
+    ``num_head_channels=None`` means 64 (the 64/256/512 releases), except for released layouts
+    listed in ``_KNOWN_ATTENTION``; pass a number to force it.
+    """
+    in_ch = _shape(sd, "input_blocks.0.0.weight", "the input convolution")[1]
+    model_channels = _shape(sd, "time_embed.0.weight", "the timestep embedding")[1]
+    out_channels = _shape(sd, "out.2.weight", "the output convolution")[0]
+    num_classes = sd["label_emb.weight"].shape[0] if "label_emb.weight" in sd else None
+    num_res_blocks, resblock_updown, levels = _decoder_layout(sd)
+    channel_mult, attention_ds = _level_widths(sd, levels, num_res_blocks, model_channels)
+    emb_out = _shape(sd, "middle_block.0.emb_layers.1.weight", "the middle block")[0]
+    mid_ch = _shape(sd, "middle_block.0.in_layers.2.weight", "the middle block")[0]
+    fields = dict(
+        image_size=4 * 2**levels,
+        in_channels=in_ch,
+        model_channels=model_channels,
+        out_channels=out_channels,
+        num_res_blocks=num_res_blocks,
+        attention_ds=attention_ds,
+        channel_mult=channel_mult,
+        num_classes=num_classes,
+        use_scale_shift_norm=emb_out == 2 * mid_ch,
+        resblock_updown=resblock_updown,
+        num_head_channels=64,
+        num_heads=1,
+    )
+    return UNetConfig(**_with_heads(fields, num_head_channels))
+
+
+def _count_blocks(sd, prefix: str) -> int:
+    n = 0
+    while any(k.startswith(f"{prefix}.{n}.") for k in sd):
+        n += 1
+    return n
+
+
+def _upsampler(sd, j: int) -> str | None:
+    """"resblock" or "conv" when output block ``j`` ends with an upsampler, else None: upsamplers are
+    either a ResBlock after the block's first layer or an Upsample conv."""
+    layers = sorted({int(k.split(".")[2]) for k in sd if k.startswith(f"output_blocks.{j}.")})
+    for layer in layers[1:]:
+        p = f"output_blocks.{j}.{layer}"
+        if _is_resblock(sd, p):
+            return "resblock"
+        if f"{p}.conv.weight" in sd:
+            return "conv"
+    return None
+
+
+def _decoder_layout(sd) -> tuple[int, bool, int]:
+    """(num_res_blocks, resblock_updown, levels) from the output blocks: the first one carrying an
+    upsampler ends the deepest level, so its index is num_res_blocks, and its kind says how the
+    model resamples. A block count that no layout produces means a damaged or foreign file."""
+    n_out = _count_blocks(sd, "output_blocks")
+    if n_out == 0:
+        _shape(sd, "output_blocks.0.0.in_layers.2.weight", "the decoder half")
+    ups = [(j, kind) for j in range(n_out) if (kind := _upsampler(sd, j))]
+    if ups:
+        num_res_blocks = ups[0][0]
+        resblock_updown = ups[0][1] == "resblock"
+    else:  # a single level: no resampling at all
+        num_res_blocks, resblock_updown = n_out - 1, True
+    levels = n_out // (num_res_blocks + 1)
+    if num_res_blocks < 1 or levels * (num_res_blocks + 1) != n_out:
+        raise CheckpointError(
+            f"The weights have {n_out} decoder blocks, which no guided-diffusion UNet layout "
+            "produces; the file is damaged or from a different architecture."
+        )
+    return num_res_blocks, resblock_updown, levels
+
+
+def _level_widths(sd, levels: int, num_res_blocks: int, model_channels: int) -> tuple[tuple, tuple]:
+    """(channel_mult, attention_ds): each level's width relative to ``model_channels``, and the
+    downsample factors of the levels whose first encoder block has attention."""
+    channel_mult, attention_ds = [], []
+    for level in range(levels):
+        first = 1 + level * (num_res_blocks + 1)
+        ch = _shape(sd, f"input_blocks.{first}.0.in_layers.2.weight", "a residual block")[0]
+        channel_mult.append(ch / model_channels)
+        if f"input_blocks.{first}.1.qkv.weight" in sd:
+            attention_ds.append(2**level)
+    return tuple(channel_mult), tuple(attention_ds)
+
+
+def _with_heads(fields: dict, num_head_channels: int | None) -> dict:
+    """``fields`` with the attention heads, which leave no trace in the weights: the caller's
+    ``num_head_channels``, else a released layout's own (``_KNOWN_ATTENTION``), else 64 channels."""
+    if num_head_channels is not None:
+        return {**fields, "num_head_channels": num_head_channels}
+    cfg = UNetConfig(**fields)  # channel_mult as the config writes it: the table's key
+    known = (cfg.model_channels, cfg.channel_mult, cfg.num_res_blocks, cfg.num_classes)
+    return {**fields, **_KNOWN_ATTENTION.get(known, {})}
 
 
 # --- building the model ----------------------------------------------------------------------------
@@ -156,7 +285,7 @@ def config_from_metadata(text: str, sd, path) -> UNetConfig:
     if problems:
         raise CheckpointError(f"'{path}': the '{CONFIG_METADATA_KEY}' metadata is not a valid UNet config: "
                               + "; ".join(problems[:4]) + f". {fix}")
-    config = UNetConfig.from_json(text)  # unknown field names are reported there
+    config = _stored_config(text)
     if config.image_size % config.size_multiple:
         raise CheckpointError(f"'{path}': the '{CONFIG_METADATA_KEY}' metadata is not a valid UNet config: "
                               f"image_size {config.image_size} is not a multiple of {config.size_multiple} "
@@ -173,6 +302,20 @@ def config_from_metadata(text: str, sd, path) -> UNetConfig:
             f"metadata describes (wrong shape: {'; '.join(differ[:3])}). {fix}"
         )
     return config
+
+
+def _stored_config(text: str) -> UNetConfig:
+    """The config of a stored JSON object whose values passed ``_metadata_problems``; unknown field
+    names are reported here, with the names a config may have."""
+    try:
+        return UNetConfig.from_json(text)
+    except (TypeError, ValueError) as e:
+        names = ", ".join(f.name for f in dataclasses.fields(UNetConfig))
+        raise CheckpointError(
+            f"The '{CONFIG_METADATA_KEY}' metadata is not a valid UNet config ({e}). "
+            f"It must be a JSON object with some of: {names}. Remove the metadata entry to let "
+            "the architecture be read from the weights."
+        ) from None
 
 
 def _check_layout(model: torch.nn.Module, sd, path):

@@ -151,7 +151,28 @@ def sample(
     its own seed, so its result does not depend on the chunking. ``callback(step, steps, x̂0)``
     counts the steps of all chunks together.
     """
-    sched = settings.schedule
+    source, mask = _checked_batch(image, mask, seeds)
+    plan = _memory_plan(model, guidance, settings, source, budget)
+    # A queue of (first sample, samples, checkpointing): a chunk that runs out of memory is split.
+    batch = len(seeds)
+    queue = [(start, min(plan.chunk, batch - start), plan.checkpointing) for start in range(0, batch, plan.chunk)]
+    out = torch.empty_like(source)
+    done_chunks = 0
+    while queue:
+        start, count, checkpointed = queue.pop(0)
+        part = slice(start, start + count)
+        progress = _chunk_callback(callback, settings.guided_steps, done_chunks, len(queue))
+        failed = _try_chunk(model, source, mask, guidance, settings, seeds, out, part, checkpointed, progress)
+        if failed is None:
+            done_chunks += 1
+        else:
+            queue[:0] = _retry_smaller(model, guidance, settings, source, (start, count, checkpointed), failed)
+    return out
+
+
+def _checked_batch(image: torch.Tensor, mask: torch.Tensor, seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source, mask), one per seed: the shapes checked before any memory is spent on them, and an
+    empty mask refused (it would sample for nothing and return the input)."""
     if not seeds:
         raise InputError("no seeds given: ask for at least one sample.")
     if image.dim() != 4 or image.shape[1] != 3:
@@ -165,9 +186,14 @@ def sample(
     mask = _broadcast(mask.to(source), batch, "mask")
     if not (mask > 0).any():
         raise InputError("mask is empty: paint the area to edit (white = edit).")
+    return source, mask
 
+
+def _memory_plan(model, guidance: Guidance, settings: SamplerSettings, source: torch.Tensor,
+                 budget: int | None) -> memory.Plan:
+    """Samples per chunk and whether to checkpoint, for ``budget`` bytes (default: what is free)."""
     device = source.device
-    height, width = source.shape[-2:]
+    batch, (height, width) = source.shape[0], source.shape[-2:]
     available = memory.budget(device) if budget is None else int(budget)
     plan = memory.plan(batch, model, guidance, height, width, available, settings.memory, settings.autocast)
     if device.type != "cuda" and memory.fits(plan.cost, available) < 1:
@@ -177,45 +203,53 @@ def sample(
         if memory.fits(plan.cost, available) < 1:
             raise memory.too_little_memory(plan.cost, available, device)
         log.warning("one sample does not fit in %.1f GiB without checkpointing; checkpointing", available / 2**30)
-    steps = settings.guided_steps
-    # A queue of (first sample, samples, checkpointing): a chunk that runs out of memory is split.
-    queue = [(start, min(plan.chunk, batch - start), plan.checkpointing) for start in range(0, batch, plan.chunk)]
-    out = torch.empty_like(source)
-    done_chunks = 0
-    while queue:
-        start, count, checkpointed = queue.pop(0)
-        part = slice(start, start + count)
+    return plan
 
-        def chunk_callback(n: int, _steps: int, x0: torch.Tensor, _done=done_chunks, _left=len(queue)) -> None:
-            if callback is not None:
-                callback(_done * steps + n, (_done + 1 + _left) * steps, x0)
 
-        failed = None
-        try:
-            with memory.checkpointing(model, guidance, checkpointed):
-                out[part] = _sample_chunk(
-                    model, source[part], mask[part], guidance, settings, sched, seeds[part], chunk_callback
-                )
-        except torch.OutOfMemoryError as exc:
-            failed = str(exc).splitlines()[0][:200]
-        if failed is None:
-            done_chunks += 1
-            continue
-        # Out of the except block, so the failed chunk's tensors (held by the traceback) are free.
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        if count > 1:
-            half = (count + 1) // 2
-            queue[:0] = [(start, half, checkpointed), (start + half, count - half, checkpointed)]
-            log.warning("out of memory with %d samples per chunk; retrying as %d + %d", count, half, count - half)
-        elif not checkpointed:
-            queue.insert(0, (start, 1, True))
-            log.warning("out of memory with one sample; retrying it with gradient checkpointing")
-        else:
-            low = memory.estimate(model, guidance, height, width, settings.autocast, checkpointing=True)
-            free = memory.free_bytes(device)
-            raise memory.too_little_memory(low, free, device, f" ({failed})")
-    return out
+def _chunk_callback(callback: StepCallback | None, steps: int, done: int, left: int) -> StepCallback:
+    """The caller's ``callback`` counting the steps of all chunks: ``done`` chunks ran before this
+    one and ``left`` wait after it, so the bar neither restarts per chunk nor overshoots."""
+
+    def chunk_callback(n: int, _steps: int, x0: torch.Tensor) -> None:
+        if callback is not None:
+            callback(done * steps + n, (done + 1 + left) * steps, x0)
+
+    return chunk_callback
+
+
+def _try_chunk(model, source, mask, guidance, settings, seeds, out, part: slice, checkpointed: bool,
+               callback: StepCallback) -> str | None:
+    """Sample ``part`` of the batch into ``out``; None, or the first line of the out-of-memory error.
+    The error is not kept: once this returns, the failed chunk's tensors (held by its traceback) are free."""
+    try:
+        with memory.checkpointing(model, guidance, checkpointed):
+            out[part] = _sample_chunk(
+                model, source[part], mask[part], guidance, settings, settings.schedule, seeds[part], callback
+            )
+    except torch.OutOfMemoryError as exc:
+        return str(exc).splitlines()[0][:200]
+    return None
+
+
+def _retry_smaller(model, guidance: Guidance, settings: SamplerSettings, source: torch.Tensor,
+                   chunk: tuple[int, int, bool], failed: str) -> list[tuple[int, int, bool]]:
+    """What to queue in place of a chunk that ran out of memory: its two halves, or one sample with
+    gradient checkpointing; a checkpointed single sample that does not fit stops with the figures."""
+    start, count, checkpointed = chunk
+    device = source.device
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if count > 1:
+        half = (count + 1) // 2
+        log.warning("out of memory with %d samples per chunk; retrying as %d + %d", count, half, count - half)
+        return [(start, half, checkpointed), (start + half, count - half, checkpointed)]
+    if not checkpointed:
+        log.warning("out of memory with one sample; retrying it with gradient checkpointing")
+        return [(start, 1, True)]
+    height, width = source.shape[-2:]
+    low = memory.estimate(model, guidance, height, width, settings.autocast, checkpointing=True)
+    free = memory.free_bytes(device)
+    raise memory.too_little_memory(low, free, device, f" ({failed})")
 
 
 def _sample_chunk(

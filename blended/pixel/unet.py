@@ -8,8 +8,8 @@ checkpointing is non-reentrant (see ``UNetModel.checkpointing``). Attention runs
 ``scaled_dot_product_attention``; it is the same arithmetic as OpenAI's einsum version (which
 scales q and k by ``ch**-0.25`` each).
 
-The whole architecture can be read back from a state dict (``config_from_state_dict``) except the
-attention head count, which leaves no trace in the weights.
+This file is the architecture only: reading a config back from a state dict or a file's metadata is
+checkpoint loading (``checkpoint.config_from_state_dict``, ``checkpoint.CONFIG_METADATA_KEY``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-
-from ..errors import CheckpointError
-
-# safetensors metadata key under which we store a JSON UNetConfig (what the weights cannot tell).
-CONFIG_METADATA_KEY = "blended_diffusion.config"
 
 
 @dataclass(frozen=True)
@@ -80,16 +75,8 @@ class UNetConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "UNetConfig":
-        try:
-            fields = json.loads(text)
-            return cls(**fields)
-        except (TypeError, ValueError) as e:
-            names = ", ".join(f.name for f in dataclasses.fields(cls))
-            raise CheckpointError(
-                f"The '{CONFIG_METADATA_KEY}' metadata is not a valid UNet config ({e}). "
-                f"It must be a JSON object with some of: {names}. Remove the metadata entry to let "
-                "the architecture be read from the weights."
-            ) from None
+        """The config ``to_json`` wrote; TypeError or ValueError for unknown fields or unfit values."""
+        return cls(**json.loads(text))
 
 
 def _plain_number(m):
@@ -372,109 +359,3 @@ class UNetModel(nn.Module):
 
 def _decode(module: TimestepEmbedSequential, h: torch.Tensor, skip: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
     return module(torch.cat([h, skip], dim=1), emb)
-
-
-# --- reading the architecture back from the weights ----------------------------------------------
-
-# Released OpenAI checkpoints whose attention settings differ from the 256/512 defaults, keyed by
-# (model_channels, channel_mult, num_res_blocks, num_classes). Head settings leave no trace in the
-# weights, so without this a 128x128 model would load fine and silently compute something else.
-_KNOWN_ATTENTION = {
-    # 64x64_diffusion.pt: --num_head_channels 64 --use_new_attention_order True
-    (192, (1, 2, 3, 4), 3, 1000): dict(num_head_channels=64, use_new_attention_order=True),
-    # 128x128_diffusion.pt: --num_heads 4 (num_head_channels left at -1)
-    (256, (1, 1, 2, 3, 4), 2, 1000): dict(num_heads=4, num_head_channels=-1),
-}
-
-
-def _shape(sd, key, what):
-    try:
-        return tuple(sd[key].shape)
-    except KeyError:
-        raise CheckpointError(
-            f"The weights have no '{key}' ({what}), so they are not a complete guided-diffusion "
-            "(ADM) UNet. Use an OpenAI guided-diffusion checkpoint such as 256x256_diffusion_uncond.pt."
-        ) from None
-
-
-def _is_resblock(sd, prefix):
-    return f"{prefix}.in_layers.2.weight" in sd
-
-
-def config_from_state_dict(sd, num_head_channels: int | None = None) -> UNetConfig:
-    """Infer the UNetConfig from key names and shapes (works on meta tensors too).
-
-    ``num_head_channels=None`` means 64 (the 64/256/512 releases), except for released layouts
-    listed in ``_KNOWN_ATTENTION``; pass a number to force it.
-    """
-    in_ch = _shape(sd, "input_blocks.0.0.weight", "the input convolution")[1]
-    model_channels = _shape(sd, "time_embed.0.weight", "the timestep embedding")[1]
-    out_channels = _shape(sd, "out.2.weight", "the output convolution")[0]
-    num_classes = sd["label_emb.weight"].shape[0] if "label_emb.weight" in sd else None
-
-    def count(prefix):
-        n = 0
-        while any(k.startswith(f"{prefix}.{n}.") for k in sd):
-            n += 1
-        return n
-
-    n_out = count("output_blocks")
-    if n_out == 0:
-        _shape(sd, "output_blocks.0.0.in_layers.2.weight", "the decoder half")
-
-    # The first output block carrying an upsampler ends the deepest level: its index is
-    # num_res_blocks. Upsamplers are either a ResBlock after the first layer or an Upsample conv.
-    def upsampler(j):
-        layers = sorted({int(k.split(".")[2]) for k in sd if k.startswith(f"output_blocks.{j}.")})
-        for layer in layers[1:]:
-            p = f"output_blocks.{j}.{layer}"
-            if _is_resblock(sd, p):
-                return "resblock"
-            if f"{p}.conv.weight" in sd:
-                return "conv"
-        return None
-
-    ups = [(j, kind) for j in range(n_out) if (kind := upsampler(j))]
-    if ups:
-        num_res_blocks = ups[0][0]
-        resblock_updown = ups[0][1] == "resblock"
-    else:  # a single level: no resampling at all
-        num_res_blocks, resblock_updown = n_out - 1, True
-    levels = n_out // (num_res_blocks + 1)
-    if num_res_blocks < 1 or levels * (num_res_blocks + 1) != n_out:
-        raise CheckpointError(
-            f"The weights have {n_out} decoder blocks, which no guided-diffusion UNet layout "
-            "produces; the file is damaged or from a different architecture."
-        )
-
-    channel_mult, attention_ds = [], []
-    for level in range(levels):
-        first = 1 + level * (num_res_blocks + 1)
-        ch = _shape(sd, f"input_blocks.{first}.0.in_layers.2.weight", "a residual block")[0]
-        channel_mult.append(ch / model_channels)
-        if f"input_blocks.{first}.1.qkv.weight" in sd:
-            attention_ds.append(2**level)
-
-    emb_out = _shape(sd, "middle_block.0.emb_layers.1.weight", "the middle block")[0]
-    mid_ch = _shape(sd, "middle_block.0.in_layers.2.weight", "the middle block")[0]
-    fields = dict(
-        image_size=4 * 2**levels,
-        in_channels=in_ch,
-        model_channels=model_channels,
-        out_channels=out_channels,
-        num_res_blocks=num_res_blocks,
-        attention_ds=tuple(attention_ds),
-        channel_mult=tuple(channel_mult),
-        num_classes=num_classes,
-        use_scale_shift_norm=emb_out == 2 * mid_ch,
-        resblock_updown=resblock_updown,
-        num_head_channels=64,
-        num_heads=1,
-    )
-    cfg = UNetConfig(**fields)
-    if num_head_channels is None:
-        known = (cfg.model_channels, cfg.channel_mult, cfg.num_res_blocks, cfg.num_classes)
-        fields.update(_KNOWN_ATTENTION.get(known, {}))
-    else:
-        fields["num_head_channels"] = num_head_channels
-    return UNetConfig(**fields)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from blended.pixel.unet import CONFIG_METADATA_KEY, UNetConfig, UNetModel
+from blended.pixel.checkpoint import CONFIG_METADATA_KEY
+from blended.pixel.unet import UNetConfig, UNetModel
 
 
 def tiny_unet_config(class_cond: bool = False) -> UNetConfig:
