@@ -4,23 +4,28 @@ Each one is rebuilt here from its weights alone (architecture read off the state
 numbers a state dict cannot tell, like a ViT-H's head width, fixed per model), read through
 ``model_file`` so no code in a downloaded file ever runs, and fed exactly as its authors feed it:
 
-- HPSv2.1 (tgxs002/HPSv2): open_clip ViT-H-14 (GELU; vision heads of width 80). The image is
-  resized so its *longest* side is 224 (bicubic) and zero-padded to a centred square (their
-  ``preprocess_val``: ``resize_longest_max=True``, fill 0), normalised with OpenAI's mean/std.
-  Score: ``diag(normalize(image) @ normalize(text).T)``, the cosine, no logit scale (papers
-  quote it x100, e.g. 27.48).
+- HPSv2.1 (tgxs002/HPSv2): open_clip ViT-H-14 (GELU; vision heads of width 80). Their
+  ``preprocess_val`` turns the picture into a float tensor first, then resizes it so its *longest*
+  side is 224 (the other ``round(side * scale)``, bicubic, unclamped) and zero-pads it to a centred
+  square, OpenAI mean/std; the text goes through open_clip's tokenizer (ftfy, HTML unescape).
+  Score: ``diag(normalize(image) @ normalize(text).T)``, the cosine, no logit scale (papers quote
+  it x100, e.g. 27.48).
 - PickScore v1 (yuvalkirstain/PickScore): a CLIP-H in transformers' ``CLIPModel`` layout; the
-  processor of laion/CLIP-ViT-H-14 resizes the *shortest* side to 224 (bicubic) and centre-crops
-  224, OpenAI mean/std. Score: ``logit_scale.exp() * cos(text, image)`` (about 20..23).
+  processor of laion/CLIP-ViT-H-14 resizes the *shortest* side to 224 (long side truncated, bicubic,
+  8-bit so clamped) and centre-crops 224 (offset floored), OpenAI mean/std; its fast tokenizer does
+  no ftfy or HTML unescaping (``HFClipTokenizer``). Score: ``logit_scale.exp() * cos(text, image)``
+  (about 20..23).
 - LAION aesthetic v2 (christophschuhmann/improved-aesthetic-predictor,
   ``sac+logos+ava1-l14-linearMSE.pth``): an MLP (Linear 768-1024, Dropout, 1024-128, Dropout,
   128-64, Dropout, 64-16, 16-1) over the L2-normalised image embedding of OpenAI's CLIP ViT-L/14
-  (``clip.load`` preprocessing: shortest side 224 bicubic, centre crop, OpenAI mean/std). Score:
-  the MLP's output, a 1..10 rating; it ignores the prompt.
+  (``clip.load``'s ``_transform``: torchvision ``Resize(224, BICUBIC)`` on PIL, long side truncated,
+  then ``CenterCrop`` with its offset rounded half to even, OpenAI mean/std). Score: the MLP's
+  output, a 1..10 rating; it ignores the prompt.
 
-Every score is "higher is better". Resizing runs on float tensors (antialiased bicubic), not on
-PIL images quantised to 8 bits as in the authors' scripts; the difference is far below what
-separates two samples.
+Every score is "higher is better". Resizing runs on the float tensors the pack holds, with the
+antialiased bicubic kernel of torchvision's tensor ``Resize`` (PIL's kernel); against the
+libraries fed the same float tensor every view is equal to the last bit, and against their 8-bit PIL
+route within 2/255 (tests/test_reward_preprocessing.py states why).
 
 ImageReward (THUDM/ImageReward) is not here: it is a BLIP ViT-L with a BERT text encoder with
 cross-attention (BLIP's ``med`` config, a 41 KB ``med.py``) plus an MLP. Its package pins
@@ -52,6 +57,8 @@ PICK_VISION_HEAD_DIM = 80  # laion CLIP-ViT-H-14 in transformers: hidden 1280, 1
 
 
 # --- preprocessing --------------------------------------------------------------------------------
+# Each model sees the pixels its authors' code gives it; the libraries they call differ in small ways
+# that move every pixel of a non-square box, so each rule below names the library it follows.
 
 
 def _normalize(x01: torch.Tensor) -> torch.Tensor:
@@ -60,41 +67,102 @@ def _normalize(x01: torch.Tensor) -> torch.Tensor:
     return (x01 - mean) / std
 
 
-def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def _resize(x: torch.Tensor, h: int, w: int, clamp: bool) -> torch.Tensor:
+    """Antialiased bicubic, the kernel torchvision's tensor ``Resize`` uses and the one that matches
+    PIL's BICUBIC. ``clamp``: PIL writes 8-bit pixels, so its overshoot at hard edges is cut to 0..1;
+    a float-tensor resize (HPSv2's) keeps it."""
     if (h, w) == tuple(x.shape[-2:]):
         return x
-    return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    out = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
+    return out.clamp(0, 1) if clamp else out
 
 
-def shortest_side_crop(x01: torch.Tensor, size: int) -> torch.Tensor:
-    """CLIP's own preprocessing: shortest side to ``size`` (bicubic), then the centre square."""
-    h, w = x01.shape[-2:]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    x = _resize(x01, nh, nw)
-    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+def shortest_side_size(h: int, w: int, size: int) -> tuple[int, int]:
+    """The resized (h, w) with the shortest side ``size``: the long side is *truncated*
+    (``int(size * long / short)``), as transformers' ``get_resize_output_image_size`` and
+    torchvision's ``Resize(int)`` both compute it; 480x640 -> 224x298, not 224x299."""
+    short, long = (h, w) if h <= w else (w, h)
+    new_long = max(size, int(size * long / short))
+    return (size, new_long) if h <= w else (new_long, size)
+
+
+def shortest_side_crop(x01: torch.Tensor, size: int, offset: str = "floor") -> torch.Tensor:
+    """Shortest side to ``size`` (bicubic, clamped like PIL's 8-bit output), then the centre square.
+
+    ``offset`` is how the centre is found when the margin is odd: ``floor`` as transformers'
+    ``center_crop`` (PickScore's processor), ``round`` as torchvision's ``CenterCrop`` (OpenAI CLIP's
+    ``_transform``, the aesthetic predictor), which rounds half to even: a 75 px margin starts at 38,
+    a 73 px one at 36."""
+    nh, nw = shortest_side_size(*x01.shape[-2:], size)
+    x = _resize(x01, nh, nw, clamp=True)
+    if offset == "floor":
+        top, left = (nh - size) // 2, (nw - size) // 2
+    else:
+        top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
     return x[..., top:top + size, left:left + size]
 
 
 def longest_side_pad(x01: torch.Tensor, size: int) -> torch.Tensor:
-    """HPSv2's preprocessing: longest side to ``size`` (bicubic), zero-padded to a centred square.
+    """HPSv2's ``ResizeMaxSize`` (``preprocess_val``): longest side to ``size``, the other
+    ``round(side * scale)`` (Python's round, half to even), bicubic on the float tensor *without*
+    clamping (their ``ToTensor`` comes before the resize), zero-padded to a centred square (left/top
+    ``pad // 2``).
 
-    A side that would round to 0 pixels (a 1x300 strip) keeps 1: their formula would fail there."""
+    A side that would round to 0 pixels (a 1x300 strip) keeps 1, and a box whose longest side is
+    already ``size`` is still padded: their code would fail on both."""
     h, w = x01.shape[-2:]
-    scale = size / max(h, w)
+    scale = size / float(max(h, w))
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    x = _resize(x01, nh, nw)
+    x = _resize(x01, nh, nw, clamp=False)
     ph, pw = size - nh, size - nw
     return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=0.0)
 
 
-# --- the models -----------------------------------------------------------------------------------
+# --- tokenisers -----------------------------------------------------------------------------------
 
 
 def _tokenizer():
     import open_clip
 
-    return open_clip.get_tokenizer("ViT-H-14")  # the CLIP BPE, 77 tokens, shared by all three
+    return open_clip.get_tokenizer("ViT-H-14")  # HPSv2's: open_clip's CLIP BPE (ftfy, HTML unescape), 77 tokens
+
+
+class HFClipTokenizer:
+    """The tokeniser PickScore's authors call (transformers' fast CLIP tokenizer of
+    laion/CLIP-ViT-H-14), rebuilt offline from open_clip's bundled BPE: the same vocabulary and
+    merges, with the Hugging Face text rules: NFC, whitespace runs to one space, lower case, and
+    *no* ftfy or HTML unescaping (open_clip's tokenizer does both, so ``&amp;`` or curly quotes would
+    give other tokens). Truncated to ``context`` with the end token kept, padded with it."""
+
+    BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+    def __init__(self, context: int = 77):
+        from open_clip.tokenizer import SimpleTokenizer
+        from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+        from tokenizers.models import BPE
+
+        bpe = SimpleTokenizer()
+        names = {"<start_of_text>": self.BOS, "<end_of_text>": self.EOS}
+        vocab = {names.get(k, k): v for k, v in bpe.encoder.items()}
+        merges = [pair for pair, _ in sorted(bpe.bpe_ranks.items(), key=lambda kv: kv[1])]
+        tok = Tokenizer(BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix="</w>",
+                            fuse_unk=False, unk_token=self.EOS))
+        tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                               normalizers.Lowercase()])
+        split = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(split), behavior="removed",
+                                                                          invert=True),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False)])
+        tok.add_special_tokens([self.BOS, self.EOS])
+        self.tok, self.context = tok, context
+        self.bos, self.eos = vocab[self.BOS], vocab[self.EOS]
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        out = torch.full((len(texts), self.context), self.eos, dtype=torch.long)
+        for i, text in enumerate(texts):
+            ids = [self.bos] + self.tok.encode(text, add_special_tokens=False).ids[: self.context - 2] + [self.eos]
+            out[i, : len(ids)] = torch.tensor(ids)
+        return out
 
 
 @dataclass
@@ -139,13 +207,13 @@ class RewardModel:
             feats = F.normalize(self.model.encode_image(views).float(), dim=-1)
             return self._by_prompt(prompts, feats, lambda t: t @ feats.T)
         if self.kind == "pickscore":
-            views = _normalize(shortest_side_crop(images01, self.image_size))
+            views = _normalize(shortest_side_crop(images01, self.image_size, offset="floor"))
             feats = _hf_features(self.model.get_image_features(pixel_values=views))
             feats = F.normalize(feats.float(), dim=-1)
             scale = self.model.logit_scale.exp().float()
             return self._by_prompt(prompts, feats, lambda t: scale * (t @ feats.T))
         if self.kind == "aesthetic":
-            views = shortest_side_crop(images01, self.image_size)  # ClipBundle normalises itself
+            views = shortest_side_crop(images01, self.image_size, offset="round")  # ClipBundle normalises
             feats = F.normalize(self.model.clip.encode_image(views).float(), dim=-1)
             return self.model.mlp(feats).float()[:, 0]
         raise CheckpointError(f"unknown reward model kind '{self.kind}'")
@@ -280,7 +348,7 @@ def pickscore_from_state_dict(sd: dict[str, torch.Tensor], name: str = "") -> Re
     model = CLIPModel(config)
     sd = {k: v for k, v in sd.items() if not k.endswith("position_ids")}  # buffers some versions save
     _load(model, sd, name, PICK_EXPECTED)
-    return RewardModel("pickscore", _freeze(model), name, _tokenizer(), patch * grid)
+    return RewardModel("pickscore", _freeze(model), name, HFClipTokenizer(), patch * grid)
 
 
 # LAION aesthetic v2 --------------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """Reward models (HPSv2.1, PickScore v1, LAION aesthetic v2) against frozen copies of their authors'
-score formulas, on tiny random models in the real architectures, loaded from files like real ones."""
+score formulas, fed the views the authors' libraries make (tests/test_reward_preprocessing.py checks
+those), on tiny random models in the real architectures, loaded from files like real ones."""
 
 import pickle
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from blended.errors import CheckpointError
 from blended.reward_models import load_reward
+from tests.support.reference_views import aesthetic_view, hf_clip_tokenizer, hf_ids, hps_view, pickscore_view
 from tests.support.tiny_rewards import save_tiny_aesthetic, save_tiny_hps, save_tiny_pick
 
 MEAN = torch.tensor((0.48145466, 0.4578275, 0.40821073)).view(1, 3, 1, 1)
@@ -19,28 +20,11 @@ def images(n=3, h=40, w=56, seed=0):
     return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
 
 
-def bicubic(x, h, w):
-    return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-
-
-def frozen_center_crop_view(x, size):
-    """Resize(size, BICUBIC) + CenterCrop(size) + Normalize(OpenAI): CLIP's and PickScore's processor."""
-    h, w = x.shape[-2:]
-    nh, nw = (size, round(w * size / h)) if h <= w else (round(h * size / w), size)
-    x = bicubic(x, nh, nw)
-    top, left = int(round((nh - size) / 2)), int(round((nw - size) / 2))
-    return (x[..., top:top + size, left:left + size] - MEAN) / STD
-
-
-def frozen_hps_view(x, size):
-    """HPSv2's preprocess_val: ResizeMaxSize(size, fill=0) (longest side, centred zero pad) + Normalize."""
-    h, w = x.shape[-2:]
-    scale = size / max(h, w)
-    nh, nw = round(h * scale), round(w * scale)
-    x = bicubic(x, nh, nw)
-    pad_h, pad_w = size - nh, size - nw
-    x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2], value=0)
-    return (x - MEAN) / STD
+def normalised(view, x, size, clamp=True):
+    """The authors' view of each picture (``tests.support.reference_views``), OpenAI-normalised;
+    ``clamp`` as PIL's 8-bit pixels do (PickScore, aesthetic; HPSv2 resizes the float tensor)."""
+    views = torch.stack([view(im, size) for im in x])
+    return ((views.clamp(0, 1) if clamp else views) - MEAN) / STD
 
 
 def tokens(prompt):
@@ -55,14 +39,14 @@ def test_hpsv2_is_the_cosine_of_normalised_features(tmp_path):
     x = images()
     with torch.no_grad():
         # HPSv2's img_score.py: image_features @ text_features.T, diagonal (both normalised, no scale)
-        img = model.encode_image(frozen_hps_view(x, 32), normalize=True)
+        img = model.encode_image(normalised(hps_view, x, 32, clamp=False), normalize=True)
         txt = model.encode_text(tokens("a red ball"), normalize=True)
         expected = (img @ txt.T)[:, 0]
     got = reward.score(x, [("a red ball", 1.0)])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
     # the pad matters: a centre crop (the other CLIP preprocessing) gives another score
     with torch.no_grad():
-        cropped = (model.encode_image(frozen_center_crop_view(x, 32), normalize=True) @ txt.T)[:, 0]
+        cropped = (model.encode_image(normalised(pickscore_view, x, 32), normalize=True) @ txt.T)[:, 0]
     assert (cropped - got).abs().max() > 1e-3
     assert reward.model.visual.transformer.resblocks[0].attn.num_heads == 2  # 160 / ViT-H-14's 80
 
@@ -73,14 +57,14 @@ def test_pickscore_is_the_scaled_cosine(tmp_path):
     x = images(seed=1)
     with torch.no_grad():
         # PickScore's README: logit_scale.exp() * (text_embs @ image_embs.T)[0], both normalised
-        image_embs = model.get_image_features(pixel_values=frozen_center_crop_view(x, 32))
+        image_embs = model.get_image_features(pixel_values=normalised(pickscore_view, x, 32))
         image_embs = getattr(image_embs, "pooler_output", image_embs)
         image_embs = image_embs / image_embs.norm(dim=-1, keepdim=True)
-        text_embs = model.get_text_features(input_ids=tokens("a cat"))
+        text_embs = model.get_text_features(input_ids=hf_ids(hf_clip_tokenizer(tmp_path), ["a cat &amp; a dog"]))
         text_embs = getattr(text_embs, "pooler_output", text_embs)
         text_embs = text_embs / text_embs.norm(dim=-1, keepdim=True)
         expected = model.logit_scale.exp() * (text_embs @ image_embs.T)[0]
-    got = reward.score(x, [("a cat", 1.0)])
+    got = reward.score(x, [("a cat &amp; a dog", 1.0)])
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     assert got.abs().max() > 1e-3
 
@@ -95,7 +79,7 @@ def test_aesthetic_is_the_mlp_over_normalised_vit_l_embeddings(tmp_path):
     clip = clip_from_state_dict(clip_sd)
     with torch.no_grad():
         # simple_inference.py: prediction = model(normalized(clip.encode_image(preprocess(img))))
-        feats = clip.model.encode_image(frozen_center_crop_view(x, 32)).float()
+        feats = clip.model.encode_image(normalised(aesthetic_view, x, 32)).float()
         expected = mlp(feats / feats.norm(dim=-1, keepdim=True))[:, 0]
     got = reward.score(x)  # the aesthetic predictor has no prompt
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
