@@ -11,7 +11,8 @@ weight (0 = off, and with both off the order is the paper's):
   just outside exceeds the image's own variation there (copying the background earns nothing);
 - ``scene``: D_CLIP of the *unmasked* view (the context box, or the whole image) against a scene
   prompt, so the edit has to make sense in its surroundings.
-The total is the weighted sum (lower is better); ties keep the samples' order.
+The total is the weighted sum (lower is better); equal totals are ordered by D_CLIP (lower first),
+then by the samples' order.
 
 Reward models (``blended.reward_models``: HPSv2.1, PickScore, LAION aesthetic) join as further
 criteria, each on the mask's box or the whole picture. A single reward model can be fooled (HPSv2
@@ -19,7 +20,16 @@ likes brightness and vivid colour, Follow-Your-Preference, arXiv 2509.23082), an
 different scales do not add, so with reward criteria the default combination is the weighted
 *mean rank*; the weighted mean of z-scored values is the other option. With only the criteria
 above, ``combine="auto"`` keeps the weighted sum, so an existing graph ranks exactly as before.
-A sample that is first on one criterion and in the worse half on every other is flagged.
+A ``whole_image`` reward judges the whole picture, so it is judged against the scene prompt when one
+is given (the edit's own prompt describes only the masked part); a ``mask_box`` one against the
+edit's prompt.
+
+With reward criteria, a sample that is first on one criterion and in the worse half on every other
+(two criteria are enough) is flagged, and with ``demote`` it is put below every unflagged sample.
+
+A score that is not finite (NaN, or an infinity from a broken model or an overflow) is worst on its
+criterion in every combination: last rank, the worst z-score plus one, +inf in a sum; the sample is
+ordered after every sample whose scores are all finite and named in the scores text.
 """
 
 from __future__ import annotations
@@ -103,6 +113,9 @@ class RankTable:
     ranks: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N] rank, 1 = best
     flags: dict[int, str] = field(default_factory=dict)  # sample -> the criterion it alone wins on
     notes: list[str] = field(default_factory=list)  # e.g. a reward model that was not available
+    bad: dict[int, list[str]] = field(default_factory=dict)  # sample -> criteria with a non-finite score
+    judged: list[str] = field(default_factory=list)  # per reward: the view and the prompt it judged
+    demoted: bool = False  # flagged samples were put below the unflagged ones
 
     def label(self, name: str) -> str:
         return self.labels.get(name) or LABELS.get(name, name)
@@ -113,22 +126,37 @@ class RankTable:
             text = self._format_sum(top_k)
         else:
             text = self._format_ensemble(top_k)
-        return "\n".join(self.notes + [text])
+        return "\n".join(self.notes + self._bad_note() + [text])
+
+    def _bad_note(self) -> list[str]:
+        """One line naming every non-finite score: the reason a sample sits last."""
+        if not self.bad:
+            return []
+        each = "; ".join(f"sample {i}: {', '.join(f'{self.label(k)} {float(self.criteria[k][i])}' for k in ks)}"
+                         for i, ks in sorted(self.bad.items()))
+        return [f"non-finite scores, ranked after every sample with finite scores: {each}"]
+
+    def _marks(self, i: int) -> str:
+        line = ""
+        if i in self.bad:
+            line += f"  ! {', '.join(self.label(k) for k in self.bad[i])} not finite: ranked last"
+        if i in self.flags:
+            line += (f"  ! first only on {self.label(self.flags[i])}, in the worse half on every other "
+                     "criterion: that criterion may be fooled")
+            line += " (demoted below the unflagged samples)" if self.demoted else ""
+        return line
 
     def _format_ensemble(self, top_k):
         how = {"mean_rank": "weighted mean rank", "z_score": "weighted mean z-score",
                "weighted_sum": "weighted sum"}[self.combine]
         used = " + ".join(f"{w:g} x {self.label(k)}" for k, w in self.used.items())
         lines = [f"ranked {self.total.shape[0]} samples by the {how} of {used} (lower is better; "
-                 "reward models: higher score is better, rank 1 = best):"]
+                 "reward models: higher score is better, rank 1 = best; equal totals: lower D_CLIP first):"]
+        lines += self.judged
         for r, i in enumerate(self.order[:top_k].tolist()):
             cells = "  ".join(f"{self.label(k)} {float(v[i]):.4f} (rank {float(self.ranks[k][i]):g})"
                               for k, v in self.criteria.items())
-            line = f"#{r + 1}: sample {i}  {cells}  total {float(self.total[i]):.4f}"
-            if i in self.flags:
-                line += (f"  ! first only on {self.label(self.flags[i])}, in the worse half on every other "
-                         "criterion: that criterion may be fooled")
-            lines.append(line)
+            lines.append(f"#{r + 1}: sample {i}  {cells}  total {float(self.total[i]):.4f}" + self._marks(i))
         return "\n".join(lines)
 
     def _format_sum(self, top_k):
@@ -136,32 +164,49 @@ class RankTable:
         lines = [f"ranked {self.total.shape[0]} samples by {' + '.join(used)} (lower is better):"]
         for r, i in enumerate(self.order[:top_k].tolist()):
             cells = "  ".join(f"{LABELS[k]} {float(v[i]):.4f}" for k, v in self.criteria.items())
-            lines.append(f"#{r + 1}: sample {i}  {cells}  total {float(self.total[i]):.4f}")
+            lines.append(f"#{r + 1}: sample {i}  {cells}  total {float(self.total[i]):.4f}" + self._marks(i))
         return "\n".join(lines)
 
 
 def ranks_of(values: torch.Tensor, higher_is_better: bool = False) -> torch.Tensor:
-    """Rank of each value, 1 = best; ties share the mean of their ranks (no criterion favours order)."""
+    """Rank of each value, 1 = best; ties share the mean of their ranks (no criterion favours order).
+
+    A non-finite value (NaN, or an infinity a broken score gives) ranks after every finite one,
+    whichever way is better: NaN compares false with everything and would otherwise come out first."""
     v = values.double()
     if higher_is_better:
         v = -v
-    below = (v[None, :] < v[:, None]).sum(1).double()
-    equal = (v[None, :] == v[:, None]).sum(1).double()
-    return below + (equal + 1) / 2
+    ok = torch.isfinite(v)
+    fin = torch.where(ok, v, torch.zeros_like(v))
+    both = ok[None, :] & ok[:, None]
+    below = ((fin[None, :] < fin[:, None]) & both).sum(1).double()
+    equal = ((fin[None, :] == fin[:, None]) & both).sum(1).double()
+    n_ok, n_bad = float(ok.sum()), float((~ok).sum())
+    return torch.where(ok, below + (equal + 1) / 2, torch.full_like(v, n_ok + (n_bad + 1) / 2))
 
 
 def zscores(values: torch.Tensor, higher_is_better: bool = False) -> torch.Tensor:
-    """(cost - mean) / std over the batch; a criterion that cannot tell samples apart gives 0."""
+    """(cost - mean) / std over the finite values; a criterion that cannot tell them apart gives 0.
+    A non-finite value gets the worst finite z-score plus one, so it neither wins nor turns the
+    whole criterion into NaN (one NaN in the std would silently zero it for every sample)."""
     v = values.double()
     if higher_is_better:
         v = -v
-    std = v.std(unbiased=False)
-    return torch.zeros_like(v) if not torch.isfinite(std) or std == 0 else (v - v.mean()) / std
+    ok = torch.isfinite(v)
+    if not ok.any():
+        return torch.zeros_like(v)
+    fin = v[ok]
+    std = fin.std(unbiased=False)
+    z = torch.zeros_like(v) if std == 0 else (v - fin.mean()) / std
+    worst = float(z[ok].max()) + 1.0
+    return torch.where(ok, z, torch.full_like(v, worst))
 
 
 def lone_winners(ranks: dict[str, torch.Tensor], used: list[str]) -> dict[int, str]:
-    """Samples first on one criterion and in the worse half on all the others (at least two others)."""
-    if len(used) < 3:
+    """Samples first on one criterion and in the worse half on all the others. Two criteria are
+    enough: with D_CLIP and one reward model (the usual setup) a sample the reward puts first and
+    D_CLIP in its worse half is exactly what a fooled reward model produces."""
+    if len(used) < 2:
         return {}
     n = ranks[used[0]].shape[0]
     if n < 3:
@@ -172,6 +217,33 @@ def lone_winners(ranks: dict[str, torch.Tensor], used: list[str]) -> dict[int, s
             if ranks[k][i] <= 1 and all(ranks[j][i] > (n + 1) / 2 for j in used if j != k):
                 flags[i] = k
     return flags
+
+
+def non_finite(criteria: dict[str, torch.Tensor], used) -> dict[int, list[str]]:
+    """Sample -> the criteria of ``used`` whose score is not finite."""
+    bad: dict[int, list[str]] = {}
+    for k in used:
+        for i in torch.nonzero(~torch.isfinite(criteria[k])).flatten().tolist():
+            bad.setdefault(i, []).append(k)
+    return bad
+
+
+def best_first(total: torch.Tensor, clip: torch.Tensor, bad=(), demote=()) -> torch.Tensor:
+    """The order, best first, by these keys in turn: a sample with a non-finite score (``bad``) after
+    every other; then a demoted one (``demote``) after the rest; then the total (lower is better, a
+    non-finite total last); equal totals by D_CLIP (lower first, the paper's criterion); then the
+    samples' order."""
+    n = total.shape[0]
+    inf = torch.full((n,), float("inf"), dtype=torch.float64, device=total.device)
+    keys = [torch.where(torch.isfinite(k.double()), k.double(), inf) for k in (clip, total)]
+    for group in (demote, bad):
+        flag = torch.zeros(n, dtype=torch.float64, device=total.device)
+        flag[list(group)] = 1.0
+        keys.append(flag)
+    order = torch.arange(n, device=total.device)
+    for key in keys:  # least important first: each stable sort keeps the order of the one before on ties
+        order = order[torch.argsort(key[order], stable=True)]
+    return order
 
 
 class SceneScore:
@@ -213,6 +285,7 @@ def score_samples(
     reward_chunk=None,
     progress=None,
     on_device=None,
+    demote: bool = False,
 ) -> RankTable:
     """Scores of samples [N,3,H,W] in [-1,1] with mask [N|1,1,H,W].
 
@@ -223,7 +296,9 @@ def score_samples(
     ``whole_images`` (``whole_image``, default ``images``) in chunks of ``reward_chunk(reward, n)``
     images (default ``chunk``), one model at a time inside ``on_device(reward)`` (a context manager
     that brings it to the work device and frees it after); ``check`` runs before every chunk and
-    ``progress(done, total)`` after it. Unavailable ones add their note and are left out.
+    ``progress(done, total)`` after it. Unavailable ones add their note and are left out. A
+    ``whole_image`` reward is judged against ``scene_prompt`` when one is given, else (like a
+    ``mask_box`` one) against the edit's prompts. ``demote`` puts flagged lone winners below the rest.
     """
     n = _check_batch(images, clip_guidance)
     if mask.shape[0] == 1:
@@ -234,14 +309,17 @@ def score_samples(
     criteria.update(_scene_criterion(clip_guidance, scene_prompt, views, weights, n, chunk, check))
     if combine not in COMBINES:
         raise InputError(f"combine '{combine}': choose one of {', '.join(COMBINES)}.")
-    labels, reward_weights, notes = _score_rewards(
-        images, whole_images, clip_guidance, rewards, criteria, chunk, check, reward_chunk, progress, on_device
-    )
+    views = {"mask_box": images, "whole_image": images if whole_images is None else whole_images}
+    scored = _score_rewards(views, _reward_prompts(clip_guidance, scene_prompt), rewards, criteria, chunk, check,
+                            reward_chunk, progress, on_device)
+    labels, reward_weights, notes, judged = scored
     if combine == "auto":
         combine = "mean_rank" if any(reward_weights.values()) else "weighted_sum"
     if combine == "weighted_sum" and not labels:
         return _weighted_sum(criteria, weights, notes)
-    return _ensemble(criteria, weights, reward_weights, labels, combine, notes)
+    table = _ensemble(criteria, weights, reward_weights, labels, combine, notes, demote)
+    table.judged = judged
+    return table
 
 
 def _check_batch(images: torch.Tensor, clip_guidance: ClipGuidance) -> int:
@@ -283,17 +361,39 @@ def _weighted_sum(criteria, weights: RankingWeights, notes) -> RankTable:
     if total is None:
         raise InputError("clip_weight, seam_weight and scene_weight are all 0 and no reward model with a weight "
                          "is available: nothing to rank by. Set clip_weight to 1 for the paper's ranking.")
-    order = torch.argsort(total, stable=True)
-    return RankTable(order, total, criteria, weights, notes=notes)
+    bad = non_finite(criteria, [k for k in CRITERIA if getattr(weights, k)])
+    order = best_first(total, criteria["clip"], bad)
+    return RankTable(order, total, criteria, weights, notes=notes, bad=bad)
 
 
-def _score_rewards(images, whole_images, clip_guidance, rewards, criteria, chunk, check, reward_chunk, progress,
-                   on_device):
-    """Every available reward criterion's scores into ``criteria``; (labels, weights, notes)."""
+def _reward_prompts(clip_guidance, scene_prompt) -> dict[str, tuple[str, list]]:
+    """Per view, (what the prompt is, its (text, weight) pairs): the edit's prompts judge the mask's
+    box; the whole picture is judged against the scene prompt when one is given, since the edit's
+    prompt describes only what goes inside the mask."""
+    edit = [(p.text, p.weight) for p in clip_guidance.prompts.prompts if p.weight > 0]
+    whole = ("edit prompt", edit)
+    if (scene_prompt or "").strip():
+        scene = combine(parse_prompts(scene_prompt, "scene_prompt"), [], "scene_prompt")
+        whole = ("scene prompt", [(p.text, p.weight) for p in scene.prompts if p.weight > 0])
+    return {"mask_box": ("edit prompt", edit), "whole_image": whole}
+
+
+def _judged_line(c, prompts: dict) -> str:
+    """What one reward saw and read: its view and the prompt, in the words of the scores text."""
+    where = {"mask_box": "the mask's box", "whole_image": "the whole picture"}[c.view]
+    if not getattr(c.reward, "uses_prompt", True):
+        return f"  {c.label}: judged on {where}, no prompt (it rates the image alone)"
+    what, pairs = prompts[c.view]
+    text = " | ".join(t if len(pairs) == 1 else f"{t}:{w:.2g}" for t, w in pairs)
+    return f"  {c.label}: judged on {where} against the {what} '{text}'"
+
+
+def _score_rewards(views, prompts, rewards, criteria, chunk, check, reward_chunk, progress, on_device):
+    """Every available reward criterion's scores into ``criteria``; (labels, weights, notes, judged)."""
     import contextlib
 
-    n = images.shape[0]
-    labels, weights, notes = {}, {}, []
+    n = views["mask_box"].shape[0]
+    labels, weights, notes, judged = {}, {}, [], []
     available = []
     for c in rewards or ():
         if c.reward is None:
@@ -301,31 +401,29 @@ def _score_rewards(images, whole_images, clip_guidance, rewards, criteria, chunk
         else:
             available.append(c)
     notes = ["; ".join(notes)] if notes else []  # one line however many models were missing
-    if not available:
-        return labels, weights, notes
-    prompts = [(p.text, p.weight) for p in clip_guidance.prompts.prompts if p.weight > 0]
     sizes = [max(1, int(reward_chunk(c.reward, n) if reward_chunk else chunk)) for c in available]
     total_chunks = sum(math.ceil(n / s) for s in sizes)
     done = 0
     for c, size in zip(available, sizes):
-        views = images if c.view == "mask_box" else (images if whole_images is None else whole_images)
-        if views.shape[0] != n:
-            raise InputError(f"{c.label}: {views.shape[0]} views for {n} samples.")
+        x = views[c.view]
+        if x.shape[0] != n:
+            raise InputError(f"{c.label}: {x.shape[0]} views for {n} samples.")
         key = f"reward{len(labels)}"
         parts = []
         with (on_device(c.reward) if on_device else contextlib.nullcontext()):
             for i in range(0, n, size):
                 check()
-                parts.append(c.reward.score(views[i:i + size].add(1).div(2), prompts).float().cpu())
+                parts.append(c.reward.score(x[i:i + size].add(1).div(2), prompts[c.view][1]).float().cpu())
                 done += 1
                 if progress is not None:
                     progress(done, total_chunks)
         criteria[key] = torch.cat(parts).to(criteria["clip"].device)
         labels[key], weights[key] = c.label, float(c.weight)
-    return labels, weights, notes
+        judged.append(_judged_line(c, prompts))
+    return labels, weights, notes, judged
 
 
-def _ensemble(criteria, weights: RankingWeights, reward_weights, labels, combine, notes) -> RankTable:
+def _ensemble(criteria, weights: RankingWeights, reward_weights, labels, combine, notes, demote=False) -> RankTable:
     higher = set(labels)  # reward models: higher is better; D_CLIP, seam, scene: lower is better
     used = {k: float(getattr(weights, k)) for k in CRITERIA if k in criteria and getattr(weights, k)}
     used.update({k: w for k, w in reward_weights.items() if w})
@@ -337,15 +435,26 @@ def _ensemble(criteria, weights: RankingWeights, reward_weights, labels, combine
         terms = {k: ranks[k] for k in used}
     elif combine == "z_score":
         terms = {k: zscores(criteria[k], k in higher) for k in used}
-    else:
-        terms = {k: -criteria[k].double() if k in higher else criteria[k].double() for k in used}
+    else:  # the raw sum: a non-finite score is +inf, the worst cost (a reward's +inf would otherwise win)
+        terms = {k: _cost(criteria[k], k in higher) for k in used}
     total = sum(w * terms[k] for k, w in used.items())
     if combine != "weighted_sum":
         total = total / sum(used.values())
+    key = total.double()
+    if combine == "mean_rank":  # ranks are halves: equal sums must compare equal despite float rounding
+        key = torch.round(key * 1e9) / 1e9
     total = total.float()
-    order = torch.argsort(total, stable=True)
     flags = lone_winners(ranks, list(used))
-    return RankTable(order, total, criteria, weights, combine, labels, used, ranks, flags, notes)
+    bad = non_finite(criteria, used)
+    order = best_first(key, criteria["clip"], bad, flags if demote else ())
+    return RankTable(order, total, criteria, weights, combine, labels, used, ranks, flags, notes, bad,
+                     demoted=bool(demote and flags))
+
+
+def _cost(values: torch.Tensor, higher_is_better: bool) -> torch.Tensor:
+    """A criterion as a cost (lower is better), +inf where the score is not finite."""
+    v = -values.double() if higher_is_better else values.double()
+    return torch.where(torch.isfinite(v), v, torch.full_like(v, float("inf")))
 
 
 def rank(

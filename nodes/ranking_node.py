@@ -31,7 +31,8 @@ class BlendedRankResults(BlendedNode):
             "D_CLIP inside the mask; seam_weight adds a seam score along the mask's border (a visible step "
             "between inside and outside, beyond the image's own variation there), scene_weight adds D_CLIP of "
             "the unmasked picture against a scene prompt. With both at 0 the order is the paper's. The scores "
-            "output lists every criterion per kept sample.",
+            "output lists every criterion per kept sample, and per reward model the view and the prompt it "
+            "judged; a score that is not finite is named there and ranks last.",
             inputs=[
                 io.Image.Input("images", tooltip="Samples from the Blended Sampler."),
                 io.Mask.Input("mask", tooltip="The sampler's mask output (or the edit mask): CLIP scores only "
@@ -52,7 +53,8 @@ class BlendedRankResults(BlendedNode):
                 io.String.Input("scene_prompt", multiline=True, default="", optional=True,
                                 tooltip="The whole picture as it should look, e.g. 'a kitchen table with a bowl of "
                                 "cherries' (prompt syntax: lines or |, optional :weight). Needed when scene_weight "
-                                "is above 0; when given, its score is listed even at weight 0."),
+                                "is above 0; when given, its score is listed even at weight 0, and reward models "
+                                "with view whole_image are judged against it instead of the edit's prompt."),
                 io.Combo.Input("scene_view", options=list(SCENE_VIEWS), default="context_box", optional=True,
                                tooltip="What the scene prompt judges: context_box = the mask's box with a margin "
                                "(the model's view), whole_image = the full picture (outpainting)."),
@@ -69,6 +71,11 @@ class BlendedRankResults(BlendedNode):
                                "(as before) without reward models, mean_rank with them. mean_rank: weighted mean of "
                                "each criterion's rank (robust: one fooled model moves a sample only so far). "
                                "z_score: weighted mean of z-scored values. weighted_sum: the raw weighted sum."),
+                io.Boolean.Input("demote_lone_winners", default=False, optional=True,
+                                 tooltip="With reward models: a sample first on one criterion and in the worse "
+                                 "half on every other (flagged with ! in the scores; two criteria are enough) "
+                                 "may have fooled that criterion. On: such samples go below every unflagged "
+                                 "sample. Off (default): they are only flagged and the order is unchanged."),
             ],
             outputs=[
                 io.Image.Output("ranked_images", display_name="images"),
@@ -80,13 +87,13 @@ class BlendedRankResults(BlendedNode):
     @classmethod
     def execute(cls, images, mask, guidance, top_k, clip_weight=1.0, seam_weight=0.0, scene_weight=0.0,
                 scene_prompt="", scene_view="context_box", criteria=None, combine="auto",
-                order="best_first") -> io.NodeOutput:
+                order="best_first", demote_lone_winners=False) -> io.NodeOutput:
         clip_guidance = ranking_guidance(guidance, scene_view)
         rewards = tuple(criteria or ())
         weights = RankingWeights(clip_weight, seam_weight, scene_weight, allow_zero=any(c.weight for c in rewards))
         library_mask = to_library_mask(mask, images)
         table = score_on_device(images, library_mask, clip_guidance, weights, scene_prompt, scene_view, rewards,
-                                combine)
+                                combine, bool(demote_lone_winners))
         kept = table.order.cpu()[: int(top_k)]
         kept = kept.flip(0) if order == "best_last" else kept
         full_mask = library_mask[:, 0].expand(images.shape[0], -1, -1)
@@ -104,7 +111,8 @@ def ranking_guidance(guidance, scene_view: str):
     return guidance.clip
 
 
-def score_on_device(images, library_mask, clip_guidance, weights, scene_prompt, scene_view, rewards, combine):
+def score_on_device(images, library_mask, clip_guidance, weights, scene_prompt, scene_view, rewards, combine,
+                    demote=False):
     """``score_samples`` on the work device: the samples cropped to the mask's box as the sampler saw
     them, CLIP there for the whole call, reward models one at a time in chunks that fit the memory
     budget (a ranking after a big batch must not need room for every model at once)."""
@@ -125,4 +133,4 @@ def score_on_device(images, library_mask, clip_guidance, weights, scene_prompt, 
                              check=glue.check_interrupt, rewards=rewards, combine=combine,
                              whole_images=full.to(device) if rewards else None,
                              reward_chunk=lambda r, n: memory.reward_chunk(r, n, budget),
-                             progress=glue.ChunkProgress(), on_device=on_device)
+                             progress=glue.ChunkProgress(), on_device=on_device, demote=demote)

@@ -102,7 +102,8 @@ class BlendedRewardCriterion(BlendedNode):
                                "1 = as much as D_CLIP). 0 lists its scores without ranking by them."),
                 io.Combo.Input("view", options=list(REWARD_VIEWS), default="mask_box",
                                tooltip="mask_box: the mask's box with a margin (the edit and its immediate "
-                               "surroundings); whole_image: the full picture (judges the edit in its scene)."),
+                               "surroundings); whole_image: the full picture (judges the edit in its scene), "
+                               "against Rank Results' scene_prompt when one is given, else the edit's prompt."),
                 CriteriaSocket.Input("criteria", optional=True,
                                      tooltip="Criteria from another Blended Reward Criterion, to chain several."),
             ],

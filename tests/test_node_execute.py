@@ -392,7 +392,13 @@ def test_rank_results_with_reward_criteria_and_a_missing_one(tiny_clip, tmp_path
     assert "weighted mean rank of 1 x D_CLIP + 1 x seam + 1 x HPSv2.1 (box) + 0.5 x HPSv2.1 (whole)" in lines[1]
     order = [i for i, _ in ranked_lines(text)]
     assert len(order) == 3 and torch.equal(ranked, images[order]) and ranked_mask.shape == (3, 40, 40)
-    assert all(line.count("(rank ") == 4 for line in lines[2:5])
+    # what each reward model judged: its view and prompt (no scene prompt: the edit's prompt for both)
+    assert lines[2:4] == ["  HPSv2.1 (box): judged on the mask's box against the edit prompt 'a red ball'",
+                          "  HPSv2.1 (whole): judged on the whole picture against the edit prompt 'a red ball'"]
+    assert all(line.count("(rank ") == 4 for line in lines[4:7])
+    _, _, text = run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=3,
+                     seam_weight=1.0, criteria=chain, scene_prompt="a kitchen").result
+    assert "  HPSv2.1 (whole): judged on the whole picture against the scene prompt 'a kitchen'" in text
     # without criteria the same inputs rank exactly as before (weighted sum)
     _, _, old = run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=3,
                     seam_weight=1.0).result
@@ -403,6 +409,29 @@ def test_rank_results_with_reward_criteria_and_a_missing_one(tiny_clip, tmp_path
     assert "weighted mean rank of 1 x HPSv2.1 (box) + 0.5 x HPSv2.1 (whole)" in text
     with cancel_pressed(), pytest.raises(mm.InterruptProcessingException):
         run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=3, criteria=chain)
+
+
+def test_rank_results_demotes_lone_winners_only_when_asked(tiny_clip, tmp_path):
+    """D_CLIP and one reward model: a sample first on one and in the worse half on the other is
+    flagged; demote_lone_winners puts the flagged below the rest, off keeps the order."""
+    from blended.reward_models import load_reward
+    from tests.support.tiny_rewards import save_tiny_hps
+
+    hps = load_reward("hpsv2", save_tiny_hps(tmp_path / "h.pt")[1])
+    (chain,) = run(BlendedRewardCriterion, reward=hps, weight=1.0, view="mask_box").result
+    images = torch.cat([comfy_image(40, 40, seed=10 + i) for i in range(8)])
+    mask = box_mask(40, 40, 8, 30, 10, 28)
+    inputs = dict(images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=8, criteria=chain)
+    _, _, plain = run(BlendedRankResults, **inputs).result
+    _, _, off = run(BlendedRankResults, demote_lone_winners=False, **inputs).result
+    ranked, _, on = run(BlendedRankResults, demote_lone_winners=True, **inputs).result
+    assert off == plain
+    flagged = [int(m.group(1)) for m in re.finditer(r"sample (\d+) .*! first only on", plain)]
+    assert flagged, "these samples were chosen to give a lone winner"
+    order_off, order_on = [i for i, _ in ranked_lines(off)], [i for i, _ in ranked_lines(on)]
+    assert order_on == [i for i in order_off if i not in flagged] + [i for i in order_off if i in flagged]
+    assert order_on != order_off and torch.equal(ranked, images[order_on])
+    assert on.count("(demoted below the unflagged samples)") == len(flagged)
 
 
 def test_rank_results_needs_clip_guidance_and_a_weight(tiny_clip):

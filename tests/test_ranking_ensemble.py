@@ -165,9 +165,11 @@ def test_one_fooled_criterion_does_not_pick_the_brightened_copy(tiny_clip, mask)
     assert table.flags == expected
     line = [t for t in table.format().splitlines() if " sample 4 " in t][0]
     assert "first only on bright-lover (box), in the worse half on every other criterion" in line
-    # two criteria are not enough to call one of them fooled
+    # two criteria are enough: the brightened copy is first on the fooled reward, worse half on the seam
     table = score_samples(images, mask, guidance, RankingWeights(0.0, 1.0), rewards=hacked)
-    assert table.flags == {}
+    assert table.flags[4] == "reward0"
+    demoted = score_samples(images, mask, guidance, RankingWeights(0.0, 1.0), rewards=hacked, demote=True)
+    assert set(demoted.order[-len(demoted.flags):].tolist()) == set(demoted.flags)
     with pytest.raises(InputError, match="no reward model with a weight is available"):
         score_samples(images, mask, guidance, only, rewards=(RewardCriterion(None, 1.0, note="missing"),))
 
@@ -228,4 +230,5 @@ def test_lone_winner_is_first_on_one_and_in_the_worse_half_on_every_other():
                         ["a", "b", "c"]) == {}
     assert lone_winners({"a": t([1.0, 2, 3, 4, 5]), "b": t([3.0, 4, 1, 2, 5]), "c": t([4.0, 5, 2, 1, 3])},
                         ["a", "b", "c"]) == {}
-    assert lone_winners(r, ["a", "b"]) == {}  # two criteria: no way to tell which one is fooled
+    assert lone_winners(r, ["a", "b"]) == {0: "a"}  # two criteria: 1 and 5 of 5; sample 2 is 1 and 3 (median)
+    assert lone_winners(r, ["a"]) == {}  # one criterion: nothing to disagree with

@@ -18,6 +18,33 @@ from ..errors import InputError
 from . import report as stitch_report
 from . import seam
 
+# The VAE downscales (px per latent cell) of the latent models the pack edits: 8 for SD1.x, SDXL,
+# SD3, Flux.1, Qwen-Image and Wan 2.1; 16 for Flux.2 and Wan 2.2 5B; 32 for HunyuanImage 2.1.
+VAE_CELLS = (8, 16, 32)
+
+
+def vae_cut_cell(image_hw, encoded_hw, cells: bool, factor: int | None = None) -> int | None:
+    """The VAE cell size (px) that explains why an image of ``image_hw`` px became ``encoded_hw``
+    (latent cells when ``cells``, else the decoded px): ComfyUI's VAEEncode cuts an image to whole
+    cells, so a crop that is not a multiple of the cell loses the remainder, and every size check
+    after it fails. ``factor``: the model's cell when known; None when no cell explains the sizes."""
+    H, W = image_hw
+    for f in (factor,) if factor else VAE_CELLS:
+        h, w = encoded_hw if cells else (encoded_hw[0] / f, encoded_hw[1] / f)
+        if (H // f, W // f) == (h, w) and (H % f or W % f):
+            return f
+    return None
+
+
+def cut_by_vae(what: str, image_hw, cell: int) -> str:
+    """The message for a size that a VAE cut: the cause (the crop's multiple) and the value to set."""
+    H, W = image_hw
+    lost = " and ".join(f"{n % cell} px of its {side}" for n, side in ((W, "width"), (H, "height")) if n % cell)
+    return (f"{what} is {W}x{H} px, not a multiple of the VAE's {cell} px cell, so VAEEncode dropped "
+            f"{lost}. If it comes from Blended Latent Crop, set the crop's multiple to "
+            f"{cell} (or a multiple of {cell}; its tooltip lists each model's) and run the crop again; otherwise "
+            f"resize the image to a multiple of {cell} px before VAEEncode.")
+
 
 @dataclass
 class LatentCrop:
@@ -73,10 +100,10 @@ def _stitch(crop: LatentCrop, edited: torch.Tensor, feather: int, video: bool, s
     outside the mask it stays the original bit for bit."""
     b, n = crop.image.shape[0], edited.shape[0]
     if tuple(edited.shape[-2:]) != tuple(crop.size):
-        raise InputError(
-            f"images are {edited.shape[-1]}x{edited.shape[-2]} but the crop is {crop.size[1]}x{crop.size[0]}: connect "
-            "the decoded result of the latent made from this crop."
-        )
+        said = f"images are {edited.shape[-1]}x{edited.shape[-2]} but the crop is {crop.size[1]}x{crop.size[0]}"
+        cell = vae_cut_cell(crop.size, edited.shape[-2:], cells=False)
+        raise InputError(f"{said}: " + (cut_by_vae("the crop", crop.size, cell) if cell else
+                                        "connect the decoded result of the latent made from this crop."))
     if n % b:
         what = f"the {b} frames of the cropped clip (decode every frame the VAE encoded)" if video else \
             f"the {b} cropped image(s)"
@@ -97,6 +124,23 @@ def _stitch(crop: LatentCrop, edited: torch.Tensor, feather: int, video: bool, s
     return torch.cat(outs), torch.cat(ws), stats
 
 
+def _mask_size_message(mask_hw, cells_hw, factor: int | None) -> str:
+    """Why a mask does not fit its latent, by the likeliest cause: the VAE cut an image that was not a
+    multiple of its cell (the crop's ``multiple`` too small for the model: the user wired the right
+    image and mask, so "draw it on the right image" would send them the wrong way); else a mask of
+    another image or another model's size."""
+    (H, W), (h, w) = mask_hw, cells_hw
+    said = f"mask is {W}x{H} px but the latent is {w}x{h} cells"
+    cell = vae_cut_cell(mask_hw, cells_hw, cells=True, factor=factor)
+    if cell:
+        return f"{said}: " + cut_by_vae("the image", mask_hw, cell)
+    wired = "(use the Blended Latent Crop's image and mask outputs for VAEEncode and this sampler)."
+    if factor is None:
+        return f"{said}: the mask must be drawn on the image the latent was encoded from {wired}"
+    return (f"{said}, and this model's VAE makes one cell of {factor}x{factor} px (the mask would need "
+            f"{w * factor}x{h * factor} px): draw the mask on the image this latent was encoded from {wired}")
+
+
 def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int,
                       factor: int | None = None) -> tuple[torch.Tensor, int]:
     """Pixel mask [B|1,1,H,W] for a latent [B,C,h,w] -> (its part the latent covers, [B|1,1,H',W'],
@@ -115,17 +159,8 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int,
     h, w = latent_shape[-2:]
     H, W = mask.shape[-2:]
     f = H // h
-    if f < 1 or W // w != f or H - f * h >= f or W - f * w >= f:
-        raise InputError(
-            f"mask is {W}x{H} px but the latent is {w}x{h} cells: the mask must be drawn on the image the latent was "
-            "encoded from (use the Blended Latent Crop's image and mask outputs for VAEEncode and this sampler)."
-        )
-    if factor is not None and f != factor:
-        raise InputError(
-            f"mask is {W}x{H} px but the latent is {w}x{h} cells, and this model's VAE makes one cell of {factor}x"
-            f"{factor} px (the mask would need {w * factor}x{h * factor} px): draw the mask on the image this latent "
-            "was encoded from (use the Blended Latent Crop's image and mask outputs for VAEEncode and this sampler)."
-        )
+    if f < 1 or W // w != f or H - f * h >= f or W - f * w >= f or (factor is not None and f != factor):
+        raise InputError(_mask_size_message((H, W), (h, w), factor))
     if len(latent_shape) == 5:
         mask = frame_union(mask, latent_shape[2])
     elif mask.shape[0] not in (1, batch):

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..masks import dilate
+from .crop_stitch import cut_by_vae, vae_cut_cell
 
 
 @dataclass
@@ -150,12 +151,16 @@ def _freeze_norms(tail: DecoderTail, features: torch.Tensor) -> torch.Tensor:
 
 
 def check_size(decoded_hw, source_hw) -> None:
+    """The decode must cover the source; a source a VAE had to cut (not a multiple of its cell) is
+    named as that, since the fix is the crop's multiple and not another image."""
     if tuple(decoded_hw) != tuple(source_hw):
-        raise InputError(
-            f"the latent decodes to {decoded_hw[-1]}x{decoded_hw[-2]} px but the source image is "
-            f"{source_hw[-1]}x{source_hw[-2]}: give the source (and mask) at the size the latent was encoded from "
-            "(the Blended Latent Crop outputs)."
-        )
+        said = (f"the latent decodes to {decoded_hw[-1]}x{decoded_hw[-2]} px but the source image is "
+                f"{source_hw[-1]}x{source_hw[-2]}")
+        cell = vae_cut_cell(tuple(source_hw[-2:]), tuple(decoded_hw[-2:]), cells=False)
+        if cell:
+            raise InputError(f"{said}: " + cut_by_vae("the source image", tuple(source_hw[-2:]), cell))
+        raise InputError(f"{said}: give the source (and mask) at the size the latent was encoded from "
+                         "(the Blended Latent Crop outputs).")
 
 
 def receptive_margin(module: torch.nn.Module) -> int:
