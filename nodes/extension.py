@@ -6,6 +6,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import comfy_glue
 from .auto_mask import BlendedAutoMask
+from .confine_node import BlendedConfineEdit
 from .evaluate_node import BlendedEvaluate
 from .examples import install_example_inputs
 from .guidance_nodes import BlendedBackgroundLoss, BlendedCLIPGuidance, BlendedExtendingAugmentation
@@ -40,6 +41,7 @@ NODES = [
     BlendedBackgroundReconstruction,
     BlendedLatentStitch,
     BlendedAutoMask,
+    BlendedConfineEdit,
 ]
 
 

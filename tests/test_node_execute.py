@@ -40,6 +40,7 @@ from blended.latent.crop_stitch import LatentCrop  # noqa: E402
 from blended.pixel.diffusion_model import DiffusionModel  # noqa: E402
 from blended_diffusion_pack.nodes import comfy_glue  # noqa: E402
 from blended_diffusion_pack.nodes.auto_mask import BlendedAutoMask  # noqa: E402
+from blended_diffusion_pack.nodes.confine_node import BlendedConfineEdit  # noqa: E402
 from blended_diffusion_pack.nodes.evaluate_node import BlendedEvaluate  # noqa: E402
 from blended_diffusion_pack.nodes.extension import NODES  # noqa: E402
 from blended_diffusion_pack.nodes.guidance_nodes import (  # noqa: E402
@@ -102,7 +103,8 @@ def test_every_listed_node_is_tested_here():
     tested = {BlendedDiffusionModelLoader, BlendedCLIPLoader, BlendedLPIPSLoader, BlendedExtendingAugmentation,
               BlendedCLIPGuidance, BlendedBackgroundLoss, BlendedSampler, BlendedRankResults, BlendedEvaluate,
               BlendedLatentCrop, BlendedLatentSampler, BlendedLatentSamplerObject, BlendedBackgroundReconstruction,
-              BlendedLatentStitch, BlendedRewardModelLoader, BlendedRewardCriterion, BlendedAutoMask}
+              BlendedLatentStitch, BlendedRewardModelLoader, BlendedRewardCriterion, BlendedAutoMask,
+              BlendedConfineEdit}
     assert set(NODES) == tested
     for node in NODES:
         assert node.define_schema().node_id == node.__name__
@@ -574,6 +576,20 @@ def test_auto_mask_finds_a_mask_at_the_images_size_that_the_latent_sampler_takes
         run(BlendedAutoMask, **inputs, image=comfy_image(SIZE, 40))
     with pytest.raises(ValueError, match="draws is 0"):
         run(BlendedAutoMask, **{**inputs, "draws": 0})
+
+
+def test_confine_edit_keeps_the_source_outside_what_the_edit_changed():
+    source = comfy_image(48, 64, seed=2)
+    edited = source.clone()
+    edited[:, 10:30, 20:40] = 1 - edited[:, 10:30, 20:40]
+    images, mask, report = run(BlendedConfineEdit, source=source, edited=edited * 0.97 + 0.02, threshold=0.1,
+                               grow_px=2, align=True, seam="exact paste").result
+    assert images.shape == source.shape and mask.shape == (1, 48, 64) and "region " in report
+    assert torch.equal(images[mask == 0], source[mask == 0])
+    assert mask[0, 12:28, 22:38].all() and not mask[0, :5].any()
+    with pytest.raises(ValueError, match="grow_px is -1"):
+        run(BlendedConfineEdit, source=source, edited=edited, threshold=0.1, grow_px=-1, align=True,
+            seam="exact paste")
 
 
 def edited_latents(vae, size, samples, seed):

@@ -192,6 +192,7 @@ OUR_NODES = sorted([
     "BlendedEvaluate", "BlendedExtendingAugmentation", "BlendedLPIPSLoader", "BlendedRankResults", "BlendedSampler",
     "BlendedLatentCrop", "BlendedLatentSampler", "BlendedLatentSamplerObject", "BlendedLatentStitch",
     "BlendedBackgroundReconstruction", "BlendedRewardModelLoader", "BlendedRewardCriterion", "BlendedAutoMask",
+    "BlendedConfineEdit",
 ])
 
 
