@@ -87,7 +87,7 @@ def _best(e: torch.Tensor, s: torch.Tensor, params: list) -> tuple:
 def find_alignment(edited: torch.Tensor, source: torch.Tensor, settings: ChangeSettings) -> tuple[float, float, float]:
     """(zoom, dx, dy) in full-resolution pixels that best puts ``edited`` [1,3,H,W] on ``source``: a
     grid of zooms and whole-pixel shifts at about 96 px (after a first colour match, so a tint does
-    not pass for a shift), then three finer grids, each a third of the last, around the best."""
+    not pass for a shift), then five finer grids, each half the last, around the best."""
     s = _small(source)
     e = match_colour(_small(edited), s) if settings.match_colour else _small(edited)
     ratio = source.shape[-1] / s.shape[-1]
@@ -97,8 +97,8 @@ def find_alignment(edited: torch.Tensor, source: torch.Tensor, settings: ChangeS
     shifts = range(-reach, reach + 1)
     zoom, dx, dy = _best(e, s, [(z, dx, dy) for z in zooms for dy in shifts for dx in shifts])
     dz = zooms[1] - zooms[0] if len(zooms) > 1 else 0.0
-    for level in range(1, 4):  # steps of 1/3, 1/9, 1/27 of the coarse grid's
-        f = 3.0**-level
+    for level in range(1, 6):  # steps of 1/2 ... 1/32 of the coarse grid's: together they reach any point
+        f = 2.0**-level  # between two coarse ones (a third-step ladder reaches only 0.48 of the way)
         zoom, dx, dy = _best(e, s, [(zoom + k * dz * f, dx + a * f, dy + b * f)
                                     for k in (-1, 0, 1) for b in (-1, 0, 1) for a in (-1, 0, 1)])
     return zoom, dx * ratio, dy * ratio
