@@ -5,6 +5,8 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from . import comfy_glue
+from .auto_mask import BlendedAutoMask
+from .confine_node import BlendedConfineEdit
 from .evaluate_node import BlendedEvaluate
 from .examples import install_example_inputs
 from .guidance_nodes import BlendedBackgroundLoss, BlendedCLIPGuidance, BlendedExtendingAugmentation
@@ -38,6 +40,8 @@ NODES = [
     BlendedLatentSamplerObject,
     BlendedBackgroundReconstruction,
     BlendedLatentStitch,
+    BlendedAutoMask,
+    BlendedConfineEdit,
 ]
 
 

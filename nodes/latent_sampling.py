@@ -17,6 +17,8 @@ SAMPLER in ``BlendingSampler.masks_for`` once the guider hands it the latent and
 
 from __future__ import annotations
 
+import logging
+
 import comfy.model_management as mm
 import comfy.sample
 import comfy.samplers
@@ -121,6 +123,8 @@ class BlendingSampler(comfy.samplers.Sampler):
         if latent_image is None:
             raise InputError("the blended sampler needs the source latent (VAEEncode of the image to edit).")
         check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape)
+        if self.pixel_mask is not None and nothing_to_edit(self.pixel_mask):
+            return latent_image
         ms = model_wrap.inner_model.model_sampling
         factor = latent_factor(model_wrap.inner_model)
         masks = [m.to(noise.device) for m in self.masks_for(sigmas, latent_image, factor)]
@@ -135,8 +139,6 @@ def blending_sampler(sampler_name: str, mask: torch.Tensor, shrink_px: int, shri
     """The Blended Latent SAMPLER node: a MASK -> the SAMPLER, which makes its per-step masks once
     SamplerCustom hands it the latent and the sigmas (``masks_for``)."""
     pixel_mask = mask_batch(mask)
-    if not (pixel_mask > 0).any():
-        raise InputError("mask is empty: paint the area to edit (white = edit).")
     return BlendingSampler(sampler_name, pixel_mask=pixel_mask.clone(), shrink_px=shrink_px,
                            shrink_fraction=shrink_fraction)
 
@@ -148,12 +150,25 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
     before sampling, and each latent is sampled with its own."""
     source = checked_latent(model, latent)
     check_references({"positive": positive, "negative": negative}, source.shape)
+    if nothing_to_edit(mask_batch(mask)):
+        return source.float().repeat_interleave(batch_size, dim=0)
     sigmas = schedule(model, steps, sampler_name, scheduler, denoise)
     masks = latent_step_masks(mask_batch(mask), source.shape, len(sigmas) - 1, shrink_px, shrink_fraction,
                               latent_factor(model.model))
     seeds = batch_seeds(seed, batch_size)
     return torch.cat([sample_blended(model, positive, negative, source[b : b + 1], masks_of(masks, b), sigmas,
                                      sampler_name, cfg, seeds, on_call=on_call) for b in range(source.shape[0])])
+
+
+def nothing_to_edit(pixel_mask: torch.Tensor) -> bool:
+    """An empty mask asks for no change: the sampler returns the source without a model call. A mask
+    found by Blended Auto Mask is empty where target and reference agree everywhere (its report says
+    so); a painted one where nothing was painted: the console says it either way."""
+    if (pixel_mask > 0).any():
+        return False
+    logging.warning("Blended Latent Sampler: the mask is empty, nothing to edit; the source latent is returned "
+                    "unchanged (paint the area to edit, or lower Blended Auto Mask's threshold).")
+    return True
 
 
 def checked_latent(model, latent) -> torch.Tensor:

@@ -18,26 +18,12 @@ from blended.errors import InputError
 from blended.latent.crop_stitch import crop_for_model, frame_union, latent_pixel_mask, stitch
 from tests.support.latent_families import recording
 from tests.support.sd15_fixture import comfy_engine_path
-
-FRAMES, SIZE, LATENT_FRAMES = 9, 64, 3  # Wan: T = 1 + (F-1)//4
-WAN_TINY = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "dim": 32,
-            "ffn_dim": 64, "freq_dim": 32, "text_dim": 16, "out_dim": 16, "num_heads": 2, "num_layers": 1,
-            "eps": 1e-6, "text_len": 8}
+from tests.support.tiny_wan import FRAMES, LATENT_FRAMES, SIZE, conditioning, video_latent, wan_model
 
 
 @pytest.fixture(scope="module")
 def wan():
-    comfy_engine_path()
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    torch.manual_seed(0)
-    config = comfy.supported_models.WAN21_T2V(dict(WAN_TINY))
-    config.set_inference_dtype(torch.float32, None)
-    model = config.get_model({})
-    for p in model.diffusion_model.parameters():  # ComfyUI's ops skip init: give the weights values
-        torch.nn.init.normal_(p, std=0.2)
-    return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+    return wan_model()
 
 
 def moving_mask():
@@ -59,14 +45,6 @@ def expected_latent_mask(mask, radius=0):
             u = F.max_pool2d(u, 2 * radius + 1, stride=1, padding=radius)
         out.append(F.max_pool2d(u, 8, 8))
     return torch.stack(out, dim=2)  # [1,1,T,h,w]
-
-
-def conditioning(seed):
-    return [[torch.randn(1, 8, 16, generator=torch.Generator().manual_seed(seed)), {}]]
-
-
-def video_latent():
-    return torch.randn(1, 16, LATENT_FRAMES, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(3))
 
 
 def test_frame_union_is_the_union_of_the_frames_each_latent_frame_encodes():

@@ -39,6 +39,8 @@ from blended.latent.blend import cover_mask  # noqa: E402
 from blended.latent.crop_stitch import LatentCrop  # noqa: E402
 from blended.pixel.diffusion_model import DiffusionModel  # noqa: E402
 from blended_diffusion_pack.nodes import comfy_glue  # noqa: E402
+from blended_diffusion_pack.nodes.auto_mask import BlendedAutoMask  # noqa: E402
+from blended_diffusion_pack.nodes.confine_node import BlendedConfineEdit  # noqa: E402
 from blended_diffusion_pack.nodes.evaluate_node import BlendedEvaluate  # noqa: E402
 from blended_diffusion_pack.nodes.extension import NODES  # noqa: E402
 from blended_diffusion_pack.nodes.guidance_nodes import (  # noqa: E402
@@ -101,7 +103,8 @@ def test_every_listed_node_is_tested_here():
     tested = {BlendedDiffusionModelLoader, BlendedCLIPLoader, BlendedLPIPSLoader, BlendedExtendingAugmentation,
               BlendedCLIPGuidance, BlendedBackgroundLoss, BlendedSampler, BlendedRankResults, BlendedEvaluate,
               BlendedLatentCrop, BlendedLatentSampler, BlendedLatentSamplerObject, BlendedBackgroundReconstruction,
-              BlendedLatentStitch, BlendedRewardModelLoader, BlendedRewardCriterion}
+              BlendedLatentStitch, BlendedRewardModelLoader, BlendedRewardCriterion, BlendedAutoMask,
+              BlendedConfineEdit}
     assert set(NODES) == tested
     for node in NODES:
         assert node.define_schema().node_id == node.__name__
@@ -539,9 +542,10 @@ def test_latent_sampler_object_is_a_core_sampler_with_shrinking_masks():
     assert len(per_step) == 3 and per_step[0].shape == (1, 1, 8, 8)
     assert int(per_step[0].sum()) > int(per_step[-1].sum())  # the mask shrinks over the steps
     assert torch.equal(per_step[-1] > 0, cover_mask(mask[:, None], 8) > 0)  # to the precise mask
-    with pytest.raises(ValueError, match="mask is empty"):
-        run(BlendedLatentSamplerObject, sampler_name="euler", mask=torch.zeros(1, 64, 64), shrink_px=8,
-            shrink_fraction=0.5)
+    (empty,) = run(BlendedLatentSamplerObject, sampler_name="euler", mask=torch.zeros(1, 64, 64), shrink_px=8,
+                   shrink_fraction=0.5).result
+    latent = torch.randn(1, 4, 8, 8)  # an empty mask edits nothing: the source comes back, no model call
+    assert empty.sample(object(), sigmas, {}, None, torch.randn_like(latent), latent) is latent
     with pytest.raises(ValueError, match="sampler_name 'nope' is not one of its choices"):
         run(BlendedLatentSamplerObject, sampler_name="nope", mask=mask, shrink_px=8, shrink_fraction=0.5)
 
@@ -583,6 +587,38 @@ def test_latent_sampler_stops_on_cancel_and_names_bad_latents(sd15):
         run(BlendedLatentSampler, **latent_sampler_inputs(sd15, latent, latent=latent))
     with pytest.raises(ValueError, match="cfg is nan"):
         run(BlendedLatentSampler, **latent_sampler_inputs(sd15, latent, cfg=math.nan))
+
+
+def test_auto_mask_finds_a_mask_at_the_images_size_that_the_latent_sampler_takes(sd15):
+    model, clip, vae = sd15
+    latent = vae.encode(comfy_image(SIZE, SIZE)).detach()
+    inputs = dict(model=model, target=encode_text(clip, "a red apple"), reference=encode_text(clip, "a bowl"),
+                  latent={"samples": latent}, seed=1, draws=2, strength=0.5, threshold=0.4, grow_px=0)
+    mask, soft, report = run(BlendedAutoMask, **inputs).result
+    assert mask.shape == soft.shape == (1, SIZE, SIZE) and set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert report.startswith("auto mask (DiffEdit): 2 draws") and "4 predictions" in report
+    assert torch.equal(mask, run(BlendedAutoMask, **inputs, image=comfy_image(SIZE, SIZE)).result[0])
+    (result,) = run(BlendedLatentSampler, **latent_sampler_inputs(sd15, latent, mask=mask, batch_size=1)).result
+    outside = (cover_mask(mask[:, None], 8) == 0).expand_as(result["samples"])
+    assert torch.equal(result["samples"][outside], latent.expand_as(result["samples"])[outside])
+    with pytest.raises(ValueError, match="image is 40x64 px but the latent is 8x8 cells"):
+        run(BlendedAutoMask, **inputs, image=comfy_image(SIZE, 40))
+    with pytest.raises(ValueError, match="draws is 0"):
+        run(BlendedAutoMask, **{**inputs, "draws": 0})
+
+
+def test_confine_edit_keeps_the_source_outside_what_the_edit_changed():
+    source = comfy_image(48, 64, seed=2)
+    edited = source.clone()
+    edited[:, 10:30, 20:40] = 1 - edited[:, 10:30, 20:40]
+    images, mask, report = run(BlendedConfineEdit, source=source, edited=edited * 0.97 + 0.02, threshold=0.1,
+                               grow_px=2, align=True, seam="exact paste").result
+    assert images.shape == source.shape and mask.shape == (1, 48, 64) and "region " in report
+    assert torch.equal(images[mask == 0], source[mask == 0])
+    assert mask[0, 12:28, 22:38].all() and not mask[0, :5].any()
+    with pytest.raises(ValueError, match="grow_px is -1"):
+        run(BlendedConfineEdit, source=source, edited=edited, threshold=0.1, grow_px=-1, align=True,
+            seam="exact paste")
 
 
 def edited_latents(vae, size, samples, seed):

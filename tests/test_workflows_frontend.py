@@ -191,7 +191,8 @@ OUR_NODES = sorted([
     "BlendedBackgroundLoss", "BlendedCLIPGuidance", "BlendedCLIPLoader", "BlendedDiffusionModelLoader",
     "BlendedEvaluate", "BlendedExtendingAugmentation", "BlendedLPIPSLoader", "BlendedRankResults", "BlendedSampler",
     "BlendedLatentCrop", "BlendedLatentSampler", "BlendedLatentSamplerObject", "BlendedLatentStitch",
-    "BlendedBackgroundReconstruction", "BlendedRewardModelLoader", "BlendedRewardCriterion",
+    "BlendedBackgroundReconstruction", "BlendedRewardModelLoader", "BlendedRewardCriterion", "BlendedAutoMask",
+    "BlendedConfineEdit",
 ])
 
 
