@@ -19,6 +19,7 @@ from comfy_api.latest import io, ui
 
 from ..blended.errors import InputError
 from ..blended.latent.auto_mask import AutoMaskSettings, auto_mask, coverage_text
+from ..blended.latent.crop_stitch import encoded_factor
 from .images import to_comfy_mask
 from .latent_sampling import check_references, checked_latent, latent_factor
 from .validation import BlendedNode
@@ -81,8 +82,8 @@ def image_scale(image, latent_shape) -> tuple[int | None, int | None]:
         return None, None
     h, w = latent_shape[-2:]
     H, W = image.shape[1:3]
-    f = H // h
-    if f < 1 or W // w != f or H - f * h >= f or W - f * w >= f:
+    f = encoded_factor((H, W), (h, w))
+    if f is None:
         raise InputError(f"image is {W}x{H} px but the latent is {w}x{h} cells: connect the image this latent was "
                          "encoded from.")
     return f, (image.shape[0] if len(latent_shape) == 5 else None)

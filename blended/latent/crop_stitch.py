@@ -141,6 +141,14 @@ def _mask_size_message(mask_hw, cells_hw, factor: int | None) -> str:
             f"{w * factor}x{h * factor} px): draw the mask on the image this latent was encoded from {wired}")
 
 
+def encoded_factor(pixel_hw, latent_hw) -> int | None:
+    """Pixels per latent cell if an image of ``pixel_hw`` encodes to ``latent_hw`` cells (the same
+    whole factor on both axes, up to the few pixels an encoder drops to reach that multiple), else None."""
+    (H, W), (h, w) = pixel_hw, latent_hw
+    f = H // h
+    return None if f < 1 or W // w != f or H - f * h >= f or W - f * w >= f else f
+
+
 def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int,
                       factor: int | None = None) -> tuple[torch.Tensor, int]:
     """Pixel mask [B|1,1,H,W] for a latent [B,C,h,w] -> (its part the latent covers, [B|1,1,H',W'],
@@ -158,8 +166,8 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int,
                          f"[batch, channels, frames, height, width]; got {tuple(latent_shape)}.")
     h, w = latent_shape[-2:]
     H, W = mask.shape[-2:]
-    f = H // h
-    if f < 1 or W // w != f or H - f * h >= f or W - f * w >= f or (factor is not None and f != factor):
+    f = encoded_factor((H, W), (h, w))
+    if f is None or (factor is not None and f != factor):
         raise InputError(_mask_size_message((H, W), (h, w), factor))
     if len(latent_shape) == 5:
         mask = frame_union(mask, latent_shape[2])
