@@ -294,26 +294,35 @@ def engine_config(name: str):
     return config
 
 
-def _unfilled(name: str, fam: Family, config, error: TypeError) -> Exception:
-    """A clear error for a parameter a model class requires and neither ComfyUI's detection nor a
-    default gave: the class and its unfilled fields (``dataclasses.fields`` of a parameter class such
-    as ``FluxParams``; the constructor's own arguments otherwise)."""
-    match = re.search(r"(\w+)\.__init__\(\) missing \d+ required [\w -]*arguments?: (.*)", str(error))
-    if not match:
+def _constructor_error(name: str, fam: Family, config, error: TypeError) -> Exception:
+    """A clear error for the two ways a model class can refuse the config: a parameter it requires
+    that neither ComfyUI's detection nor a default gave (the class and all its unfilled fields, from
+    ``dataclasses.fields`` of a parameter class such as ``FluxParams``, or from the message for a
+    constructor's own arguments), or a size naming a parameter it does not have."""
+    unexpected = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(error))
+    if unexpected:
+        return _unknown_sizes(name, unexpected[1], [unexpected[2]])
+    missing = re.search(r"(\w+)\.__init__\(\) missing \d+ required [\w -]*arguments?: (.*)", str(error))
+    if not missing:
         return error
     tb = error.__traceback__
     while tb.tb_next is not None:
         tb = tb.tb_next
-    cls = tb.tb_frame.f_globals.get(match[1])  # the caller's module holds the class it called
+    cls = tb.tb_frame.f_globals.get(missing[1])  # the caller's module holds the class it called
     if dataclasses.is_dataclass(cls):
         unset = [f.name for f in dataclasses.fields(cls) if f.name not in config.unet_config
                  and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     else:
-        unset = re.findall(r"'(\w+)'", match[2])
-    return LookupError(f"family {name!r}: ComfyUI's {match[1]} requires {', '.join(unset)}, which this ComfyUI's "
-                       f"detection does not derive from the {fam.config} layout in tests/support/latent_families.py "
-                       "and which has no default: give the layout the checkpoint keys comfy/model_detection.py "
-                       "now reads for it (or, for a size, add it to the family's sizes)")
+        unset = re.findall(r"'(\w+)'", missing[2])
+    return LookupError(f"family {name!r}: ComfyUI's {missing[1]} requires {', '.join(unset)}, which this "
+                       f"ComfyUI's detection does not derive from the {fam.config} layout in "
+                       "tests/support/latent_families.py and which has no default: give the layout the checkpoint "
+                       "keys comfy/model_detection.py now reads for it (or, for a size, add it to the family's sizes)")
+
+
+def _unknown_sizes(name: str, cls_name: str, fields: list[str]) -> LookupError:
+    return LookupError(f"family {name!r}: ComfyUI's {cls_name} has no field {', '.join(fields)}; the sizes in "
+                       "tests/support/latent_families.py name a field this ComfyUI does not have")
 
 
 def _model_fields(module) -> set[str]:
@@ -326,12 +335,11 @@ def _model_fields(module) -> set[str]:
 
 
 def _check_sizes(name: str, fam: Family, module) -> None:
-    """Each size the family sets is a field of the model ComfyUI built: a field renamed in a newer
-    ComfyUI fails here by name instead of being ignored or breaking the constructor."""
+    """Each size the family sets is a field of the model ComfyUI built: a field a newer ComfyUI renamed
+    fails by name even where a constructor takes any keyword (``**kwargs``) and would ignore it."""
     unknown = sorted(set(fam.sizes) - _model_fields(module))
     if unknown:
-        raise LookupError(f"family {name!r}: ComfyUI's {type(module).__name__} has no field {', '.join(unknown)}; "
-                          "the sizes in tests/support/latent_families.py name a field this ComfyUI does not have")
+        raise _unknown_sizes(name, type(module).__name__, unknown)
 
 
 def _init_weights(module: torch.nn.Module, seed: int) -> None:
@@ -361,7 +369,7 @@ def build(name: str, latent_hw=None, seed=0) -> Built:
     try:
         base = config.get_model(dict(fam.detect_sd), "")
     except TypeError as error:
-        raise _unfilled(name, fam, config, error) from error
+        raise _constructor_error(name, fam, config, error) from error
     _check_sizes(name, fam, base.diffusion_model)
     _init_weights(base.diffusion_model, seed)
     base.eval()
