@@ -1,6 +1,7 @@
-"""Video latents [B,C,T,H,W] on the latent path: a tiny Wan 2.1 model built with ComfyUI's own
-classes (``supported_models.WAN21_T2V`` with a small config, ``get_model()`` in a ``ModelPatcher``;
-Wan 2.2 A14B has the same layout and VAE), sampled through ``comfy.sample.sample_custom``.
+"""Video latents [B,C,T,H,W] on the latent path: a tiny Wan 2.1 model built as ComfyUI builds a
+checkpoint's (its detection of the real Wan 2.1 14B layout picks ``supported_models.WAN21_T2V`` and
+gives the config, sizes shrunk; ``get_model()`` in a ``ModelPatcher``; Wan 2.2 A14B has the same layout
+and VAE), sampled through ``comfy.sample.sample_custom``.
 
 What the model is given at every call is recorded through ComfyUI's public UNet wrapper and
 compared with the source noised by the model's own ``model_sampling.noise_scaling`` at that call's
@@ -16,28 +17,16 @@ import torch.nn.functional as F
 
 from blended.errors import InputError
 from blended.latent.crop_stitch import crop_for_model, frame_union, latent_pixel_mask, stitch
-from tests.support.latent_families import recording
+from tests.support.latent_families import CTX, build, recording
 from tests.support.sd15_fixture import comfy_engine_path
 
 FRAMES, SIZE, LATENT_FRAMES = 9, 64, 3  # Wan: T = 1 + (F-1)//4
-WAN_TINY = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "dim": 32,
-            "ffn_dim": 64, "freq_dim": 32, "text_dim": 16, "out_dim": 16, "num_heads": 2, "num_layers": 1,
-            "eps": 1e-6, "text_len": 8}
 
 
 @pytest.fixture(scope="module")
 def wan():
-    comfy_engine_path()
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    torch.manual_seed(0)
-    config = comfy.supported_models.WAN21_T2V(dict(WAN_TINY))
-    config.set_inference_dtype(torch.float32, None)
-    model = config.get_model({})
-    for p in model.diffusion_model.parameters():  # ComfyUI's ops skip init: give the weights values
-        torch.nn.init.normal_(p, std=0.2)
-    return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+    """Wan 2.1 T2V as ComfyUI detects it from the real layout, sizes shrunk (tests/support/latent_families.py)."""
+    return build("wan2.1").model
 
 
 def moving_mask():
@@ -62,7 +51,7 @@ def expected_latent_mask(mask, radius=0):
 
 
 def conditioning(seed):
-    return [[torch.randn(1, 8, 16, generator=torch.Generator().manual_seed(seed)), {}]]
+    return [[torch.randn(1, 8, CTX, generator=torch.Generator().manual_seed(seed)), {}]]
 
 
 def video_latent():

@@ -255,6 +255,19 @@ FAMILIES: dict[str, Family] = {
                              "a reference latent (its edit mode)"),
 }
 
+# Video families, tested in tests/test_latent_video.py (not cases of the README's image-family table).
+VIDEO_FAMILIES: dict[str, Family] = {
+    "wan2.1": Family("WAN21_T2V", {  # Wan 2.1 T2V 14B (Wan 2.2 A14B's experts alike): 5120 wide, 40 blocks, umT5
+        "head.modulation": (1, 2, 5120), "head.head.weight": (64, 5120), "patch_embedding.weight": (5120, 16, 1, 2, 2),
+        **_blocks("blocks", 40, "ffn.0.weight", (13824, 5120))},
+        {"dim": 256, "num_heads": 2, "ffn_dim": 64, "num_layers": 1, "text_dim": CTX}, 16, 8, 16, "cfg",
+        lambda h, w, s: {}, notes="5-D [B,16,T,h,w] latents, 4 frames per latent frame after the first"),
+}
+
+
+def _family(name: str) -> Family:
+    return FAMILIES[name] if name in FAMILIES else VIDEO_FAMILIES[name]
+
 
 # --- from ComfyUI's config to a tiny model -----------------------------------------------------------------
 
@@ -279,7 +292,7 @@ def engine_config(name: str):
     import comfy.model_detection as md
     import comfy.supported_models as sm
 
-    fam = FAMILIES[name]
+    fam = _family(name)
     if not hasattr(sm, fam.config):
         import pytest
 
@@ -364,7 +377,7 @@ def build(name: str, latent_hw=None, seed=0) -> Built:
     import comfy.model_management as mm
     import comfy.model_patcher
 
-    fam = FAMILIES[name]
+    fam = _family(name)
     config.set_inference_dtype(torch.float32, None)
     try:
         base = config.get_model(dict(fam.detect_sd), "")
