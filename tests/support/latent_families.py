@@ -171,7 +171,7 @@ FAMILIES: dict[str, Family] = {
     "sdxl": Family("SDXL", _diffusers_unet(2048, (0, 2, 10), (320, 640, 1280), adm=2816),
                    {**_UNET_SIZES, "model_channels": 64, "transformer_depth": [2], "transformer_depth_output": [2, 2],
                     "transformer_depth_middle": 2}, 4, 8, 8, "cfg", _sdxl_cond, ctx_dim=2048, diffusers=True),
-    "sd3": Family("SD3", {  # SD3.5 Large: 38 blocks (64 wide each), RMS-normed q/k, CLIP-L+G pooled (2048)
+    "sd3": Family("SD3", {  # SD3.5 Large: 38 blocks, 38 x 64 = 2432 wide, RMS-normed q/k, CLIP-L+G pooled (2048)
         "joint_blocks.0.context_block.attn.qkv.weight": (7296, 2432),
         "joint_blocks.0.context_block.attn.ln_q.weight": (64,),
         "x_embedder.proj.weight": (2432, 16, 2, 2), "final_layer.linear.weight": (64, 2432),
