@@ -196,16 +196,15 @@ def test_a_video_latent_gets_one_mask_per_decoded_frame_and_keeps_the_rest_exact
     encodes, and the blended sampler keeps every cell outside the found mask the source's."""
     from blended.latent.crop_stitch import frame_union
     from blended_diffusion_pack.nodes.latent_sampling import run_latent_sampler
-    from tests.support.tiny_wan import FRAMES, SIZE, conditioning, video_latent, wan_model
 
-    model = wan_model()
-    source = video_latent()
-    patched, calls = recording(model)
-    mask, soft, _ = _find(patched, conditioning(1), conditioning(2), source, draws=2, threshold=0.3)
-    assert mask.shape == soft.shape == (FRAMES, SIZE, SIZE) and len(calls) == 2
+    built = build("wan2.1")
+    source = torch.randn(1, 16, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    patched, calls = recording(built.model)
+    mask, soft, _ = _find(patched, built.positive, built.negative, source, draws=2, threshold=0.3)
+    assert mask.shape == soft.shape == (9, 64, 64) and len(calls) == 2
     assert torch.equal(mask[1], mask[4]) and torch.equal(mask[5], mask[8])  # latent frames 1 and 2
     assert 0 < float(mask.mean()) < 1
-    out = run_latent_sampler(model, conditioning(1), conditioning(2), {"samples": source}, mask, 0, 2, 3.0, "euler",
-                             "simple", 1.0, 1, 0, 0.0)
+    out = run_latent_sampler(built.model, built.positive, built.negative, {"samples": source}, mask, 0, 2, 3.0,
+                             "euler", "simple", 1.0, 1, 0, 0.0)
     keep = (cover_mask(frame_union(mask[:, None], source.shape[2]), 8) == 0).expand_as(out)
     assert torch.equal(out[keep], source.expand_as(out)[keep])

@@ -21,6 +21,7 @@ Model calls are recorded through ComfyUI's public ``set_model_unet_function_wrap
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -28,7 +29,7 @@ import torch
 
 from blended.errors import InputError
 from blended.latent.blend import step_masks
-from tests.support.latent_families import FAMILIES, build
+from tests.support.latent_families import FAMILIES, build, engine_config
 
 STEPS = 3
 
@@ -346,3 +347,44 @@ def test_the_readme_families_table_and_the_case_ids_are_the_same_list():
     for name, tested in ids.items():
         assert tested.startswith(f"yes, `[{name}]`"), f"README row {name}: {tested}"
     assert not [row[0] for row in rows if not row[-1].startswith("yes")], "a family row the tests do not cover"
+
+
+def test_a_field_the_engines_detection_does_not_give_fails_naming_the_class_and_the_field(monkeypatch):
+    """Every field but the sizes comes from the engine's own detection of the family's real layout (a
+    field a newer ComfyUI adds comes with it); where detection does not give a required one (simulated
+    here: it forgets ``qkv_bias``), building names the parameter class and the field."""
+    engine_config("sd15")  # puts ComfyUI on the path
+    import comfy.model_detection
+
+    detect = comfy.model_detection.detect_unet_config
+
+    def forgetful(*args, **kwargs):
+        config = detect(*args, **kwargs)
+        config.pop("qkv_bias", None)
+        return config
+
+    monkeypatch.setattr(comfy.model_detection, "detect_unet_config", forgetful)
+    with pytest.raises(LookupError, match=r"family 'flux-dev': ComfyUI's FluxParams requires qkv_bias, .* detection"):
+        build("flux-dev")
+
+
+@pytest.mark.parametrize(("name", "cls"), [("flux-dev", "FluxParams"), ("sd15", "UNetModel")])
+def test_a_size_the_model_does_not_have_fails_naming_the_class(monkeypatch, name, cls):
+    """The tests set sizes only, by the engine's field names: a name the model class lacks (a field a
+    newer ComfyUI renamed) fails naming the class and the field."""
+    fam = FAMILIES[name]
+    monkeypatch.setitem(FAMILIES, name, dataclasses.replace(fam, sizes={**fam.sizes, "hidden_width": 8}))
+    with pytest.raises(LookupError, match=rf"family '{name}': ComfyUI's {cls} has no field hidden_width"):
+        build(name)
+
+
+def test_each_family_is_the_class_the_engines_detection_picks_for_its_layout(monkeypatch):
+    """A layout the engine's detection takes for another family fails naming both; a family whose class
+    the engine lacks is skipped naming the class."""
+    fam = FAMILIES["flux-dev"]
+    monkeypatch.setitem(FAMILIES, "flux-dev", dataclasses.replace(fam, config="FluxSchnell"))
+    with pytest.raises(LookupError, match=r"detection takes the FluxSchnell layout .* for Flux;"):
+        engine_config("flux-dev")
+    monkeypatch.setitem(FAMILIES, "flux-dev", dataclasses.replace(fam, config="NoSuchFamily"))
+    with pytest.raises(pytest.skip.Exception, match=r"no comfy.supported_models.NoSuchFamily \(family 'flux-dev'\)"):
+        engine_config("flux-dev")

@@ -1,6 +1,7 @@
-"""Video latents [B,C,T,H,W] on the latent path: a tiny Wan 2.1 model built with ComfyUI's own
-classes (``supported_models.WAN21_T2V`` with a small config, ``get_model()`` in a ``ModelPatcher``;
-Wan 2.2 A14B has the same layout and VAE), sampled through ``comfy.sample.sample_custom``.
+"""Video latents [B,C,T,H,W] on the latent path: a tiny Wan 2.1 model built as ComfyUI builds a
+checkpoint's (its detection of the real Wan 2.1 14B layout picks ``supported_models.WAN21_T2V`` and
+gives the config, sizes shrunk; ``get_model()`` in a ``ModelPatcher``; Wan 2.2 A14B has the same layout
+and VAE), sampled through ``comfy.sample.sample_custom``.
 
 What the model is given at every call is recorded through ComfyUI's public UNet wrapper and
 compared with the source noised by the model's own ``model_sampling.noise_scaling`` at that call's
@@ -16,14 +17,16 @@ import torch.nn.functional as F
 
 from blended.errors import InputError
 from blended.latent.crop_stitch import crop_for_model, frame_union, latent_pixel_mask, stitch
-from tests.support.latent_families import recording
+from tests.support.latent_families import CTX, build, recording
 from tests.support.sd15_fixture import comfy_engine_path
-from tests.support.tiny_wan import FRAMES, LATENT_FRAMES, SIZE, conditioning, video_latent, wan_model
+
+FRAMES, SIZE, LATENT_FRAMES = 9, 64, 3  # Wan: T = 1 + (F-1)//4
 
 
 @pytest.fixture(scope="module")
 def wan():
-    return wan_model()
+    """Wan 2.1 T2V as ComfyUI detects it from the real layout, sizes shrunk (tests/support/latent_families.py)."""
+    return build("wan2.1").model
 
 
 def moving_mask():
@@ -45,6 +48,14 @@ def expected_latent_mask(mask, radius=0):
             u = F.max_pool2d(u, 2 * radius + 1, stride=1, padding=radius)
         out.append(F.max_pool2d(u, 8, 8))
     return torch.stack(out, dim=2)  # [1,1,T,h,w]
+
+
+def conditioning(seed):
+    return [[torch.randn(1, 8, CTX, generator=torch.Generator().manual_seed(seed)), {}]]
+
+
+def video_latent():
+    return torch.randn(1, 16, LATENT_FRAMES, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(3))
 
 
 def test_frame_union_is_the_union_of_the_frames_each_latent_frame_encodes():
