@@ -19,12 +19,13 @@ SCRIPT = textwrap.dedent("""
     import hashlib, http.server, json, sys, threading
     from pathlib import Path
     engine, root, tmp = sys.argv[1:4]
-    sys.path[:0] = [engine, root]
+    sys.path[:0] = [root]
+    from tests.support import pack_import  # ours, imported before the engine's own tests/ package can shadow it
+    sys.path[:0] = [engine]
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
     import comfy.model_management as mm
     import comfy.utils
-    from tests.support import pack_import
     pack_import.register()
     from blended_diffusion_pack.nodes import comfy_glue
     from blended import downloads as weights

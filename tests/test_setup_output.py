@@ -49,7 +49,7 @@ def test_a_failed_step_shows_everything(tmp_path):
 
 
 def test_install_script_runs_every_install_through_a_step():
-    text = (ROOT / "scripts" / "install_deps.sh").read_text()
+    text = (ROOT / "scripts" / "setup" / "install_deps.sh").read_text()
     installs = [line for line in text.splitlines() if "install" in line and "$pip" in line]
     wrapped = all(line.lstrip().startswith("step ") or line.startswith("  $pip") for line in installs)
     assert installs and wrapped, installs
