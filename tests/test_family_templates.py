@@ -53,6 +53,7 @@ FLUX = "Blended - Flux.1 dev edit"
 SDXL = "Blended - SDXL edit"
 Z_IMAGE = "Blended - Z-Image edit"
 QWEN_EDIT = "Blended - Qwen-Image-Edit"
+QWEN_CONFINED = "Blended - Qwen-Image-Edit, confined"
 FLUX2 = "Blended - Flux.2 dev edit"
 EXAMPLES = REPO / "workflows" / "examples"
 
@@ -455,6 +456,93 @@ def test_qwen_edit_template_runs_and_keeps_the_background_exact(family_server):
     check_object_edit(server, base, graph)
 
 
+def test_qwen_confined_template_shape():
+    """Core's Qwen-Image-Edit 2509 graph (whole photo, KSampler at denoise 1, CFGNorm), scaled to 1 Mpx
+    keeping its aspect (FluxKontextImageScale's crop would move the picture), then Blended Confine Edit
+    on the photo at its own size: no mask anywhere."""
+    g = api_workflow(QWEN_CONFINED)
+    assert g[node_of(g, "UNETLoader")]["inputs"]["unet_name"] == "qwen_image_edit_2509_fp8_e4m3fn.safetensors"
+    assert g[node_of(g, "CLIPLoader")]["inputs"] == {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                                                     "type": "qwen_image", "device": "default"}
+    vae, photo, scale = node_of(g, "VAELoader"), node_of(g, "LoadImage"), node_of(g, "ImageScaleToTotalPixels")
+    assert g[vae]["inputs"]["vae_name"] == "qwen_image_vae.safetensors"
+    assert g[scale]["inputs"] == {"image": [photo, 0], "upscale_method": "lanczos", "megapixels": 1.0}
+    for n in (n for n in g.values() if n["class_type"] == "TextEncodeQwenImageEditPlus"):
+        assert n["inputs"]["vae"] == [vae, 0] and n["inputs"]["image1"] == [scale, 0]
+    s = g[node_of(g, "KSampler")]["inputs"]
+    assert g[s["positive"][0]]["inputs"]["prompt"] and g[s["negative"][0]]["inputs"]["prompt"] == ""
+    assert (s["steps"], s["cfg"], s["sampler_name"], s["scheduler"], s["denoise"]) == (20, 2.5, "euler", "simple", 1.0)
+    assert g[s["latent_image"][0]]["inputs"]["pixels"] == [scale, 0]
+    confine = g[node_of(g, "BlendedConfineEdit")]["inputs"]
+    assert confine["source"] == [photo, 0] and g[confine["edited"][0]]["class_type"] == "VAEDecode"
+    assert confine["seam"] == "gradient domain"
+    assert not any(v == [photo, 1] for n in g.values() for v in n["inputs"].values())  # the photo's mask: unused
+    assert g[node_of(g, "PreviewAny")]["inputs"]["source"] == [node_of(g, "BlendedConfineEdit"), 2]
+
+
+def test_qwen_confined_template_runs_and_keeps_the_photo_exact_outside_the_found_region(family_server):
+    """The template at 0.02 Mpx and 2 steps. A random-weight editor changes every pixel, so the test
+    makes its result look like an instruction edit's before Blended Confine Edit sees it: the decode
+    inside the photo's own alpha region (the cup; the template does not use it), and 3 % of the decode
+    everywhere else (the small global drift an editor leaves outside its edit). Then: outside the
+    found mask the saved result is the photo bit for bit, inside it differs, and the report gives the
+    region's size (the mask's share) and the unconfined edit's change outside it (mean, max)."""
+    import re
+
+    server, base = family_server
+    graph = copy.deepcopy(api_workflow(QWEN_CONFINED))
+    models = base / "models"
+    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    unet = models / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"]
+    if not unet.exists():  # the Qwen-Image-Edit test's
+        write_small_qwen_image(unet)
+    vae_file = models / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"]
+    if not vae_file.exists():
+        write_tiny_wan_vae(vae_file)
+    del graph[node_of(graph, "CLIPLoader")]  # Qwen2.5-VL 7B: a fixed config
+    for seed, key in enumerate(k for k, n in list(graph.items()) if n["class_type"] == "TextEncodeQwenImageEditPlus"):
+        inputs = graph[key]["inputs"]
+        graph[key] = {"class_type": "BlendedTestTextConditioning",
+                      "inputs": {"seed": seed + 1, "width": 3584, "vae": inputs["vae"], "image": inputs["image1"]}}
+    graph[node_of(graph, "ImageScaleToTotalPixels")]["inputs"]["megapixels"] = 0.02
+    graph[node_of(graph, "KSampler")]["inputs"]["steps"] = 2
+    photo, decode = node_of(graph, "LoadImage"), node_of(graph, "VAEDecode")
+    confine = node_of(graph, "BlendedConfineEdit")
+    graph["90"] = {"class_type": "ImageBlend", "inputs": {"image1": [photo, 0], "image2": [decode, 0],
+                                                          "blend_factor": 0.03, "blend_mode": "normal"}}
+    graph["91"] = {"class_type": "ImageCompositeMasked", "inputs": {"destination": ["90", 0], "source": [decode, 0],
+                                                                    "x": 0, "y": 0, "resize_source": True,
+                                                                    "mask": [photo, 1]}}
+    graph[confine]["inputs"]["edited"] = ["91", 0]
+    graph["92"] = {"class_type": "MaskToImage", "inputs": {"mask": [confine, 1]}}
+    graph["93"] = {"class_type": "SaveImage", "inputs": {"images": ["92", 0], "filename_prefix": "test/confine_mask"}}
+    try:
+        entry = server.run(graph, timeout=900)
+    finally:
+        free_models(server)
+    error = execution_error(entry)
+    assert error is None, f"{error['node_type']}: {error['exception_message']}"
+
+    source = np.asarray(Image.open(EXAMPLES / "blended_object.png"))[..., :3]
+    saved = {img["subfolder"]: base / "output" / img["subfolder"] / img["filename"] for img in output_images(entry)}
+    assert set(saved) == {"blended", "test"}, saved
+    out = np.asarray(Image.open(saved["blended"]).convert("RGB"))
+    found = np.asarray(Image.open(saved["test"]).convert("L"))
+    assert out.shape == source.shape and found.shape == source.shape[:2]  # the photo's own size
+    assert set(np.unique(found)) <= {0, 255}
+    outside = found == 0
+    assert 0.2 < outside.mean() < 0.99, f"found region {1 - outside.mean():.3f} of the image"
+    assert np.array_equal(out[outside], source[outside])  # the source bit for bit
+    assert (out[~outside] != source[~outside]).any()  # the edit inside
+
+    report = entry["outputs"][node_of(graph, "PreviewAny")]["text"][0]
+    assert report.startswith("confined with gradient domain"), report
+    region = re.search(r"region ([0-9.]+)% of the image", report)
+    mean, peak = re.search(r"outside by mean ([0-9.]+), max ([0-9.]+)", report).groups()
+    assert region and abs(float(region.group(1)) - 100 * (1 - outside.mean())) < 0.1, report
+    assert 0 < float(mean) <= float(peak), report  # the 3 % drift, taken away outside the region
+
+
 def test_flux2_template_shape():
     g = api_workflow(FLUX2)
     assert g[node_of(g, "UNETLoader")]["inputs"]["unet_name"] == "flux2_dev_fp8mixed.safetensors"
@@ -488,7 +576,7 @@ LOADER_FILES = {
     "DualCLIPLoader": (("clip_name1", "clip_name2"), "text_encoders"),
     "VAELoader": (("vae_name",), "vae"),
 }
-SHIPPED = (WAN_VIDEO, FLUX, SDXL, Z_IMAGE, QWEN_EDIT, FLUX2)
+SHIPPED = (WAN_VIDEO, FLUX, SDXL, Z_IMAGE, QWEN_EDIT, QWEN_CONFINED, FLUX2)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Build the UI-format templates, their cards and screenshots from the API-format workflows.
 
-    HF_HUB_OFFLINE=1 BLENDED_OFFLINE=1 .venv/bin/python -m scripts.templates.build_ui_workflows
+    HF_HUB_OFFLINE=1 BLENDED_OFFLINE=1 .venv/bin/python -m scripts.templates.build_ui_workflows [NAME ...]
 
 ``workflows/api/<name>.api.json`` are the source of truth (the tests and ``run_edit.py`` execute them),
 but a user opens the UI format from the template browser or drags it onto the canvas. Writing that by
@@ -15,6 +15,7 @@ graph with ``app.loadApiJson``, lays it out in titled stages with a "Read me fir
 
 ``<name>`` is the card's title: both frontends title a custom node pack's template by its file name.
 Rerun this after editing an API workflow; ``tests/test_workflows_frontend.py`` fails until you do.
+With names, only those templates are built (the others' files stay as they are).
 """
 
 from __future__ import annotations
@@ -60,13 +61,16 @@ PROMPT_JS = "async () => (await app.graphToPrompt()).output"
 
 # Widgets the frontend adds for its own previews and sends along (the server ignores them); whether
 # LoadVideo's appears depends on when its preview loaded, so they are not part of a workflow.
+# PreviewAny ("Preview as Text") gets a "preview" text box for what it shows.
 PREVIEW_WIDGETS = {"video-preview"}
+PREVIEW_WIDGETS_OF = {"PreviewAny": {"preview"}}
 
 
 def as_api(output: dict) -> dict:
     """graphToPrompt's output without the _meta titles and preview widgets, comparable to an .api.json."""
     def inputs(v):
-        return {n: x for n, x in v["inputs"].items() if n not in PREVIEW_WIDGETS}
+        skip = PREVIEW_WIDGETS | PREVIEW_WIDGETS_OF.get(v["class_type"], set())
+        return {n: x for n, x in v["inputs"].items() if n not in skip}
 
     return {k: {"class_type": v["class_type"], "inputs": inputs(v)} for k, v in output.items()}
 
@@ -175,14 +179,19 @@ def build(page, server: ComfyServer, base: Path, name: str, visible: list[int]) 
     print(f"wrote workflows/{name}.json, workflows/{name}.jpg and docs/images/{screenshot_slug(name)}.png")
 
 
-def main() -> None:
+def main(names: list[str] | None = None) -> None:
+    unknown = sorted(set(names or ()) - set(api_names()))
+    if unknown:
+        raise SystemExit(f"no workflows/api/<name>.api.json for {unknown}; the templates are {api_names()}")
     IMAGES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="blended-ui-") as tmp:
         with comfy_server(Path(tmp), examples=True) as server, browser_page(server) as page:
             visible = visible_area(page)
-            for name in api_names():
+            for name in names or api_names():
                 build(page, server, Path(tmp) / "base", name, visible)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])

@@ -4,8 +4,9 @@ A card shows the example input the template ships with, the region it edits draw
 prompt. The picture is made by the template itself: the part of its graph upstream of the node that
 first takes both an image and a mask (the sampler or the latent crop) runs on the server, so an
 outpaint template shows its padded canvas, a background template its inverted mask, a video
-template its first frame. No model runs and no result is shown: random-weight outputs are not
-results, and real-weight results cannot be made here.
+template its first frame. A maskless template (the confined instruction edit: its region is found
+after the edit) shows its photo untinted. No model runs and no result is shown: random-weight
+outputs are not results, and real-weight results cannot be made here.
 """
 
 from __future__ import annotations
@@ -29,14 +30,18 @@ def _upstream(api: dict, ids: list[str]) -> set[str]:
     return seen
 
 
-def first_image_and_mask(api: dict) -> tuple[str, list, list]:
-    """The node that first receives the photo and the mask together, with those two links."""
+def first_image_and_mask(api: dict) -> tuple[str, list, list | None]:
+    """The node that first receives the photo and the mask together, with those two links; for a
+    maskless template, the first LoadImage with no mask link."""
     for node_id in sorted(api, key=int):
         inputs = api[node_id]["inputs"]
         image = next((inputs[k] for k in IMAGE_INPUTS if is_link(inputs.get(k))), None)
         if image is not None and is_link(inputs.get("mask")):
             return node_id, image, inputs["mask"]
-    raise SystemExit("no node takes both an image and a mask: a template's card needs its photo and mask")
+    photo = next((k for k in sorted(api, key=int) if api[k]["class_type"] == "LoadImage"), None)
+    if photo is None:
+        raise SystemExit("no node takes both an image and a mask, and no LoadImage: a template's card needs its photo")
+    return photo, [photo, 0], None
 
 
 def prompt_of(api: dict) -> str:
@@ -49,12 +54,17 @@ def prompt_of(api: dict) -> str:
 
 
 def preview_graph(api: dict) -> dict:
-    """The template's photo-and-mask stage plus two previews: frame 0 of the image and of the mask."""
+    """The template's photo-and-mask stage plus two previews: frame 0 of the image and of the mask
+    (none for a maskless template)."""
     _, image, mask = first_image_and_mask(api)
-    graph = {k: api[k] for k in _upstream(api, [image[0], mask[0]])}
+    graph = {k: api[k] for k in _upstream(api, [image[0]] + ([mask[0]] if mask else []))}
     graph.update({
         "card_image": {"class_type": "ImageFromBatch", "inputs": {"image": image, "batch_index": 0, "length": 1}},
         "card_image_out": {"class_type": "PreviewImage", "inputs": {"images": ["card_image", 0]}},
+    })
+    if mask is None:
+        return graph
+    graph.update({
         "card_mask_image": {"class_type": "MaskToImage", "inputs": {"mask": mask}},
         "card_mask": {"class_type": "ImageFromBatch", "inputs": {"image": ["card_mask_image", 0], "batch_index": 0,
                                                                   "length": 1}},
@@ -75,13 +85,18 @@ def _wrap(draw, text: str, font, width: int) -> list[str]:
     return [*lines, line] if line else lines
 
 
-def compose(image_path: Path, mask_path: Path, prompt: str, dest: Path) -> None:
-    """Photo with the edited region tinted and outlined, the prompt in a caption bar below."""
+def compose(image_path: Path, mask_path: Path | None, prompt: str, dest: Path) -> None:
+    """Photo with the edited region tinted and outlined (``mask_path`` None: untinted, the region is
+    found after the edit), the prompt in a caption bar below."""
     from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
-    with Image.open(image_path) as im, Image.open(mask_path) as mk:
+    with Image.open(image_path) as im:
         photo = im.convert("RGB")
-        mask = mk.convert("L").resize(photo.size, Image.NEAREST)
+    if mask_path is None:
+        mask = Image.new("L", photo.size, 0)
+    else:
+        with Image.open(mask_path) as mk:
+            mask = mk.convert("L").resize(photo.size, Image.NEAREST)
     scale = CARD_WIDTH / photo.width
     size = (CARD_WIDTH, round(photo.height * scale))
     photo, mask = photo.resize(size, Image.LANCZOS), mask.resize(size, Image.NEAREST)
@@ -111,4 +126,5 @@ def write_card(server, base: Path, api: dict, dest: Path) -> None:
         image = entry["outputs"][node]["images"][0]
         return base / image.get("type", "temp") / image.get("subfolder", "") / image["filename"]
 
-    compose(saved("card_image_out"), saved("card_mask_out"), prompt_of(api), dest)
+    masked = "card_mask_out" in entry["outputs"]
+    compose(saved("card_image_out"), saved("card_mask_out") if masked else None, prompt_of(api), dest)

@@ -25,7 +25,8 @@ STAGES: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("2  Models", "#4b4b3f", frozenset({
         "BlendedDiffusionModelLoader", "BlendedCLIPLoader", "BlendedLPIPSLoader", "CheckpointLoaderSimple",
         "UNETLoader", "DualCLIPLoader", "TripleCLIPLoader", "QuadrupleCLIPLoader", "CLIPLoader", "VAELoader",
-        "LoraLoader", "LoraLoaderModelOnly", "ModelSamplingSD3", "ModelSamplingAuraFlow", "ModelSamplingFlux"})),
+        "LoraLoader", "LoraLoaderModelOnly", "ModelSamplingSD3", "ModelSamplingAuraFlow", "ModelSamplingFlux",
+        "CFGNorm"})),
     ("3  Prompt", "#3f4b5f", frozenset({
         "CLIPTextEncode", "FluxGuidance", "ConditioningZeroOut", "ReferenceLatent", "TextEncodeQwenImageEdit",
         "TextEncodeQwenImageEditPlus", "BlendedCLIPGuidance", "BlendedExtendingAugmentation",
@@ -33,10 +34,11 @@ STAGES: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("4  Sample", "#4f3f5f", frozenset({
         "BlendedSampler", "BlendedLatentSampler", "BlendedLatentSamplerObject", "VAEEncode", "VAEDecode",
         "BlendedBackgroundReconstruction", "BlendedLatentStitch", "SamplerCustomAdvanced", "CFGGuider",
-        "BasicGuider", "DualCFGGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect"})),
+        "BasicGuider", "DualCFGGuider", "RandomNoise", "BasicScheduler", "KSamplerSelect", "KSampler",
+        "BlendedConfineEdit"})),
     ("5  Rank and save", "#3f5f4b", frozenset({
         "BlendedRankResults", "BlendedRewardModelLoader", "BlendedRewardCriterion", "BlendedEvaluate",
-        "SaveImage", "PreviewImage", "CreateVideo", "SaveVideo"})),
+        "SaveImage", "PreviewImage", "PreviewAny", "CreateVideo", "SaveVideo"})),
 )
 
 # Plumbing and expert knobs: collapsed to their title bar (a click opens them). What stays open is
@@ -45,7 +47,7 @@ STAGES: tuple[tuple[str, str, frozenset[str]], ...] = (
 COLLAPSED = frozenset({
     "BlendedBackgroundReconstruction", "GetVideoComponents", "InvertMask", "ConditioningZeroOut", "VAEEncode",
     "VAEDecode", "ModelSamplingSD3",
-    "ModelSamplingAuraFlow", "ModelSamplingFlux", "BlendedExtendingAugmentation", "BlendedRewardModelLoader",
+    "ModelSamplingAuraFlow", "ModelSamplingFlux", "CFGNorm", "BlendedExtendingAugmentation", "BlendedRewardModelLoader",
     "BlendedRewardCriterion", "CreateVideo",
 })
 
