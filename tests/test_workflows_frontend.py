@@ -188,9 +188,9 @@ def test_example_inputs_were_copied_into_comfyui_input(frontend, frontend_root):
 # Opens the node's help page as the help panel does and returns what it shows. Frontends up to 1.3x
 # keep the page in the ``nodeHelp`` store (openHelp fetches /extensions/<pack>/docs/<node>/<locale>.md,
 # then <node>.md, and falls back to the node's description, setting ``error``, when there is none).
-# Newer ones (1.48: what ComfyUI 0.33 pins) keep only the open node there and fetch and render the page
-# in the panel (NodeHelpContent, in the classic node library), so it is read from the panel itself: its
-# markdown, the docs URL that answered 200, and the description fallback as the error.
+# Newer ones (1.48: what ComfyUI 0.33 pins, and 1.58) keep only the open node there and fetch and render
+# the page in the panel (NodeHelpContent, in the classic node library), so it is read from the panel
+# itself: its markdown, the docs URL that answered 200, and the description fallback as the error.
 HELP_JS = """async (name) => {
   const pinia = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia;
   const defs = pinia._s.get('nodeDef'), settings = app.extensionManager.setting;
@@ -211,11 +211,12 @@ HELP_JS = """async (name) => {
   for (let i = 0; i < 100 && !(help = pinia._s.get('nodeHelp')); i++) await sleep(50);
   performance.clearResourceTimings();
   help.openHelp(defs.nodeDefsByName[name]);
-  const shown = () => document.querySelector('.node-help-content .markdown-content, .node-help-content .fallback-content');
+  const markdown = '.node-help-content [class*=markdown-content]';  // 1.48: markdown-content, 1.58: comfy-markdown-content
+  const shown = () => document.querySelector(`${markdown}, .node-help-content .fallback-content`);
   for (let i = 0; i < 200 && !shown(); i++) await sleep(50);
   const page = performance.getEntriesByType('resource').map((e) => [new URL(e.name).pathname, e.responseStatus])
     .find(([path, status]) => status === 200 && path.includes(`/docs/${name}`));
-  const content = document.querySelector('.node-help-content .markdown-content');
+  const content = document.querySelector(markdown);
   const out = {error: content && page ? null : `no help page for ${name}: ${shown()?.innerText.slice(0, 200)}`,
                html: content?.innerHTML ?? '', base: page ? page[0].slice(0, page[0].indexOf('/docs/') + 6) : null};
   help.closeHelp();
