@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from scripts.engine.comfy_engine import PromptRejected, execution_error, output_images, output_texts, set_inputs
-from tests.support.comfy_harness import api_workflow, watch_run
+from tests.support.comfy_harness import api_workflow, run_bad_combo, watch_run
 
 SHIPPED = ["Blended - Object editing", "Blended - New background", "Blended - Scribble editing",
            "Blended - Outpainting"]
@@ -277,17 +277,31 @@ BAD_INPUTS = {
     "skip_too_large": (lambda g: g["6"]["inputs"].update(steps="4", skip_timesteps=4), "BlendedSampler",
                        "skip_timesteps 4 must be between 0 and 3"),
     "bad_steps": (lambda g: g["6"]["inputs"].update(steps="fast"), "BlendedSampler", "steps 'fast'"),
-    # ComfyUI 0.3.75 does not check V3 combo values at validation: the node must
+    # a V3 combo value outside its options (COMBO_INPUTS): the node says so on 0.3.75, the queue on >= 0.8
     "unknown_method": (lambda g: g["6"]["inputs"].update(method="euler"), "BlendedSampler", "method 'euler'"),
     "unknown_model_name": (lambda g: g["2"]["inputs"].update(model_name="nope.pt"), "BlendedDiffusionModelLoader",
                            "'nope.pt' is not in"),
 }
 
 
+# case -> (node id, input) of the bad value when it is a V3 combo's (tests/support/comfy_harness.py,
+# COMBOS_CHECKED_AT_QUEUE_SINCE: refused when queued from ComfyUI 0.8, by the node at run time before)
+COMBO_INPUTS = {"unknown_method": ("6", "method")}
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_names_the_problem_and_server_survives(comfy, case):
     change, node_type, message = BAD_INPUTS[case]
-    error = run_error(comfy, with_changes(comfy, change))
+    graph = with_changes(comfy, change)
+    if case in COMBO_INPUTS:
+        entry = run_bad_combo(comfy, graph, *COMBO_INPUTS[case])
+        if entry is None:  # refused at queue time, naming the input (checked there)
+            assert_serving(comfy)
+            return
+        error = execution_error(entry)
+        assert error is not None, "the graph was expected to fail"
+    else:
+        error = run_error(comfy, graph)
     assert error["node_type"] == node_type
     assert message in error["exception_message"], error["exception_message"]
     assert "Traceback" not in error["exception_message"]

@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from scripts.engine.comfy_engine import engine_source
+from scripts.engine.comfy_engine import engine_packages_env, engine_source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,8 @@ SCRIPT = textwrap.dedent("""
 def test_download_progress_reaches_the_node_bar_and_cancel_keeps_the_part(tmp_path):
     run = subprocess.run([sys.executable, "-c", SCRIPT, str(engine_source()), str(ROOT), str(tmp_path)],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                         env={"PATH": "/usr/bin:/bin"})  # downloads on: loopback only
+                         # downloads on (loopback only); the engine's own packages (its layer) kept
+                         env={"PATH": "/usr/bin:/bin", **engine_packages_env()})
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["cancelled"] and result["part_after_cancel"] >= 1 << 20

