@@ -131,7 +131,7 @@ class BlendedAutoMask(BlendedNode):
     def define_schema(cls):
         return io.Schema(
             node_id="BlendedAutoMask",
-            display_name="Blended Auto Mask (DiffEdit)",
+            display_name="Blended Auto Mask",
             category="blended_diffusion/latent",
             description="Finds the region to edit without painting (DiffEdit): the model denoises noisy copies of "
             "the source under the target and the reference conditioning, and the mask is where the two "
