@@ -1,4 +1,4 @@
-"""What Blended Auto Mask (DiffEdit) costs, against one blended sampling run of as many steps as draws.
+"""What Blended Mask by DiffEdit costs, against one blended sampling run of as many steps as draws.
 
 Same tiny random model (tests/support/latent_families.py), conditioning and CFG for both; progress
 bars off. Each round runs both once, alternating which goes first, so load on a shared machine hits

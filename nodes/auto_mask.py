@@ -1,4 +1,4 @@
-"""Blended Auto Mask: DiffEdit's mask through ComfyUI's own sampling stack.
+"""Blended Mask by DiffEdit: DiffEdit's mask through ComfyUI's own sampling stack.
 
 The two predictions come from one run of ``comfy.sample.sample_custom`` (what core SamplerCustom
 calls) with the target as positive and the reference as negative conditioning: the user's MODEL with
@@ -104,7 +104,7 @@ def check_texts(target, reference) -> None:
 
 
 def find_mask(model, target, reference, latent, seed: int, settings: AutoMaskSettings, image=None):
-    """Blended Auto Mask's one call: -> (mask [N,H,W], soft map [N,H,W], report text)."""
+    """Blended Mask by DiffEdit's one call: -> (mask [N,H,W], soft map [N,H,W], report text)."""
     check_texts(target, reference)
     source = checked_latent(model, latent)
     pairs: list = []
@@ -131,7 +131,7 @@ class BlendedAutoMask(BlendedNode):
     def define_schema(cls):
         return io.Schema(
             node_id="BlendedAutoMask",
-            display_name="Blended Auto Mask",
+            display_name="Blended Mask by DiffEdit",
             category="blended_diffusion/latent",
             description="Finds the region to edit without painting (DiffEdit): the model denoises noisy copies of "
             "the source under the target and the reference conditioning, and the mask is where the two "
@@ -139,11 +139,13 @@ class BlendedAutoMask(BlendedNode):
             "one sampling run. Feed the mask to Blended Latent Sampler: outside it the source is kept bit for bit.",
             inputs=[
                 io.Model.Input("model", tooltip="The MODEL that will make the edit (LoRAs and patches apply)."),
-                io.Conditioning.Input("target", tooltip="What the region should become (the edit's positive prompt)."),
-                io.Conditioning.Input("reference", tooltip="What the region shows now; for an instruction editor, the "
+                io.Conditioning.Input("target", display_name="target conditioning",
+                                      tooltip="What the region should become (the edit's positive prompt)."),
+                io.Conditioning.Input("reference", display_name="reference conditioning",
+                                      tooltip="What the region shows now; for an instruction editor, the "
                                       "same reference images with an empty instruction."),
                 io.Latent.Input("latent", tooltip="VAEEncode of the image (or video) to edit."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Seed of the noise draws: the same seed gives the same mask."),
                 io.Int.Input("draws", default=10, min=1, max=64,
                              tooltip="Noise draws averaged (DiffEdit: 10). Fewer is faster and noisier."),
@@ -160,7 +162,7 @@ class BlendedAutoMask(BlendedNode):
             outputs=[
                 io.Mask.Output("found_mask", display_name="mask"),
                 io.Mask.Output("soft_map", display_name="soft map"),
-                io.String.Output("report"),
+                io.String.Output("report", display_name="report"),
             ],
         )
 

@@ -162,12 +162,12 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
 
 def nothing_to_edit(pixel_mask: torch.Tensor) -> bool:
     """An empty mask asks for no change: the sampler returns the source without a model call. A mask
-    found by Blended Auto Mask is empty where target and reference agree everywhere (its report says
+    found by Blended Mask by DiffEdit is empty where target and reference agree everywhere (its report says
     so); a painted one where nothing was painted: the console says it either way."""
     if (pixel_mask > 0).any():
         return False
     logging.warning("Blended Latent Sampler: the mask is empty, nothing to edit; the source latent is returned "
-                    "unchanged (paint the area to edit, or lower Blended Auto Mask's threshold).")
+                    "unchanged (paint the area to edit, or lower Blended Mask by DiffEdit's threshold).")
     return True
 
 

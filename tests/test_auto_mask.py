@@ -1,4 +1,4 @@
-"""Blended Auto Mask (DiffEdit): the model finds the region to edit.
+"""Blended Mask by DiffEdit: the model finds the region to edit.
 
 What is proven here with random weights (not mask quality on real photos):
 - on a test model whose prediction depends on the text only inside a known region (a tiny real SD1.5
