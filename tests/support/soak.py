@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import time
+import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def settle(server: ComfyServer, quiet_s: float = 1.0, timeout: float = 120) -> N
     10 s after the last prompt, done."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        queue = server.get("/queue")
+        queue = get_patiently(server, "/queue")
         if not queue.get("queue_running") and not queue.get("queue_pending"):
             time.sleep(quiet_s)
             return
@@ -104,13 +105,44 @@ def queue_all(server: ComfyServer, graphs: list[dict]) -> list[str]:
     return [server.queue_prompt(g, client_id="blended-soak") for g in graphs]
 
 
-def wait_all(server: ComfyServer, prompt_ids: list[str], timeout_each: float = 600) -> list[dict]:
-    """The history entries of ``prompt_ids``, in order, once each has finished."""
-    return [server.wait(pid, timeout=timeout_each) for pid in prompt_ids]
+def wait_all(server: ComfyServer, prompt_ids: list[str], timeout_each: float = 600, on_done=None) -> list[dict]:
+    """The history entries of ``prompt_ids``, in order, once each has finished; ``on_done(n)`` after
+    the n-th (e.g. to follow the memory while the queue runs)."""
+    entries = []
+    for pid in prompt_ids:
+        entries.append(wait_one(server, pid, timeout_each))
+        if on_done is not None:
+            on_done(len(entries))
+    return entries
+
+
+def get_patiently(server: ComfyServer, path: str, tries: int = 10):
+    """GET ``path``, retried when the server does not answer in time (see ``wait_one``)."""
+    for attempt in range(tries):
+        try:
+            return server.get(path)
+        except (OSError, urllib.error.URLError):
+            if attempt == tries - 1 or not server.alive():
+                raise
+            time.sleep(1.0)
+
+
+def wait_one(server: ComfyServer, prompt_id: str, timeout: float) -> dict:
+    """``prompt_id``'s history entry once it has finished. A poll that gets no answer is retried: on
+    a shared machine under memory pressure the server can stall for longer than one request's
+    timeout, which says nothing about the soak."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return server.wait(prompt_id, timeout=max(1.0, deadline - time.monotonic()))
+        except (OSError, urllib.error.URLError):  # (also wait's own TimeoutError: then past the deadline)
+            if time.monotonic() > deadline or not server.alive():
+                raise
+            time.sleep(1.0)
 
 
 def running_prompt(server: ComfyServer) -> str | None:
-    running = server.get("/queue").get("queue_running") or []
+    running = get_patiently(server, "/queue").get("queue_running") or []
     return running[0][1] if running else None
 
 
@@ -144,9 +176,9 @@ def failures(entries: list[dict]) -> list[str]:
     return out
 
 
-def run_edits(server: ComfyServer, names: dict[str, str], seeds: range) -> list[dict]:
+def run_edits(server: ComfyServer, names: dict[str, str], seeds: range, on_done=None) -> list[dict]:
     """Queue one edit per seed back to back and wait for all; the history entries."""
-    return wait_all(server, queue_all(server, [edit_graph(names, s) for s in seeds]))
+    return wait_all(server, queue_all(server, [edit_graph(names, s) for s in seeds]), on_done=on_done)
 
 
 @dataclass
