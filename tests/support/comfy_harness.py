@@ -278,8 +278,10 @@ def comfy(tmp_path_factory) -> Comfy:
     base = prepare_base(root / "base")
     names = write_models(base / "models")
     masks = write_inputs(base / "input")
+    # its own TMPDIR: the temporary files the server leaves can be told from other processes' (tests/test_soak.py)
+    (root / "server_tmp").mkdir()
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1", TORCH_HOME=str(root / "torch_home"),
-               BLENDED_MEMORY_BUDGET_MB=f"{forced_memory_budget_mb():.3f}")
+               BLENDED_MEMORY_BUDGET_MB=f"{forced_memory_budget_mb():.3f}", TMPDIR=str(root / "server_tmp"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(write_decoy_library(root / "decoy")), env.get("PYTHONPATH")]))
     server = ComfyServer(engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
     server.start()
