@@ -352,18 +352,24 @@ def free_models(server):
     server.post("/free", {"unload_models": True, "free_memory": True})
 
 
-def check_object_edit(server, base, graph):
-    """Runs ``graph`` (a template on blended_object.png, its SaveImage as shipped) at a 64 px crop and
-    2 steps (CPU time) and checks every saved image: outside the photo's mask the source pixels
-    exactly, inside some change."""
-    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
-    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
+def run_and_free(server, graph) -> dict:
+    """Run ``graph`` to the end (models freed after, whatever happened) and insist it raised nothing."""
     try:
         entry = server.run(graph, timeout=900)
     finally:
         free_models(server)
     error = execution_error(entry)
     assert error is None, f"{error['node_type']}: {error['exception_message']}"
+    return entry
+
+
+def check_object_edit(server, base, graph):
+    """Runs ``graph`` (a template on blended_object.png, its SaveImage as shipped) at a 64 px crop and
+    2 steps (CPU time) and checks every saved image: outside the photo's mask the source pixels
+    exactly, inside some change."""
+    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
+    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
+    entry = run_and_free(server, graph)
     rgba = np.asarray(Image.open(EXAMPLES / "blended_object.png"))
     outside = rgba[..., 3] == 255
     sampler = next(n for n in graph.values() if n["class_type"] == "BlendedLatentSampler")
@@ -516,12 +522,7 @@ def test_qwen_confined_template_runs_and_keeps_the_photo_exact_outside_the_found
     graph[confine]["inputs"]["edited"] = ["91", 0]
     graph["92"] = {"class_type": "MaskToImage", "inputs": {"mask": [confine, 1]}}
     graph["93"] = {"class_type": "SaveImage", "inputs": {"images": ["92", 0], "filename_prefix": "test/confine_mask"}}
-    try:
-        entry = server.run(graph, timeout=900)
-    finally:
-        free_models(server)
-    error = execution_error(entry)
-    assert error is None, f"{error['node_type']}: {error['exception_message']}"
+    entry = run_and_free(server, graph)
 
     source = np.asarray(Image.open(EXAMPLES / "blended_object.png"))[..., :3]
     saved = {img["subfolder"]: base / "output" / img["subfolder"] / img["filename"] for img in output_images(entry)}
