@@ -45,6 +45,7 @@ from scripts.engine.comfy_engine import (
     prepare_base,
 )
 from tests.support.comfy_harness import api_workflow
+from tests.support.latent_families import detected_config
 from tests.support.sd15_fixture import comfy_engine_path, write_random_checkpoint
 from tests.support.sdxl_fixture import write_random_sdxl
 
@@ -133,22 +134,29 @@ def write_tiny_wan_vae(path):
 
 def write_small_flux(path):
     """Flux.1 dev as core detects it: the head count (24) and rope axes (16+56+56) are fixed in
-    ``model_detection``, so the width must be the real 3072; depth is counted from the keys, so one
-    double and one single block (545 M parameters, 1.1 GB in fp16, instead of 12 B)."""
-    comfy_engine_path()
-    import comfy.ops
-    from comfy.ldm.flux.model import Flux
+    ``model_detection``, so the width must be the real 3072; every field is the engine's own detection
+    of the real layout (a field a newer ComfyUI adds, such as 0.33's ``txt_ids_dims``, comes with it);
+    depth is counted from the keys, so one double and one single block (545 M parameters, 1.1 GB in
+    fp16, instead of 12 B)."""
     from safetensors.torch import save_file
 
-    cfg = dict(in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096, hidden_size=3072, mlp_ratio=4.0,
-               num_heads=24, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000, qkv_bias=True,
-               guidance_embed=True, patch_size=2)
-    with torch.device("meta"):
-        net = Flux(image_model="flux", **cfg, operations=comfy.ops.disable_weight_init, device="meta")
+    net = small_flux_net("flux-dev")
     gen = torch.Generator().manual_seed(2)
     sd = {k: (torch.randn(v.shape, generator=gen) * 0.02 if v.dim() > 1 else torch.ones(v.shape)).half()
           for k, v in net.state_dict().items()}
     save_file(sd, str(path))
+
+
+def small_flux_net(family: str):
+    """A Flux-class model on the meta device with the engine's detected config of ``family``'s real
+    layout and one double and one single block."""
+    comfy_engine_path()
+    import comfy.ops
+    from comfy.ldm.flux.model import Flux
+
+    config = dict(detected_config(family).unet_config, depth=1, depth_single_blocks=1)
+    with torch.device("meta"):
+        return Flux(**config, operations=comfy.ops.disable_weight_init, device="meta")
 
 
 def write_flux_vae(path):
@@ -318,19 +326,9 @@ def test_flux_template_runs_and_keeps_the_background_exact(family_server):
 def write_small_flux2(path):
     """Flux.2 dev as core detects it: ``double_stream_modulation_img`` marks the family and fixes 48
     heads and rope axes 4 x 32, so the width is the real 6144; the text width (Mistral Small 3's
-    three stacked layers, 15360) and the depth are read off the keys. One double and one single block:
-    2.3 B parameters instead of 32 B."""
-    comfy_engine_path()
-    import comfy.ops
-    from comfy.ldm.flux.model import Flux
-
-    cfg = dict(image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=15360,
-               hidden_size=6144, mlp_ratio=3.0, num_heads=48, depth=1, depth_single_blocks=1, axes_dim=[32, 32, 32, 32],
-               theta=2000, patch_size=1, qkv_bias=False, guidance_embed=True, global_modulation=True,
-               mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0)
-    with torch.device("meta"):
-        net = Flux(**cfg, operations=comfy.ops.disable_weight_init, device="meta")
-    write_meta_model(net, path, seed=6, family="Flux2")
+    three stacked layers, 15360) and the depth are read off the keys; the rest is the engine's own
+    detection of the real layout. One double and one single block: 2.3 B parameters instead of 32 B."""
+    write_meta_model(small_flux_net("flux2"), path, seed=6, family="Flux2")
 
 
 def write_flux2_vae(path):

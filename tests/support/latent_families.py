@@ -289,7 +289,6 @@ def engine_config(name: str):
     every field, as for a real checkpoint; a field a newer ComfyUI adds comes with it. Skips where the
     engine has no such class; fails where its detection takes the layout for another family."""
     comfy_engine_path()
-    import comfy.model_detection as md
     import comfy.supported_models as sm
 
     fam = _family(name)
@@ -297,13 +296,25 @@ def engine_config(name: str):
         import pytest
 
         pytest.skip(f"this ComfyUI has no comfy.supported_models.{fam.config} (family {name!r})")
+    config = detected_config(name)
+    _shrink(config.unet_config, fam.sizes)
+    return config
+
+
+def detected_config(name: str):
+    """ComfyUI's model config for family ``name`` at the real model's sizes: what its detection derives
+    from the family's real layout (meta tensors). For model files that must load through core's own
+    loaders (the template tests), which shrink only what detection counts from the keys (depth)."""
+    comfy_engine_path()
+    import comfy.model_detection as md
+
+    fam = _family(name)
     layout = {key: torch.empty(shape, device="meta") for key, shape in fam.layout.items()}
     config = md.model_config_from_diffusers_unet(layout) if fam.diffusers else md.model_config_from_unet(layout, "")
     if type(config).__name__ != fam.config:
         found = type(config).__name__ if config is not None else "no model"
         raise LookupError(f"family {name!r}: this ComfyUI's detection takes the {fam.config} layout in "
                           f"tests/support/latent_families.py for {found}; the layout needs the keys it now reads")
-    _shrink(config.unet_config, fam.sizes)
     return config
 
 
