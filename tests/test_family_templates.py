@@ -20,7 +20,7 @@ replaced as for Flux, by conditioning of its shape [1, tokens, 2560]. Qwen-Image
 one-block diffusion model at the real width, the Wan 2.1 VAE layout; the Qwen2.5-VL 7B encoder
 (fixed config) is replaced by a test node that gives [1, tokens, 3584] conditioning with the crop
 encoded by the template's VAE as its reference latent, as TextEncodeQwenImageEditPlus attaches it
-(at the crop's own size, not scaled to 1 Mpx: that would put 4096 more tokens in every model call).
+(at the crop's own size, not scaled to about 1 Mpx: that would put 4096 more tokens in every model call).
 What those replacements leave out is sent once more as shipped, to a server whose model files are
 empty placeholders: /prompt must accept every graph, and the run must stop only at a loader.
 """
@@ -461,16 +461,17 @@ def test_qwen_edit_template_runs_and_keeps_the_background_exact(family_server):
 
 
 def test_qwen_confined_template_shape():
-    """Core's Qwen-Image-Edit 2509 graph (whole photo, KSampler at denoise 1, CFGNorm), scaled to 1 Mpx
+    """Core's Qwen-Image-Edit 2509 graph (whole photo, KSampler at denoise 1, CFGNorm), scaled to about 1 Mpx
     keeping its aspect (FluxKontextImageScale's crop would move the picture), then Blended Confine Edit
     on the photo at its own size: no mask anywhere."""
     g = api_workflow(QWEN_CONFINED)
     assert g[node_of(g, "UNETLoader")]["inputs"]["unet_name"] == "qwen_image_edit_2509_fp8_e4m3fn.safetensors"
     assert g[node_of(g, "CLIPLoader")]["inputs"] == {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
                                                      "type": "qwen_image", "device": "default"}
-    vae, photo, scale = node_of(g, "VAELoader"), node_of(g, "LoadImage"), node_of(g, "ImageScaleToTotalPixels")
+    vae, photo, scale = node_of(g, "VAELoader"), node_of(g, "LoadImage"), node_of(g, "ImageScaleBy")
     assert g[vae]["inputs"]["vae_name"] == "qwen_image_vae.safetensors"
-    assert g[scale]["inputs"] == {"image": [photo, 0], "upscale_method": "lanczos", "megapixels": 1.0}
+    # the 600x400 example to 0.96 Mpx, about the 1 Mpx Qwen-Image-Edit works at
+    assert g[scale]["inputs"] == {"image": [photo, 0], "upscale_method": "lanczos", "scale_by": 2.0}
     for n in (n for n in g.values() if n["class_type"] == "TextEncodeQwenImageEditPlus"):
         assert n["inputs"]["vae"] == [vae, 0] and n["inputs"]["image1"] == [scale, 0]
     s = g[node_of(g, "KSampler")]["inputs"]
@@ -485,7 +486,7 @@ def test_qwen_confined_template_shape():
 
 
 def test_qwen_confined_template_runs_and_keeps_the_photo_exact_outside_the_found_region(family_server):
-    """The template at 0.02 Mpx and 2 steps. A random-weight editor changes every pixel, so the test
+    """The template at 150x100 px (scale_by 0.25) and 2 steps. A random-weight editor changes every pixel, so the test
     makes its result look like an instruction edit's before Blended Confine Edit sees it: the decode
     inside the photo's own alpha region (the cup; the template does not use it), and 3 % of the decode
     everywhere else (the small global drift an editor leaves outside its edit). Then: outside the
@@ -508,7 +509,7 @@ def test_qwen_confined_template_runs_and_keeps_the_photo_exact_outside_the_found
         inputs = graph[key]["inputs"]
         graph[key] = {"class_type": "BlendedTestTextConditioning",
                       "inputs": {"seed": seed + 1, "width": 3584, "vae": inputs["vae"], "image": inputs["image1"]}}
-    graph[node_of(graph, "ImageScaleToTotalPixels")]["inputs"]["megapixels"] = 0.02
+    graph[node_of(graph, "ImageScaleBy")]["inputs"]["scale_by"] = 0.25  # 150x100 px
     graph[node_of(graph, "KSampler")]["inputs"]["steps"] = 2
     photo, decode = node_of(graph, "LoadImage"), node_of(graph, "VAEDecode")
     confine = node_of(graph, "BlendedConfineEdit")

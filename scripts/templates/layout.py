@@ -21,7 +21,7 @@ from scripts.engine.comfy_engine import prompt_input
 STAGES: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("1  Photo and mask", "#3f5159", frozenset({
         "Note", "LoadImage", "LoadImageMask", "LoadVideo", "GetVideoComponents", "InvertMask",
-        "ImagePadForOutpaint", "BlendedLatentCrop", "ImageScale", "ImageScaleToTotalPixels"})),
+        "ImagePadForOutpaint", "BlendedLatentCrop", "ImageScale", "ImageScaleToTotalPixels", "ImageScaleBy"})),
     ("2  Models", "#4b4b3f", frozenset({
         "BlendedDiffusionModelLoader", "BlendedCLIPLoader", "BlendedLPIPSLoader", "CheckpointLoaderSimple",
         "UNETLoader", "DualCLIPLoader", "TripleCLIPLoader", "QuadrupleCLIPLoader", "CLIPLoader", "VAELoader",
