@@ -19,14 +19,10 @@ from comfy_api.latest import io, ui
 
 from ..blended.errors import InputError
 from ..blended.latent.auto_mask import AutoMaskSettings, auto_mask, coverage_text
-from ..blended.latent.crop_stitch import encoded_factor
+from ..blended.latent.crop_stitch import encoded_factor, temporal_factor
 from .images import to_comfy_mask
-from .latent_sampling import check_references, checked_latent, latent_factor
+from .latent_sampling import check_references, checked_latent, latent_factor, latent_frame_factor
 from .validation import BlendedNode
-
-# frames a causal video VAE folds into one latent frame, by ComfyUI's latent format (Wan 2.1/2.2 and
-# Hunyuan Video 4, Mochi 6, LTXV and Cosmos 8): a video's found mask gets one frame per decoded frame
-_FRAMES_PER_CELL = {"Wan21": 4, "Wan22": 4, "HunyuanVideo": 4, "Mochi": 6, "LTXV": 8, "Cosmos1CV8x8x8": 8}
 
 
 class _DiffEditProbe(comfy.samplers.Sampler):
@@ -65,11 +61,12 @@ def pixel_scale(base_model, latent_shape, image_factor: int | None, image_frames
     if t <= 1:
         return factor, 1
     if image_frames is not None:
-        if (image_frames - 1) % (t - 1):
+        per_cell = temporal_factor(image_frames, t)
+        if per_cell is None:
             raise InputError(f"image has {image_frames} frames but the video latent has {t} latent frames: connect "
                              "the very frames that were encoded (1 + k*(latent frames - 1)).")
-        return factor, (image_frames - 1) // (t - 1)
-    per_cell = _FRAMES_PER_CELL.get(type(base_model.latent_format).__name__)
+        return factor, per_cell
+    per_cell = latent_frame_factor(base_model)
     if per_cell is None:
         raise InputError("this video model's latent format does not say how many frames one latent frame holds: "
                          "connect the video the latent was encoded from (image input).")

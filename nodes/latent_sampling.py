@@ -39,9 +39,19 @@ _CELL_PX = {"SD15": 8, "SDXL": 8, "SD3": 8, "Flux": 8, "Wan21": 8, "Flux2": 16, 
             "ChromaRadiance": 1}
 
 
+# frames a causal video VAE folds into one latent frame, by latent format (Wan 2.1/2.2 and Hunyuan Video
+# 4, Mochi 6, LTXV and Cosmos 8; crop_stitch.TEMPORAL_FACTORS are these counts)
+_FRAMES_PER_CELL = {"Wan21": 4, "Wan22": 4, "HunyuanVideo": 4, "Mochi": 6, "LTXV": 8, "Cosmos1CV8x8x8": 8}
+
+
 def latent_factor(base_model) -> int | None:
     """The VAE downscale a ComfyUI model's latents come from, where its latent format tells it."""
     return _CELL_PX.get(type(base_model.latent_format).__name__)
+
+
+def latent_frame_factor(base_model) -> int | None:
+    """How many frames one latent frame of a ComfyUI video model holds, where its latent format tells it."""
+    return _FRAMES_PER_CELL.get(type(base_model.latent_format).__name__)
 
 
 def check_references(conds: dict, latent_shape) -> None:
@@ -150,10 +160,11 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
     before sampling, and each latent is sampled with its own."""
     source = checked_latent(model, latent)
     check_references({"positive": positive, "negative": negative}, source.shape)
-    if nothing_to_edit(mask_batch(mask)):
+    pixel_mask = mask_batch(mask)
+    if nothing_to_edit(pixel_mask):
         return source.float().repeat_interleave(batch_size, dim=0)
     sigmas = schedule(model, steps, sampler_name, scheduler, denoise)
-    masks = latent_step_masks(mask_batch(mask), source.shape, len(sigmas) - 1, shrink_px, shrink_fraction,
+    masks = latent_step_masks(pixel_mask, source.shape, len(sigmas) - 1, shrink_px, shrink_fraction,
                               latent_factor(model.model))
     seeds = batch_seeds(seed, batch_size)
     return torch.cat([sample_blended(model, positive, negative, source[b : b + 1], masks_of(masks, b), sigmas,

@@ -57,18 +57,16 @@ class ChangeSettings:
 def warp(image: torch.Tensor, zoom: float, dx: float, dy: float) -> torch.Tensor:
     """``image`` [N,C,H,W] zoomed about its centre by ``zoom`` and shifted by (dx, dy) pixels, sampled
     bilinearly with the border replicated: the inverse of what an editor's drift did."""
-    return _warps(image, [(zoom, dx, dy)]) if image.shape[0] == 1 else torch.cat(
-        [_warps(image[i : i + 1], [(zoom, dx, dy)]) for i in range(image.shape[0])])
+    return _affine(image, [(zoom, dx, dy)] * image.shape[0])
 
 
-def _warps(image: torch.Tensor, params) -> torch.Tensor:
-    """One image [1,C,H,W] under each (zoom, dx, dy) of ``params`` -> [K,C,H,W], in one grid_sample."""
-    _, c, h, w = image.shape
+def _affine(images: torch.Tensor, params) -> torch.Tensor:
+    """Image k of ``images`` [K,C,H,W] under (zoom, dx, dy) ``params[k]``, all in one grid_sample."""
+    n, c, h, w = images.shape
     theta = torch.tensor([[[1 / z, 0.0, -2 * dx / w], [0.0, 1 / z, -2 * dy / h]] for z, dx, dy in params],
-                         dtype=image.dtype, device=image.device)
-    grid = F.affine_grid(theta, [len(params), c, h, w], align_corners=False)
-    return F.grid_sample(image.expand(len(params), -1, -1, -1), grid, mode="bilinear", padding_mode="border",
-                         align_corners=False)
+                         dtype=images.dtype, device=images.device)
+    grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _small(x: torch.Tensor, side: int = 96) -> torch.Tensor:
@@ -79,8 +77,9 @@ def _small(x: torch.Tensor, side: int = 96) -> torch.Tensor:
 def _best(e: torch.Tensor, s: torch.Tensor, params: list) -> tuple:
     """The (zoom, dx, dy) of ``params`` whose warp of ``e`` has the lowest median max-channel
     difference from ``s``. Median, not mean: the edited region is a minority that must not pull it."""
-    errors = torch.cat([(_warps(e, params[k : k + 64]) - s).abs().amax(1).flatten(1).median(1).values
-                        for k in range(0, len(params), 64)])
+    chunks = [params[k : k + 64] for k in range(0, len(params), 64)]
+    errors = torch.cat([(_affine(e.expand(len(c), -1, -1, -1), c) - s).abs().amax(1).flatten(1).median(1).values
+                        for c in chunks])
     return params[int(errors.argmin())]
 
 

@@ -187,6 +187,16 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int,
 TEMPORAL_FACTORS = (1, 4, 6, 8)
 
 
+def temporal_factor(frames: int, latent_frames: int) -> int | None:
+    """Frames per latent frame, k, if a clip of ``frames`` frames is what a causal video VAE with k in
+    ``TEMPORAL_FACTORS`` encodes into ``latent_frames`` (frames = 1 + k(latent_frames - 1)), else None."""
+    frames, latent_frames = int(frames), int(latent_frames)
+    if latent_frames <= 1 or (frames - 1) % (latent_frames - 1):
+        return None
+    k = (frames - 1) // (latent_frames - 1)
+    return k if k in TEMPORAL_FACTORS else None
+
+
 def frame_union(mask: torch.Tensor, latent_frames: int) -> torch.Tensor:
     """Frame masks [F|1,1,H,W] -> one pixel mask per latent frame [1,1,T,H,W].
 
@@ -201,12 +211,12 @@ def frame_union(mask: torch.Tensor, latent_frames: int) -> torch.Tensor:
     T, n = int(latent_frames), mask.shape[0]
     if n == 1:
         return mask.unsqueeze(2).expand(-1, -1, T, -1, -1)[:1]
-    if T == 1 or (n - 1) % (T - 1) or (n - 1) // (T - 1) not in TEMPORAL_FACTORS:
+    k = temporal_factor(n, T)
+    if k is None:
         raise InputError(
             f"mask has {n} frames but the video latent has {T} latent frames: a video VAE that compresses time k-fold "
             f"encodes 1 + k*(T-1) frames (Wan, Hunyuan Video: 1 + 4*{T - 1} = {1 + 4 * (T - 1)}). Give one mask for "
             "all frames ([1,H,W]), or one per frame of the clip that was encoded (trim the video and its mask to "
             "1 + 4n frames before VAEEncode).")
-    k = (n - 1) // (T - 1)
     frames = [mask[0:1]] + [mask[k * (t - 1) + 1 : k * t + 1].amax(0, keepdim=True) for t in range(1, T)]
     return torch.cat(frames).permute(1, 0, 2, 3).unsqueeze(0)
