@@ -117,7 +117,7 @@ def find_mask(model, target, reference, latent, seed: int, settings: AutoMaskSet
     comfy.sample.sample_custom(patched, torch.zeros_like(source), 1.0, probe, sigmas, target, reference, source,
                                disable_pbar=True, seed=int(seed))
     mask, soft = probe.result
-    text = coverage_text(mask, settings, sigma, settings.draws)
+    text = coverage_text(mask, settings, sigma)
     if target is reference:
         text += "\ntarget and reference are the same conditioning: connect what the region shows now as reference."
     return mask, soft, text

@@ -127,12 +127,12 @@ def auto_mask(latent: torch.Tensor, sigma: float, noise_scaling: NoiseScaling, p
     return threshold_mask(soft, settings.threshold, settings.grow_px), soft
 
 
-def coverage_text(mask: torch.Tensor, settings: AutoMaskSettings, sigma: float, calls: int) -> str:
+def coverage_text(mask: torch.Tensor, settings: AutoMaskSettings, sigma: float) -> str:
     """The report: how much of each image the found mask covers, and a plain warning where it is empty
     (the blended sampler then returns the source) or covers everything (nothing is kept)."""
     lines = [f"auto mask (DiffEdit): {settings.draws} draws at strength {settings.strength:g} (sigma {sigma:.4g}), "
              f"threshold {settings.threshold:g}, clamp {settings.clamp_ratio:g}x mean, grown {settings.grow_px} px; "
-             f"{calls} model calls, each predicting target and reference ({2 * calls} predictions)"]
+             f"{settings.draws} model calls, each predicting target and reference ({2 * settings.draws} predictions)"]
     for i, m in enumerate(mask):
         share = float(m.float().mean())
         note = ("  EMPTY: target and reference agree everywhere; lower threshold or change the texts"
