@@ -45,8 +45,21 @@ _FRAMES_PER_CELL = {"Wan21": 4, "Wan22": 4, "HunyuanVideo": 4, "Mochi": 6, "LTXV
 
 
 def latent_factor(base_model) -> int | None:
-    """The VAE downscale a ComfyUI model's latents come from, where its latent format tells it."""
-    return _CELL_PX.get(type(base_model.latent_format).__name__)
+    """The VAE downscale a ComfyUI model's latents come from, where its latent format tells it: the
+    table above by the format's name (0.3.75's formats do not state it), else the
+    ``spacial_downscale_ratio`` the format or a parent of it sets (0.33's do: its pixel-space
+    ``ZImagePixelSpace`` and ``PixelDiTPixel`` inherit Chroma Radiance's 1, ``Wan22`` sets its own 16
+    over Wan 2.1's 8). ``LatentFormat``'s own default (8 in 0.33) says nothing about a format and is
+    not taken."""
+    fmt = type(base_model.latent_format)
+    if fmt.__name__ in _CELL_PX:
+        return _CELL_PX[fmt.__name__]
+    for cls in fmt.__mro__:
+        if cls.__name__ == "LatentFormat":
+            break
+        if "spacial_downscale_ratio" in vars(cls):
+            return int(vars(cls)["spacial_downscale_ratio"])
+    return None
 
 
 def latent_frame_factor(base_model) -> int | None:

@@ -105,9 +105,18 @@ def _check_conditioning(built, c, cond_or_uncond, pos_ctx, rows):
         assert torch.equal(c["y"].chunk(n)[k], extra["pooled_output"].expand(rows, -1))
     if fam.config.startswith("Flux") and extra.get("pooled_output") is not None:
         assert torch.equal(c["y"].chunk(n)[k][:, :768], extra["pooled_output"].expand(rows, -1))
-    for key, arg in fam.passes.items():
-        assert torch.equal(c[arg].chunk(n)[k], extra[key].expand(rows, *extra[key].shape[1:])), f"{key} -> {arg}"
-    if "attention_mask" in extra:  # Omnigen2: an all-ones mask becomes the token count
+    for key, arg in fam.passes.items():  # as given, in the batch layout ComfyUI gives it (Anima's 1-D T5 ids: [1,N])
+        got = c[arg].chunk(n)[k]
+        assert torch.equal(got, extra[key].reshape(1, *got.shape[1:]).expand_as(got)), f"{key} -> {arg}"
+    # the size micro-conditions: CLIPTextEncodePixArtAlpha's width and height, else ComfyUI's default (8 px a cell)
+    h, w = extra.get("height", built.latent_hw[0] * 8), extra.get("width", built.latent_hw[1] * 8)
+    if fam.config.startswith("PixArt"):
+        assert torch.equal(c["c_size"].chunk(n)[k], torch.tensor([[h, w]], dtype=torch.float).expand(rows, -1))
+        assert torch.equal(c["c_ar"].chunk(n)[k], torch.tensor([[h / w]], dtype=torch.float).expand(rows, -1))
+    if fam.config.startswith("HunyuanDiT"):
+        meta = torch.tensor([[h, w, h, w, 0, 0]], dtype=torch.float)
+        assert torch.equal(c["image_meta_size"].chunk(n)[k], meta.expand(rows, -1))
+    if fam.config in ("Omnigen2", "ZImagePixelSpace"):  # an all-ones mask becomes the token count
         assert c["num_tokens"] == int(extra["attention_mask"].sum())
     if "reference_latents" in extra:
         refs = c["ref_latents"]
@@ -221,7 +230,7 @@ def test_heun_counts_two_model_calls_per_step_but_the_last(fam):
     assert len(calls) == 2 * STEPS - 1  # heun: a second evaluation per step, none after the final (sigma 0) one
 
 
-TIME_AXIS = ["qwen-image", "qwen-image-edit", "cosmos-predict2"]  # the Wan 2.1 latent format
+TIME_AXIS = ["qwen-image", "qwen-image-edit", "cosmos-predict2", "anima"]  # the Wan 2.1 latent format
 
 
 @pytest.mark.parametrize("name", TIME_AXIS)
@@ -284,6 +293,68 @@ def test_a_crop_at_the_family_multiple_encodes_to_whole_cells_and_the_stitch_kee
     for i in range(2):
         assert torch.equal(full[i][outside], image[0][outside]), f"sample {i}: a pixel outside the mask changed"
         assert not torch.equal(full[i][~outside], image[0][~outside])
+
+
+def test_anima_in_inference_mode_gets_its_llm_adapters_context():
+    """ComfyUI runs nodes under ``torch.inference_mode``, and there Anima's ``extra_conds`` runs the
+    model's LLM adapter on the Qwen3 states and the T5 ids once, before sampling (outside it, as in the
+    cases above, the ids go to every call). Either way each call gets the adapter's context for the
+    positive (512 tokens, the same the adapter gives on its own) and the background is the source at
+    every call's sigma, bit for bit."""
+    built = build("anima")  # puts ComfyUI on the path
+    from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
+    from blended_diffusion_pack.nodes.latent_sampling import schedule
+
+    source = torch.randn(built.latent_shape, generator=torch.Generator().manual_seed(3))
+    mask = _mask(built.family.factor, built.latent_hw)
+    patched, calls = _recording(built.model)
+    ctx, extra = built.positive[0]
+    with torch.inference_mode():
+        out = run_latent_sampler(patched, built.positive, built.negative, {"samples": source}, mask[:, 0], 5, STEPS,
+                                 3.0, "euler", "simple", 1.0, 1, 16, 0.5)
+        adapted = built.model.model.diffusion_model.preprocess_text_embeds(
+            ctx, extra["t5xxl_ids"][None], t5xxl_weights=extra["t5xxl_weights"][None, :, None])
+    assert adapted.shape[1] == 512 and all("t5xxl_ids" not in c for *_, c in calls)
+    as_run = dataclasses.replace(built, positive=[[adapted.clone(), {}]],
+                                 family=dataclasses.replace(built.family, passes={}))
+    per_step = step_masks(mask, built.family.factor, STEPS, 16, 0.5)
+    noise = torch.randn((1, *source.shape[1:]), generator=torch.Generator().manual_seed(5))
+    _check_calls(as_run, calls, source, noise, schedule(built.model, STEPS, "euler", "simple", 1.0), per_step, STEPS)
+    final = (per_step[-1] == 0).expand_as(out)
+    assert torch.equal(out[final], source.expand_as(out)[final])
+
+
+def test_the_mask_check_takes_the_cell_a_latent_format_states_or_inherits():
+    """The cell (px per latent cell) of a format: the pack's table by name (0.3.75's formats do not state
+    it), else the ``spacial_downscale_ratio`` the format or a parent sets (0.33's pixel-space formats
+    inherit Chroma Radiance's 1; Wan 2.2's 16 overrides Wan 2.1's 8); ComfyUI's base default is no
+    statement, so a format that sets nothing stays unchecked."""
+    engine_config("sd15")  # puts ComfyUI on the path
+    from types import SimpleNamespace
+
+    from blended_diffusion_pack.nodes.latent_sampling import latent_factor
+
+    class LatentFormat:
+        spacial_downscale_ratio = 8
+
+    class ChromaRadiance(LatentFormat):
+        spacial_downscale_ratio = 1
+
+    class ZImagePixelSpace(ChromaRadiance):
+        pass
+
+    class Wan21(LatentFormat):
+        pass
+
+    class Wan22(Wan21):
+        spacial_downscale_ratio = 16
+
+    class Mochi(LatentFormat):
+        pass
+
+    cells = {fmt.__name__: latent_factor(SimpleNamespace(latent_format=fmt()))
+             for fmt in (ChromaRadiance, ZImagePixelSpace, Wan21, Wan22, Mochi)}
+    assert cells == {"ChromaRadiance": 1, "ZImagePixelSpace": 1, "Wan21": 8, "Wan22": 16, "Mochi": None}
 
 
 EDIT_FAMILIES = [name for name, f in FAMILIES.items() if f.reference]

@@ -160,6 +160,56 @@ _QWEN_LAYOUT = {"txt_norm.weight": (3584,), "img_in.weight": (3072, 64),
                 **_blocks("transformer_blocks", 60, "attn.norm_q.weight", (128,))}
 _QWEN_SIZES = {"num_layers": 1, "num_attention_heads": 2, "joint_attention_dim": CTX}
 
+# PixArt XL-2 1024-MS (Alpha and Sigma): 28 blocks 1152 wide (16 heads), T5-XXL (4096); Alpha embeds the
+# image's size and aspect (its checkpoint has the ar_embedder; they embed in thirds of the width, so it
+# stays divisible by 3), Sigma does not and reads 300 T5 tokens
+_PIXART_SIZES = {"hidden_size": 96, "num_heads": 2, "depth": 1, "caption_channels": CTX}
+# HunyuanDiT DiT-g/2: 40 blocks 1408 wide; BERT states (the context, 77 tokens) and mT5-XL's (256 tokens,
+# 2048 wide); 16 heads of 88 (rotary axes from the head width). The token counts are the model's fixed
+# lengths (both encoders pad to them), shrunk with the widths; an even depth keeps its long skips paired
+_HYDIT_SIZES = {"hidden_size": 176, "num_heads": 2, "depth": 4, "text_states_dim": CTX, "text_states_dim_t5": 32,
+                "text_len": 8, "text_len_t5": 8}
+_HYDIT_PASSES = {"attention_mask": "text_embedding_mask", "conditioning_mt5xl": "encoder_hidden_states_t5",
+                 "attention_mask_mt5xl": "text_embedding_mask_t5"}
+# PixelDiT 1300M (and PiD on its body): 16 px patches, 1536 wide (24 groups of 64), 14 patch blocks and
+# 2 pixel blocks (1152 wide, 16 groups of 72), Gemma 2 2B text (2304)
+_PIXELDIT_SIZES = {"hidden_size": 128, "num_groups": 2, "patch_depth": 2, "pixel_depth": 1,
+                   "pixel_attn_hidden_size": 144, "pixel_num_groups": 2, "txt_embed_dim": CTX}
+
+
+def _pixart(alpha):
+    layout = {"t_block.1.weight": (6912, 1152), "pos_embed": (1, 4096, 1152),
+              "y_embedder.y_embedding": (120 if alpha else 300, 4096),
+              **_blocks("blocks", 28, "attn.qkv.weight", (3456, 1152))}
+    if alpha:
+        layout["ar_embedder.mlp.0.weight"] = (1152, 256)
+    return layout
+
+
+def _hydit(v1_0):
+    """v1.0 adds the image size (6 x 256) and a style embedding (1408) to the pooled mT5 (1024) it
+    conditions on: 3968 in; v1.1 / v1.2 the pooled mT5 alone."""
+    return {"mlp_t5.0.weight": (8192, 2048), "x_embedder.proj.weight": (1408, 4, 2, 2),
+            "extra_embedder.0.weight": (5632, 3968 if v1_0 else 1024),
+            **_blocks("blocks", 40, "attn1.qkv.weight", (4224, 1408))}
+
+
+def _hydit_cond(h, w, seed):
+    """CLIPTextEncode(HunyuanDiT): BERT's states (the context), pooled output and mask, mT5-XL's states
+    and mask, each padded to the model's length (the padding masked out)."""
+    return {"pooled_output": _pooled(seed, 1024), "attention_mask": torch.tensor([[1] * 5 + [0] * 3]),
+            "conditioning_mt5xl": torch.randn(1, 8, 32, generator=_g(seed + 600)),
+            "attention_mask_mt5xl": torch.tensor([[1] * 6 + [0] * 2])}
+
+
+def _anima_cond(h, w, seed):
+    """Anima's encoder: Qwen3 0.6B states (the context) and their mask, and the prompt's T5 token ids
+    and weights, which the model's LLM adapter turns into its cross-attention context."""
+    return {"attention_mask": torch.ones(1, 8, dtype=torch.long),
+            "t5xxl_ids": torch.randint(0, 32128, (8,), generator=_g(seed + 700), dtype=torch.int),
+            "t5xxl_weights": 0.8 + 0.4 * torch.rand(8, generator=_g(seed + 701))}
+
+
 
 FAMILIES: dict[str, Family] = {
     "sd15": Family("SD15", _diffusers_unet(768, (1, 1, 1, 0)), {**_UNET_SIZES, "model_channels": 32}, 4, 8, 8, "cfg",
@@ -253,6 +303,57 @@ FAMILIES: dict[str, Family] = {
                                         "reference_latents": _ref(h, w, s)}, reference=True,
                        notes="the text encoder's attention mask gives the token count; "
                              "a reference latent (its edit mode)"),
+    "pixart-alpha": Family("PixArtAlpha", _pixart(alpha=True), _PIXART_SIZES, 4, 8, 16, "cfg",
+                           lambda h, w, s: {"pooled_output": None, "width": w * 8, "height": h * 8 + 64},
+                           latent_hw=(48, 48), notes="CLIPTextEncodePixArtAlpha's width and height become its size and "
+                           "aspect micro-conditions; its sin-cos positions need 40 cells at least"),
+    "pixart-sigma": Family("PixArtSigma", _pixart(alpha=False), _PIXART_SIZES, 4, 8, 16, "cfg",
+                           lambda h, w, s: {"pooled_output": None}, latent_hw=(48, 48), notes="SDXL's latent format"),
+    "hunyuan-dit": Family("HunyuanDiT", _hydit(v1_0=False), _HYDIT_SIZES, 4, 8, 16, "cfg", _hydit_cond,
+                          passes=_HYDIT_PASSES, notes="v1.1 / v1.2; v-prediction; two text encoders, each masked"),
+    "hunyuan-dit-1.0": Family("HunyuanDiT1", _hydit(v1_0=True), _HYDIT_SIZES, 4, 8, 16, "cfg", _hydit_cond,
+                              passes=_HYDIT_PASSES, notes="v1.0: also the image-size micro-condition and a style"),
+    "lens": Family("Lens", {  # Lens: 1536 wide (24 heads of 64), 48 dual-stream blocks, 4 GPT-OSS-20B layers of 2880
+        "img_in.weight": (1536, 128), "proj_out.weight": (128, 1536), **_blocks("txt_norm", 4, "weight", (2880,)),
+        "transformer_blocks.0.attn.norm_added_q.weight": (64,),
+        **_blocks("transformer_blocks", 48, "img_mlp.w1.weight", (4096, 1536))},
+        {"num_layers": 1, "num_attention_heads": 2, "enc_hidden_dim": CTX // 4}, 128, 16, 16, "cfg",
+        lambda h, w, s: {"attention_mask": torch.ones(1, 8, dtype=torch.long), "num_layers_stacked": 4,
+                         "pooled_output": None},
+        passes={"attention_mask": "attention_mask"},
+        notes="Flux.2's 128-channel latents; the context is 4 text-encoder layers side by side"),
+    "anima": Family("Anima", {  # Anima: Cosmos Predict2's 2B DiT (2048 wide, 28 blocks) and a 6-layer LLM adapter
+        "x_embedder.proj.1.weight": (2048, 68), **_blocks("blocks", 28, "mlp.layer1.weight", (8192, 2048)),
+        "llm_adapter.blocks.0.cross_attn.q_proj.weight": (1024, 1024)},
+        {"model_channels": 256, "num_heads": 2, "num_blocks": 1}, 16, 8, 16, "cfg", _anima_cond, ctx_dim=1024,
+        passes={"t5xxl_ids": "t5xxl_ids", "t5xxl_weights": "t5xxl_weights"},
+        notes="5-D Wan 2.1 latents; the adapter (fixed 1024 wide, not a size ComfyUI's config sets) keeps its "
+              "real widths, so the context is Qwen3 0.6B's 1024"),
+    "z-image-pixel": Family("ZImagePixelSpace", {  # Z-Image's DiT on 32 px RGB patches, an MLP decoder per patch
+        "cap_embedder.1.weight": (3840, 2560), "noise_refiner.0.attention.k_norm.weight": (128,),
+        "cap_pad_token": (1, 3840), "x_pad_token": (1, 3840),
+        **_blocks("layers", 30, "attention.k_norm.weight", (128,)),
+        "x_embedder.weight": (3840, 3072), "dec_net.cond_embed.weight": (3840, 3840),
+        "dec_net.input_embedder.embedder.0.weight": (3840, 3072 + 64),
+        "dec_net.final_layer.linear.weight": (3072, 3840),
+        **_blocks("dec_net.res_blocks", 4, "norm.weight", (3840,)), "__x0__": (0,)},
+        {"dim": 256, "n_heads": 2, "n_kv_heads": 2, "n_layers": 1, "n_refiner_layers": 1, "cap_feat_dim": CTX,
+         "decoder_hidden_size": 32, "decoder_num_res_blocks": 1},
+        3, 1, 32, "cfg", lambda h, w, s: {"attention_mask": torch.ones(1, 8, dtype=torch.long)}, latent_hw=(64, 64),
+        notes="pixel space: the latent is the image, 3 channels, 1 px per cell; 32 px patches"),
+    "pixeldit": Family("PixelDiTT2I", {"core.pixel_embedder.proj.weight": (16, 3)},  # all fixed by the class
+                       _PIXELDIT_SIZES, 3, 1, 16, "cfg",
+                       lambda h, w, s: {"attention_mask": torch.ones(1, 8, dtype=torch.long)}, latent_hw=(32, 32),
+                       passes={"attention_mask": "attention_mask"},
+                       notes="pixel space: the latent is the image, 3 channels, 1 px per cell; 16 px patches"),
+    "pid": Family("PiD", {  # PiD v1 for Flux.1 latents: a 512-wide projection of the latent, 7 sigma-aware gates
+        "lq_proj.latent_proj.0.weight": (512, 16, 3, 3),
+        **_blocks("lq_proj.gate_modules", 7, "content_proj.weight", (1536, 3072))},
+        {**_PIXELDIT_SIZES, "lq_hidden_dim": 16, "lq_num_res_blocks": 1}, 3, 1, 16, "basic",
+        lambda h, w, s: {"lq_latent": torch.randn(1, 16, h // 32, w // 32, generator=_g(s + 800)),
+                         "degrade_sigma": torch.tensor([0.0])}, latent_hw=(64, 64),
+        passes={"lq_latent": "lq_latent", "degrade_sigma": "degrade_sigma"},
+        notes="pixel space at 4x the Flux.1 latent it decodes (PiDConditioning's lq_latent: 32 px per cell)"),
 }
 
 # Video families, tested in tests/test_latent_video.py (not cases of the README's image-family table).
@@ -351,8 +452,15 @@ def _unknown_sizes(name: str, cls_name: str, fields: list[str]) -> LookupError:
 
 def _model_fields(module) -> set[str]:
     """The names a diffusion model's config can set: its parameter dataclass's fields (Flux, Chroma,
-    HunyuanVideo keep one in ``.params``) and its constructor's arguments."""
-    names = set(inspect.signature(type(module).__init__).parameters)
+    HunyuanVideo keep one in ``.params``) and its constructor's arguments, with those of the parents
+    a constructor hands its ``**kwargs`` on to (Anima's MiniTrainDIT, NextDiTPixelSpace's NextDiT,
+    PiD's PixelDiT)."""
+    names = set()
+    for cls in type(module).__mro__:
+        params = inspect.signature(cls.__init__).parameters
+        names |= set(params)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()) or cls is torch.nn.Module:
+            break
     if dataclasses.is_dataclass(getattr(module, "params", None)):
         names |= {f.name for f in dataclasses.fields(module.params)}
     return names
