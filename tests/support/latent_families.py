@@ -389,14 +389,17 @@ def engine_config(name: str):
     the family's real layout (meta tensors), picks the class in ``comfy.supported_models`` and derives
     every field, as for a real checkpoint; a field a newer ComfyUI adds comes with it. Skips where the
     engine has no such class; fails where its detection takes the layout for another family."""
-    comfy_engine_path()
+    src = comfy_engine_path()
     import comfy.supported_models as sm
 
     fam = _family(name)
     if not hasattr(sm, fam.config):
         import pytest
 
-        pytest.skip(f"this ComfyUI has no comfy.supported_models.{fam.config} (family {name!r})")
+        stamp = src / "comfyui_version.py"
+        version = re.search(r'__version__ = "([^"]+)"', stamp.read_text(encoding="utf-8") if stamp.exists() else "")
+        pytest.skip(f"this ComfyUI ({version[1] if version else 'version unknown'}) has no "
+                    f"comfy.supported_models.{fam.config} (family {name!r}); a ComfyUI that has it runs the case")
     config = detected_config(name)
     _shrink(config.unet_config, fam.sizes)
     return config
