@@ -3,8 +3,8 @@ template's names. Anima is a ComfyUI 0.33 model (0.3.75 has no ``comfy.supported
 engine tests skip there with a message naming the class and the version the template needs; the
 graph's shape is checked on both.
 
-Why Anima: ComfyUI's own workflow templates (0.11.41, what 0.33 pins) feature it (text to image and
-three LLLite control and inpainting graphs), and LanPaint 2.1.0, the training-free inpainter users
+Why Anima: ComfyUI's own workflow templates (0.11.41, what 0.33 pins) feature it (two text-to-image
+graphs, three LLLite control and inpainting ones), and LanPaint 2.1.0, the training-free inpainter users
 pick, ships an Anima example; its loaders and settings are core's template's (30 steps, cfg 4, euler /
 simple, the Qwen-Image VAE, the Qwen3 0.6B encoder through CLIPLoader type stable_diffusion).
 
