@@ -210,7 +210,6 @@ def _anima_cond(h, w, seed):
             "t5xxl_weights": 0.8 + 0.4 * torch.rand(8, generator=_g(seed + 701))}
 
 
-
 FAMILIES: dict[str, Family] = {
     "sd15": Family("SD15", _diffusers_unet(768, (1, 1, 1, 0)), {**_UNET_SIZES, "model_channels": 32}, 4, 8, 8, "cfg",
                    lambda h, w, s: {}, ctx_dim=768, diffusers=True),
