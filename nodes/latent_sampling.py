@@ -37,6 +37,7 @@ from .images import mask_batch
 # 2.1's 64 channels 32; Chroma Radiance's pixel space 1. Formats not listed are not checked.
 _CELL_PX = {"SD15": 8, "SDXL": 8, "SD3": 8, "Flux": 8, "Wan21": 8, "Flux2": 16, "HunyuanImage21": 32,
             "ChromaRadiance": 1}
+_CELL_PX["HiDreamO1Pixel"] = 1  # ComfyUI 0.33's HiDream-O1: pixel space (its model patches 32 px itself)
 
 
 # frames a causal video VAE folds into one latent frame, by latent format (Wan 2.1/2.2 and Hunyuan Video

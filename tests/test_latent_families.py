@@ -10,7 +10,8 @@ the family's usual guider as SamplerCustomAdvanced runs it):
 - the final latent's background is the source, bit for bit;
 - the family's conditioning reaches the diffusion model unchanged (text context, pooled / adm,
   guidance, reference latents, concat latents, and each family's own keys: HiDream's Llama layers,
-  HunyuanImage 2.1's ByT5 glyph tokens, Omnigen2's token count);
+  HunyuanImage 2.1's ByT5 glyph tokens, Omnigen2's and Boogu's token count, HiDream-O1's token ids,
+  Kandinsky 5's pooled CLIP and attention mask);
 - exactly one model call per step with euler (heun: two per step but one on the last step);
 - a crop at the family's multiple encodes to whole latent cells, and the stitch keeps every pixel
   outside the mask the original's, bit for bit;
@@ -107,7 +108,7 @@ def _check_conditioning(built, c, cond_or_uncond, pos_ctx, rows):
         assert torch.equal(c["y"].chunk(n)[k][:, :768], extra["pooled_output"].expand(rows, -1))
     for key, arg in fam.passes.items():
         assert torch.equal(c[arg].chunk(n)[k], extra[key].expand(rows, *extra[key].shape[1:])), f"{key} -> {arg}"
-    if "attention_mask" in extra:  # Omnigen2: an all-ones mask becomes the token count
+    if fam.config in ("Omnigen2", "Boogu"):  # the text encoder's mask becomes the token count
         assert c["num_tokens"] == int(extra["attention_mask"].sum())
     if "reference_latents" in extra:
         refs = c["ref_latents"]
