@@ -222,12 +222,12 @@ def test_heun_counts_two_model_calls_per_step_but_the_last(fam):
     assert len(calls) == 2 * STEPS - 1  # heun: a second evaluation per step, none after the final (sigma 0) one
 
 
-TIME_AXIS = ["qwen-image", "qwen-image-edit", "cosmos-predict2"]  # the Wan 2.1 latent format
+TIME_AXIS = ["qwen-image", "qwen-image-edit", "cosmos-predict2", "krea2", "joyimage"]  # the Wan 2.1 latent format
 
 
 @pytest.mark.parametrize("name", TIME_AXIS)
 def test_an_image_latent_without_the_time_axis_is_one_frame_as_core_takes_it(name):
-    """Qwen-Image's and Cosmos's format has a time axis; a 4-D latent (EmptySD3LatentImage's, or one
+    """Qwen-Image's, Cosmos's, Krea 2's and JoyImage's format has a time axis; a 4-D latent (EmptySD3LatentImage's, or one
     saved without it) is sampled as one frame, as core KSampler's ``fix_empty_latent_channels`` does."""
     built = build(name)  # puts ComfyUI on the path
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler

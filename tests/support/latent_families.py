@@ -21,7 +21,8 @@ are 5-D ``[B,C,1,H,W]`` even for one image (what VAEEncode gives them, and what 
 models unpack), so ``Built.latent_shape`` has the time axis where the format has one. The text
 encoders (Qwen2.5-VL 7B, Llama 3.1 8B + T5-XXL, ByT5, ...) are not built: the conditioning they
 produce is given directly at a tiny width, with the shapes and keys ComfyUI's encoders put in it.
-Wan video is in tests/test_latent_video.py.
+Wan video is in tests/test_latent_video.py. Families of ComfyUI 0.33 (Krea 2, Ideogram 4, HiDream-O1, ...)
+are skipped, naming their class, on an engine without it.
 """
 
 from __future__ import annotations
@@ -167,6 +168,13 @@ _UNET_SIZES = {"num_res_blocks": [1], "channel_mult": [1], "transformer_depth": 
 _QWEN_LAYOUT = {"txt_norm.weight": (3584,), "img_in.weight": (3072, 64),
                 **_blocks("transformer_blocks", 60, "attn.norm_q.weight", (128,))}
 _QWEN_SIZES = {"num_layers": 1, "num_attention_heads": 2, "joint_attention_dim": CTX}
+# ComfyUI 0.33's Mage-Flow: Qwen-Image's blocks (and size fields), 3072 wide (24 heads of 128), 12 of them,
+# Qwen3-VL 4B (2560) text, 1x1 patches of Flux.2's 128-channel latents; LongCat-Image: Flux's
+_MAGE_LAYOUT = {"txt_norm.weight": (2560,), "proj_out.weight": (128, 3072), "img_in.weight": (3072, 128),
+                **_blocks("transformer_blocks", 12, "attn.norm_q.weight", (128,))}
+_LONGCAT_LAYOUT = {"img_in.weight": (3072, 64), "txt_in.weight": (3072, 3584),  # no CLIP, no guidance
+                   **_blocks("double_blocks", 10, "img_attn.norm.key_norm.scale", (128,)),
+                   **_blocks("single_blocks", 20, "norm.key_norm.scale", (128,))}
 
 
 FAMILIES: dict[str, Family] = {
@@ -293,18 +301,19 @@ FAMILIES: dict[str, Family] = {
         {"features": 256, "heads": 2, "kvheads": 1, "layers": 1, "txtdim": 16, "txtlayers": 2, "txtheads": 1,
          "txtkvheads": 1}, 16, 8, 16, "cfg", lambda h, w, s: {}, ctx_dim=32,
         notes="5-D Wan 2.1 latents; the text is 12 encoder layers side by side (here 2 of 16)"),
-    "mageflow": Family("MageFlow", {  # 3072 wide (24 heads of 128), 12 blocks, Qwen3-VL 4B (2560), 1x1 patches
-        "txt_norm.weight": (2560,), "proj_out.weight": (128, 3072), "img_in.weight": (3072, 128),
-        **_blocks("transformer_blocks", 12, "attn.norm_q.weight", (128,))},
-        {"num_layers": 1, "num_attention_heads": 2, "joint_attention_dim": CTX}, 128, 16, 16, "cfg",
+    "mageflow": Family("MageFlow", _MAGE_LAYOUT, _QWEN_SIZES, 128, 16, 16, "cfg",
         lambda h, w, s: {}, notes="Flux.2 latents; its timestep rounded to bf16 as the model was trained"),
+    "mageflow-edit": Family("MageFlow", _MAGE_LAYOUT, _QWEN_SIZES, 128, 16, 16, "cfg",
+                            lambda h, w, s: {"reference_latents": _ref(h, w, s, channels=128)}, reference=True,
+                            notes="TextEncodeMageFlowEdit: the image at the output size, on both conditionings"),
     "joyimage": Family("JoyImage", {  # 3072 wide (24 heads of 128), 20 double blocks, Qwen3-VL 8B (4096)
         "img_in.weight": (3072, 16, 1, 2, 2), "double_blocks.0.attn.img_attn_q_norm.weight": (128,),
         "condition_embedder.time_embedder.linear_1.weight": (3072, 256),
         **_blocks("double_blocks", 20, "attn.img_attn_qkv.weight", (9216, 3072))},
         {"hidden_size": 256, "num_attention_heads": 2, "num_layers": 1, "text_dim": CTX}, 16, 8, 16, "cfg",
-        lambda h, w, s: {"attention_mask": torch.ones(1, 8, dtype=torch.long)},
-        notes="5-D Wan 2.1 latents"),
+        lambda h, w, s: {"attention_mask": torch.ones(1, 8, dtype=torch.long),
+                         "reference_latents": _qwen_refs(h, w, s)[1:2]}, reference=True,
+        notes="JoyAI Image Edit (TextEncodeJoyImageEdit): the image at its bucket size, a 5-D Wan 2.1 latent"),
     "kandinsky5-image": Family("Kandinsky5Image", {  # Lite image: 2560 wide (20 heads of 128), Qwen2.5-VL + CLIP-L
         "visual_embeddings.in_layer.weight": (2560, 64), "visual_embeddings.in_layer.bias": (2560,),
         "time_embeddings.in_layer.bias": (512,),
@@ -316,12 +325,14 @@ FAMILIES: dict[str, Family] = {
         lambda h, w, s: {"pooled_output": _pooled(s), "attention_mask": torch.ones(1, 8, dtype=torch.long)},
         passes={"pooled_output": "y", "attention_mask": "attention_mask"},
         notes="pooled CLIP-L and the Qwen2.5-VL mask reach the model (CLIPTextEncodeKandinsky5)"),
-    "longcat-image": Family("LongCatImage", {  # Flux layout: 3072 wide, 10 double, 20 single, Qwen2.5-VL 7B (3584)
-        "img_in.weight": (3072, 64), "txt_in.weight": (3072, 3584),
-        **_blocks("double_blocks", 10, "img_attn.norm.key_norm.scale", (128,)),
-        **_blocks("single_blocks", 20, "norm.key_norm.scale", (128,))},
-        _FLUX_SIZES, 16, 8, 16, "cfg", lambda h, w, s: {},
-        notes="no CLIP, no guidance: 1-D text position ids"),
+    "longcat-image": Family("LongCatImage", _LONGCAT_LAYOUT, _FLUX_SIZES, 16, 8, 16, "cfg", lambda h, w, s: {},
+                            notes="Flux's blocks, 3072 wide, 10 double and 20 single, Qwen2.5-VL 7B (3584) text; "
+                                  "no CLIP, no guidance"),
+    "longcat-image-edit": Family("LongCatImage", _LONGCAT_LAYOUT, _FLUX_SIZES, 16, 8, 16, "cfg",
+                                 lambda h, w, s: {"reference_latents": _ref(h - 2, w + 2, s),
+                                                  "reference_latents_method": "index"}, reference=True,
+                                 notes="TextEncodeQwenImageEdit's reference (about 1 Mpx, another size), "
+                                       "FluxKontextMultiReferenceLatentMethod index"),
     "ernie-image": Family("ErnieImage", {  # all fixed but the depth: 4096 wide (32 heads of 128), 36 layers
         **_blocks("layers", 36, "mlp.linear_fc2.weight", (4096, 12288))},
         {"hidden_size": 256, "num_attention_heads": 2, "num_layers": 1, "ffn_hidden_size": 64, "text_in_dim": CTX},
