@@ -227,8 +227,9 @@ TIME_AXIS = ["qwen-image", "qwen-image-edit", "cosmos-predict2", "krea2", "joyim
 
 @pytest.mark.parametrize("name", TIME_AXIS)
 def test_an_image_latent_without_the_time_axis_is_one_frame_as_core_takes_it(name):
-    """Qwen-Image's, Cosmos's, Krea 2's and JoyImage's format has a time axis; a 4-D latent (EmptySD3LatentImage's, or one
-    saved without it) is sampled as one frame, as core KSampler's ``fix_empty_latent_channels`` does."""
+    """Qwen-Image's, Cosmos's, Krea 2's and JoyImage's format has a time axis; a 4-D latent
+    (EmptySD3LatentImage's, or one saved without it) is sampled as one frame, as core KSampler's
+    ``fix_empty_latent_channels`` does."""
     built = build(name)  # puts ComfyUI on the path
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
 
