@@ -35,7 +35,7 @@ class _DiffEditProbe(comfy.samplers.Sampler):
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
-        check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape)
+        check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape, model_wrap.inner_model)
         sigma = sigmas[0]
 
         def predict(x):

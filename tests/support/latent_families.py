@@ -172,6 +172,13 @@ _QWEN_SIZES = {"num_layers": 1, "num_attention_heads": 2, "joint_attention_dim":
 # Qwen3-VL 4B (2560) text, 1x1 patches of Flux.2's 128-channel latents; LongCat-Image: Flux's
 _MAGE_LAYOUT = {"txt_norm.weight": (2560,), "proj_out.weight": (128, 3072), "img_in.weight": (3072, 128),
                 **_blocks("transformer_blocks", 12, "attn.norm_q.weight", (128,))}
+# HiDream-O1: all fixed by the class (the Qwen3-VL 8B decoder, 4096 wide, 36 layers, and its ViT); its
+# sizes are the two configs' overrides, each head keeping 128 (the decoder's rotary sections)
+_HIDREAM_O1_LAYOUT = {"t_embedder1.mlp.0.weight": (4096, 256), "x_embedder.proj1.weight": (1024, 3072)}
+_HIDREAM_O1_SIZES = {"text_config_overrides": {"hidden_size": 128, "intermediate_size": 64, "num_hidden_layers": 1,
+                                               "num_attention_heads": 1, "num_key_value_heads": 1},
+                     "vision_config_overrides": {"hidden_size": 32, "num_heads": 1, "intermediate_size": 32,
+                                                 "depth": 1}}
 _LONGCAT_LAYOUT = {"img_in.weight": (3072, 64), "txt_in.weight": (3072, 3584),  # no CLIP, no guidance
                    **_blocks("double_blocks", 10, "img_attn.norm.key_norm.scale", (128,)),
                    **_blocks("single_blocks", 20, "norm.key_norm.scale", (128,))}
@@ -270,14 +277,17 @@ FAMILIES: dict[str, Family] = {
                        notes="the text encoder's attention mask gives the token count; "
                              "a reference latent (its edit mode)"),
     # ComfyUI 0.33 image families (part B)
-    "hidream-o1": Family("HiDreamO1", {  # all fixed by the class: Qwen3-VL 8B decoder (4096 wide) + its ViT
-        "t_embedder1.mlp.0.weight": (4096, 256), "x_embedder.proj1.weight": (1024, 3072)},
-        {"text_config_overrides": {"hidden_size": 128, "intermediate_size": 64, "num_hidden_layers": 1,
-                                   "num_attention_heads": 1, "num_key_value_heads": 1},
-         "vision_config_overrides": {"hidden_size": 32, "num_heads": 1, "intermediate_size": 32, "depth": 1}},
-        3, 1, 32, "cfg", lambda h, w, s: {"text_input_ids": _hidream_o1_ids(s)}, ctx_dim=1, latent_hw=(64, 64),
+    "hidream-o1": Family("HiDreamO1", _HIDREAM_O1_LAYOUT, _HIDREAM_O1_SIZES, 3, 1, 32, "cfg",
+                         lambda h, w, s: {"text_input_ids": _hidream_o1_ids(s)}, ctx_dim=1, latent_hw=(64, 64),
         passes={"text_input_ids": "input_ids"},
         notes="pixel space, 32 px patches; the prompt's token ids run through the model's own Qwen3-VL"),
+    "hidream-o1-edit": Family("HiDreamO1", _HIDREAM_O1_LAYOUT, _HIDREAM_O1_SIZES, 3, 1, 32, "cfg",
+                              lambda h, w, s: {"text_input_ids": _hidream_o1_ids(s),
+                                               "reference_latents": [torch.rand(1, h - 16, w + 16, 3,
+                                                                                generator=_g(s))]},
+                              ctx_dim=1, latent_hw=(64, 64), reference=True,
+                              notes="HiDreamO1ReferenceImages: the reference is the IMAGE itself (its ViT and "
+                                    "32 px patches read it; its vision tokens join the prompt's ids)"),
     "boogu": Family("Boogu", {  # OmniGen2 + a dual-stream stage: 3360 wide (28 heads of 120), Qwen3-VL 8B (4096)
         "x_embedder.weight": (3360, 64), "time_caption_embed.caption_embedder.0.weight": (4096,),
         **_blocks("double_stream_layers", 8, "img_instruct_attn.processor.img_to_q.weight", (3360, 3360)),
