@@ -153,7 +153,8 @@ class BlendingSampler(comfy.samplers.Sampler):
                disable_pbar=False):
         if latent_image is None:
             raise InputError("the blended sampler needs the source latent (VAEEncode of the image to edit).")
-        check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape, model_wrap.inner_model)
+        check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape,
+                         getattr(model_wrap, "inner_model", None))
         if self.pixel_mask is not None and nothing_to_edit(self.pixel_mask):
             return latent_image
         ms = model_wrap.inner_model.model_sampling
