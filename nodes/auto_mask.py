@@ -35,7 +35,8 @@ class _DiffEditProbe(comfy.samplers.Sampler):
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
-        check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape)
+        check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape,
+                         getattr(model_wrap, "inner_model", None))
         sigma = sigmas[0]
 
         def predict(x):

@@ -37,6 +37,7 @@ from .images import mask_batch
 # 2.1's 64 channels 32; Chroma Radiance's pixel space 1. Formats not listed are not checked.
 _CELL_PX = {"SD15": 8, "SDXL": 8, "SD3": 8, "Flux": 8, "Wan21": 8, "Flux2": 16, "HunyuanImage21": 32,
             "ChromaRadiance": 1}
+_CELL_PX["HiDreamO1Pixel"] = 1  # ComfyUI 0.33's HiDream-O1: pixel space (its model patches 32 px itself)
 
 
 # frames a causal video VAE folds into one latent frame, by latent format (Wan 2.1/2.2 and Hunyuan Video
@@ -67,28 +68,48 @@ def latent_frame_factor(base_model) -> int | None:
     return _FRAMES_PER_CELL.get(type(base_model.latent_format).__name__)
 
 
-def check_references(conds: dict, latent_shape) -> None:
+# Models whose "reference_latents" are IMAGEs [B,H,W,3], not latents: ComfyUI 0.33's HiDream-O1
+# (HiDreamO1ReferenceImages attaches the pictures; the model reads them with its own ViT and 32 px patches).
+_IMAGE_REFERENCES = {"HiDreamO1"}
+
+
+def check_references(conds: dict, latent_shape, base_model=None) -> None:
     """Reference latents (ReferenceLatent, TextEncodeQwenImageEditPlus) must come from the VAE that
     encoded the latent being edited: same layout and channels. Another VAE's latent (an SD one on
     Flux Kontext, a 4-D one on Qwen-Image-Edit's 5-D Wan latents) would otherwise fail deep in the
-    diffusion model with a shape error that names neither the input nor the fix.
+    diffusion model with a shape error that names neither the input nor the fix. A model that takes
+    reference images instead (``base_model``, ComfyUI's model: HiDream-O1) needs each one an IMAGE.
 
     ``conds``: name -> CONDITIONING ([[tensor, dict], ...]) or a guider's converted conds ([dict, ...]).
     Whether an edit model was given no reference at all cannot be told here: in ComfyUI 0.3.75 Flux
     Kontext and Qwen-Image-Edit load as the very classes and configs of Flux.1 dev and Qwen-Image."""
+    images = type(base_model).__name__ in _IMAGE_REFERENCES
     want = (len(latent_shape), int(latent_shape[1]))
     for name, cond in conds.items():
         for entry in cond or ():
             extra = entry[1] if isinstance(entry, (list, tuple)) and len(entry) > 1 else entry
             refs = extra.get("reference_latents") if isinstance(extra, dict) else None
             for i, ref in enumerate(refs or ()):
-                if isinstance(ref, torch.Tensor) and (ref.dim(), int(ref.shape[1]) if ref.dim() > 1 else 0) == want:
+                if _reference_fits(ref, want, images):
                     continue
                 got = tuple(ref.shape) if isinstance(ref, torch.Tensor) else type(ref).__name__
+                if images:
+                    raise InputError(
+                        f"{name}'s reference {i + 1} is {got} but {type(base_model).__name__} takes reference "
+                        "images [B,H,W,3]: connect the IMAGE itself to HiDreamO1ReferenceImages, not a latent.")
                 raise InputError(
                     f"{name}'s reference latent {i + 1} is {got} but the latent being edited is "
                     f"{tuple(latent_shape)}: encode the reference image with this model's VAE (the one that "
                     "encoded the latent), into ReferenceLatent or TextEncodeQwenImageEditPlus's vae input.")
+
+
+def _reference_fits(ref, want: tuple[int, int], images: bool) -> bool:
+    """An IMAGE [B,H,W,3] where the model takes images; else a latent of the edited one's layout and channels."""
+    if not isinstance(ref, torch.Tensor) or ref.dim() < 2:
+        return False
+    if images:
+        return ref.dim() == 4 and ref.shape[-1] == 3
+    return (ref.dim(), int(ref.shape[1])) == want
 
 
 class _BlendingDenoiser:
@@ -145,7 +166,8 @@ class BlendingSampler(comfy.samplers.Sampler):
                disable_pbar=False):
         if latent_image is None:
             raise InputError("the blended sampler needs the source latent (VAEEncode of the image to edit).")
-        check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape)
+        check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape,
+                         getattr(model_wrap, "inner_model", None))
         if self.pixel_mask is not None and nothing_to_edit(self.pixel_mask):
             return latent_image
         ms = model_wrap.inner_model.model_sampling
@@ -172,7 +194,7 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
     (image-major) -> LATENT samples tensor. The per-step masks of all the latents are made once,
     before sampling, and each latent is sampled with its own."""
     source = checked_latent(model, latent)
-    check_references({"positive": positive, "negative": negative}, source.shape)
+    check_references({"positive": positive, "negative": negative}, source.shape, model.model)
     pixel_mask = mask_batch(mask)
     if nothing_to_edit(pixel_mask):
         return source.float().repeat_interleave(batch_size, dim=0)

@@ -10,9 +10,10 @@ the family's usual guider as SamplerCustomAdvanced runs it):
 - the final latent's background is the source, bit for bit;
 - the family's conditioning reaches the diffusion model unchanged (text context, pooled / adm,
   guidance, reference latents, concat latents, and each family's own keys: HiDream's Llama layers,
-  HunyuanImage 2.1's ByT5 glyph tokens, Omnigen2's token count, HunyuanDiT's mT5 states and masks,
-  Lens's and PixelDiT's masks, Anima's T5 ids and weights, PiD's latent; and the values of PixArt's
-  and HunyuanDiT's size micro-conditions);
+  HunyuanImage 2.1's ByT5 glyph tokens, Omnigen2's and Boogu's token count, HunyuanDiT's mT5 states and
+  masks, Lens's and PixelDiT's masks, Anima's T5 ids and weights, PiD's latent, HiDream-O1's token ids,
+  Kandinsky 5's pooled CLIP and attention mask; and the values of PixArt's and HunyuanDiT's size
+  micro-conditions);
 - exactly one model call per step with euler (heun: two per step but one on the last step);
 - a crop at the family's multiple encodes to whole latent cells, and the stitch keeps every pixel
   outside the mask the original's, bit for bit;
@@ -118,9 +119,11 @@ def _check_conditioning(built, c, cond_or_uncond, pos_ctx, rows):
     if fam.config.startswith("HunyuanDiT"):
         meta = torch.tensor([[h, w, h, w, 0, 0]], dtype=torch.float)
         assert torch.equal(c["image_meta_size"].chunk(n)[k], meta.expand(rows, -1))
-    if fam.config in ("Omnigen2", "ZImagePixelSpace"):  # an all-ones mask becomes the token count
+    if fam.config in ("Omnigen2", "ZImagePixelSpace", "Boogu"):  # the text encoder's mask becomes the token count
         assert c["num_tokens"] == int(extra["attention_mask"].sum())
-    if "reference_latents" in extra:
+    if "reference_latents" in extra and fam.config == "HiDreamO1":
+        _check_hidream_o1_references(built, c, k, n, rows)
+    elif "reference_latents" in extra:
         refs = c["ref_latents"]
         assert len(refs) == len(extra["reference_latents"])
         for got, ref in zip(refs, extra["reference_latents"]):
@@ -129,6 +132,19 @@ def _check_conditioning(built, c, cond_or_uncond, pos_ctx, rows):
         cc = c["c_concat"].chunk(n)[k]
         assert cc.shape[1] == 80  # 16 latent channels + the 8x8-packed mask (64)
         assert torch.equal(cc[:1, :16], built.model.model.process_latent_in(extra["concat_latent_image"]))
+
+
+def _check_hidream_o1_references(built, c, k, n, rows):
+    """HiDream-O1 takes the reference IMAGE: its patches, its pixels for the ViT, and the prompt's ids
+    with the reference's vision tokens are what ComfyUI's own conditioning makes of the given image."""
+    from comfy.ldm.hidream_o1.conditioning import build_extra_conds
+
+    extra = built.positive[0][1]
+    want = build_extra_conds(extra["text_input_ids"], torch.empty(rows, 3, *built.latent_hw),
+                             ref_images=extra["reference_latents"], target_patch_size=32)
+    assert torch.equal(c["input_ids"].chunk(n)[k], want["input_ids"])
+    assert torch.equal(c["ref_patches"].chunk(n)[k], want["ref_patches"].expand(rows, -1, -1))
+    assert torch.equal(c["ref_pixel_values"].chunk(n)[k], want["ref_pixel_values"].expand(rows, -1, -1))
 
 
 def test_blended_latent_sampler(fam):
@@ -232,13 +248,15 @@ def test_heun_counts_two_model_calls_per_step_but_the_last(fam):
     assert len(calls) == 2 * STEPS - 1  # heun: a second evaluation per step, none after the final (sigma 0) one
 
 
-TIME_AXIS = ["qwen-image", "qwen-image-edit", "cosmos-predict2", "anima"]  # the Wan 2.1 latent format
+# the Wan 2.1 latent format
+TIME_AXIS = ["qwen-image", "qwen-image-edit", "cosmos-predict2", "anima", "krea2", "joyimage"]
 
 
 @pytest.mark.parametrize("name", TIME_AXIS)
 def test_an_image_latent_without_the_time_axis_is_one_frame_as_core_takes_it(name):
-    """Qwen-Image's and Cosmos's format has a time axis; a 4-D latent (EmptySD3LatentImage's, or one
-    saved without it) is sampled as one frame, as core KSampler's ``fix_empty_latent_channels`` does."""
+    """Qwen-Image's, Cosmos's, Krea 2's and JoyImage's format has a time axis; a 4-D latent
+    (EmptySD3LatentImage's, or one saved without it) is sampled as one frame, as core KSampler's
+    ``fix_empty_latent_channels`` does."""
     built = build(name)  # puts ComfyUI on the path
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
 
@@ -366,8 +384,9 @@ EDIT_FAMILIES = [name for name, f in FAMILIES.items() if f.reference]
 def test_a_reference_from_another_vae_names_the_conditioning_and_the_fix(name):
     """An edit model's reference encoded by another VAE (an SD1.5 latent, or one without the time
     axis the edited latent has) is refused before sampling, on both ways in, naming which
-    conditioning and which reference. (An edit model given no reference at all cannot be told from
-    its base model in ComfyUI 0.3.75: same class, same config; that edit simply ignores the image.)"""
+    conditioning and which reference; HiDream-O1, which takes the reference IMAGE, refuses a latent.
+    (An edit model given no reference at all cannot be told from its base model in ComfyUI 0.3.75:
+    same class, same config; that edit simply ignores the image.)"""
     built = build(name)  # puts ComfyUI on the path
     import comfy.sample
     import comfy.samplers
@@ -388,12 +407,16 @@ def test_a_reference_from_another_vae_names_the_conditioning_and_the_fix(name):
         negative = [[built.negative[0][0], {**built.negative[0][1], "reference_latents": refs}]]
         shape = re.escape(str(tuple(bad.shape)))
         message = rf"positive's reference latent 2 is {shape} but the latent being edited is .*this model's VAE"
+        if built.family.config == "HiDreamO1":  # it takes the reference IMAGE, not a latent
+            message = rf"positive's reference 2 is {shape} but HiDreamO1 takes reference images .*IMAGE itself"
         with pytest.raises(InputError, match=message):
             run_latent_sampler(built.model, positive, built.negative, {"samples": source}, mask[:, 0], 0, 2,
                                _cfg(built), "euler", "simple", 1.0, 1, 0, 0.0)
         with pytest.raises(InputError, match=message.replace("positive", "negative")):
             run_latent_sampler(built.model, built.positive, negative, {"samples": source}, mask[:, 0], 0, 2,
                                _cfg(built), "euler", "simple", 1.0, 1, 0, 0.0)
+        if built.family.config == "HiDreamO1":  # its conditioning (core's, in the guider) reads the reference
+            continue  # images before any SAMPLER runs, so there the failure is ComfyUI's own
         guider = comfy.samplers.CFGGuider(built.model)
         guider.set_conds(positive, built.negative)
         guider.set_cfg(_cfg(built))

@@ -21,7 +21,8 @@ are 5-D ``[B,C,1,H,W]`` even for one image (what VAEEncode gives them, and what 
 models unpack), so ``Built.latent_shape`` has the time axis where the format has one. The text
 encoders (Qwen2.5-VL 7B, Llama 3.1 8B + T5-XXL, ByT5, ...) are not built: the conditioning they
 produce is given directly at a tiny width, with the shapes and keys ComfyUI's encoders put in it.
-Wan video is in tests/test_latent_video.py.
+Wan video is in tests/test_latent_video.py. Families of ComfyUI 0.33 (Krea 2, Ideogram 4, HiDream-O1, ...)
+are skipped, naming their class, on an engine without it.
 """
 
 from __future__ import annotations
@@ -99,6 +100,14 @@ def _qwen_refs(h, w, seed):
     return [torch.randn(1, 16, 1, hh, ww, generator=_g(seed + 200 + i)) for i, (hh, ww) in enumerate(sizes)]
 
 
+def _hidream_o1_ids(seed, n=6):
+    """HiDream-O1's "text encoder" gives token ids (the prompt in its chat template, ending with the
+    <|boi|> and <|tms|> markers); its diffusion model runs the Qwen3-VL decoder on them every call."""
+    words = torch.randint(1000, 150000, (1, n), generator=_g(seed + 600))
+    head, tail = torch.tensor([[151644, 872, 198]]), torch.tensor([[151645, 198, 151644, 77091, 198, 151669, 151673]])
+    return torch.cat([head, words, tail], dim=1)
+
+
 # --- the real layouts: what ComfyUI's detection reads of each family's checkpoint ---------------------------
 
 
@@ -159,6 +168,20 @@ _UNET_SIZES = {"num_res_blocks": [1], "channel_mult": [1], "transformer_depth": 
 _QWEN_LAYOUT = {"txt_norm.weight": (3584,), "img_in.weight": (3072, 64),
                 **_blocks("transformer_blocks", 60, "attn.norm_q.weight", (128,))}
 _QWEN_SIZES = {"num_layers": 1, "num_attention_heads": 2, "joint_attention_dim": CTX}
+# ComfyUI 0.33's Mage-Flow: Qwen-Image's blocks (and size fields), 3072 wide (24 heads of 128), 12 of them,
+# Qwen3-VL 4B (2560) text, 1x1 patches of Flux.2's 128-channel latents; LongCat-Image: Flux's
+_MAGE_LAYOUT = {"txt_norm.weight": (2560,), "proj_out.weight": (128, 3072), "img_in.weight": (3072, 128),
+                **_blocks("transformer_blocks", 12, "attn.norm_q.weight", (128,))}
+# HiDream-O1: all fixed by the class (the Qwen3-VL 8B decoder, 4096 wide, 36 layers, and its ViT); its
+# sizes are the two configs' overrides, each head keeping 128 (the decoder's rotary sections)
+_HIDREAM_O1_LAYOUT = {"t_embedder1.mlp.0.weight": (4096, 256), "x_embedder.proj1.weight": (1024, 3072)}
+_HIDREAM_O1_SIZES = {"text_config_overrides": {"hidden_size": 128, "intermediate_size": 64, "num_hidden_layers": 1,
+                                               "num_attention_heads": 1, "num_key_value_heads": 1},
+                     "vision_config_overrides": {"hidden_size": 32, "num_heads": 1, "intermediate_size": 32,
+                                                 "depth": 1}}
+_LONGCAT_LAYOUT = {"img_in.weight": (3072, 64), "txt_in.weight": (3072, 3584),  # no CLIP, no guidance
+                   **_blocks("double_blocks", 10, "img_attn.norm.key_norm.scale", (128,)),
+                   **_blocks("single_blocks", 20, "norm.key_norm.scale", (128,))}
 
 # PixArt XL-2 1024-MS (Alpha and Sigma): 28 blocks 1152 wide (16 heads), T5-XXL (4096); Alpha embeds the
 # image's size and aspect (its checkpoint has the ar_embedder; they embed in thirds of the width, so it
@@ -353,6 +376,78 @@ FAMILIES: dict[str, Family] = {
                          "degrade_sigma": torch.tensor([0.0])}, latent_hw=(64, 64),
         passes={"lq_latent": "lq_latent", "degrade_sigma": "degrade_sigma"},
         notes="pixel space at 4x the Flux.1 latent it decodes (PiDConditioning's lq_latent: 32 px per cell)"),
+    # ComfyUI 0.33 image families (part B)
+    "hidream-o1": Family("HiDreamO1", _HIDREAM_O1_LAYOUT, _HIDREAM_O1_SIZES, 3, 1, 32, "cfg",
+                         lambda h, w, s: {"text_input_ids": _hidream_o1_ids(s)}, ctx_dim=1, latent_hw=(64, 64),
+        passes={"text_input_ids": "input_ids"},
+        notes="pixel space, 32 px patches; the prompt's token ids run through the model's own Qwen3-VL"),
+    "hidream-o1-edit": Family("HiDreamO1", _HIDREAM_O1_LAYOUT, _HIDREAM_O1_SIZES, 3, 1, 32, "cfg",
+                              lambda h, w, s: {"text_input_ids": _hidream_o1_ids(s),
+                                               "reference_latents": [torch.rand(1, h - 16, w + 16, 3,
+                                                                                generator=_g(s))]},
+                              ctx_dim=1, latent_hw=(64, 64), reference=True,
+                              notes="HiDreamO1ReferenceImages: the reference is the IMAGE itself (its ViT and "
+                                    "32 px patches read it; its vision tokens join the prompt's ids)"),
+    "boogu": Family("Boogu", {  # OmniGen2 + a dual-stream stage: 3360 wide (28 heads of 120), Qwen3-VL 8B (4096)
+        "x_embedder.weight": (3360, 64), "time_caption_embed.caption_embedder.0.weight": (4096,),
+        **_blocks("double_stream_layers", 8, "img_instruct_attn.processor.img_to_q.weight", (3360, 3360)),
+        **_blocks("single_stream_layers", 32, "attn.norm_q.weight", (120,)),
+        **_blocks("noise_refiner", 2, "attn.norm_q.weight", (120,))},
+        {"hidden_size": 240, "num_attention_heads": 2, "num_kv_heads": 1, "num_layers": 1,
+         "num_double_stream_layers": 1, "num_refiner_layers": 1, "instruction_feat_dim": CTX}, 16, 8, 16, "cfg",
+        lambda h, w, s: {"attention_mask": torch.ones(1, 8, dtype=torch.long), "reference_latents": _ref(h, w, s)},
+        reference=True, notes="TextEncodeBooguEdit: the image to edit as a reference latent; the mask's token count"),
+    "ideogram4": Family("Ideogram4", {  # 34 layers, 18 heads of 256 (4608), 13 Qwen3-VL 8B layers (53248)
+        "embed_image_indicator.weight": (2, 4608), "input_proj.weight": (4608, 128),
+        **_blocks("layers", 34, "attn.norm_q.weight", (256,))},
+        {"num_layers": 1, "num_attention_heads": 1, "intermediate_size": 64, "adaln_dim": 64,
+         "llm_features_dim": CTX}, 128, 16, 16, "cfg",
+        lambda h, w, s: {"attention_mask": torch.ones(1, 8, dtype=torch.long)},
+        notes="Flux.2 latents (128 channels, 16 px per cell) read as 2x2 patches of 32"),
+    "krea2": Family("Krea2", {  # 6144 wide (48 heads of 128, 12 kv), 28 blocks, 12 Qwen3-VL 4B layers (2560)
+        "first.weight": (6144, 64), "txtfusion.projector.weight": (1, 12),
+        "txtfusion.layerwise_blocks.0.prenorm.scale": (2560,), "blocks.0.attn.wk.weight": (1536, 6144),
+        **_blocks("blocks", 28, "attn.wq.weight", (6144, 6144))},
+        {"features": 256, "heads": 2, "kvheads": 1, "layers": 1, "txtdim": 16, "txtlayers": 2, "txtheads": 1,
+         "txtkvheads": 1}, 16, 8, 16, "cfg", lambda h, w, s: {}, ctx_dim=32,
+        notes="5-D Wan 2.1 latents; the text is 12 encoder layers side by side (here 2 of 16)"),
+    "mageflow": Family("MageFlow", _MAGE_LAYOUT, _QWEN_SIZES, 128, 16, 16, "cfg",
+        lambda h, w, s: {}, notes="Flux.2 latents; its timestep rounded to bf16 as the model was trained"),
+    "mageflow-edit": Family("MageFlow", _MAGE_LAYOUT, _QWEN_SIZES, 128, 16, 16, "cfg",
+                            lambda h, w, s: {"reference_latents": _ref(h, w, s, channels=128)}, reference=True,
+                            notes="TextEncodeMageFlowEdit: the image at the output size, on both conditionings"),
+    "joyimage": Family("JoyImage", {  # 3072 wide (24 heads of 128), 20 double blocks, Qwen3-VL 8B (4096)
+        "img_in.weight": (3072, 16, 1, 2, 2), "double_blocks.0.attn.img_attn_q_norm.weight": (128,),
+        "condition_embedder.time_embedder.linear_1.weight": (3072, 256),
+        **_blocks("double_blocks", 20, "attn.img_attn_qkv.weight", (9216, 3072))},
+        {"hidden_size": 256, "num_attention_heads": 2, "num_layers": 1, "text_dim": CTX}, 16, 8, 16, "cfg",
+        lambda h, w, s: {"attention_mask": torch.ones(1, 8, dtype=torch.long),
+                         "reference_latents": _qwen_refs(h, w, s)[1:2]}, reference=True,
+        notes="JoyAI Image Edit (TextEncodeJoyImageEdit): the image at its bucket size, a 5-D Wan 2.1 latent"),
+    "kandinsky5-image": Family("Kandinsky5Image", {  # Lite image: 2560 wide (20 heads of 128), Qwen2.5-VL + CLIP-L
+        "visual_embeddings.in_layer.weight": (2560, 64), "visual_embeddings.in_layer.bias": (2560,),
+        "time_embeddings.in_layer.bias": (512,),
+        "visual_transformer_blocks.0.feed_forward.in_layer.weight": (10240, 2560),
+        **_blocks("text_transformer_blocks", 2, "feed_forward.in_layer.weight", (10240, 2560)),
+        **_blocks("visual_transformer_blocks", 50, "cross_attention.key_norm.weight", (128,))},
+        {"model_dim": 256, "ff_dim": 64, "time_dim": 64, "num_text_blocks": 1, "num_visual_blocks": 1,
+         "in_text_dim": CTX}, 16, 8, 16, "cfg",
+        lambda h, w, s: {"pooled_output": _pooled(s), "attention_mask": torch.ones(1, 8, dtype=torch.long)},
+        passes={"pooled_output": "y", "attention_mask": "attention_mask"},
+        notes="pooled CLIP-L and the Qwen2.5-VL mask reach the model (CLIPTextEncodeKandinsky5)"),
+    "longcat-image": Family("LongCatImage", _LONGCAT_LAYOUT, _FLUX_SIZES, 16, 8, 16, "cfg", lambda h, w, s: {},
+                            notes="Flux's blocks, 3072 wide, 10 double and 20 single, Qwen2.5-VL 7B (3584) text; "
+                                  "no CLIP, no guidance"),
+    "longcat-image-edit": Family("LongCatImage", _LONGCAT_LAYOUT, _FLUX_SIZES, 16, 8, 16, "cfg",
+                                 lambda h, w, s: {"reference_latents": _ref(h - 2, w + 2, s),
+                                                  "reference_latents_method": "index"}, reference=True,
+                                 notes="TextEncodeQwenImageEdit's reference (about 1 Mpx, another size), "
+                                       "FluxKontextMultiReferenceLatentMethod index"),
+    "ernie-image": Family("ErnieImage", {  # all fixed but the depth: 4096 wide (32 heads of 128), 36 layers
+        **_blocks("layers", 36, "mlp.linear_fc2.weight", (4096, 12288))},
+        {"hidden_size": 256, "num_attention_heads": 2, "num_layers": 1, "ffn_hidden_size": 64, "text_in_dim": CTX},
+        128, 16, 16, "cfg", lambda h, w, s: {"attention_mask": torch.ones(1, 8, dtype=torch.long)},
+        notes="Flux.2 latents, 1x1 patches; Ministral 3 3B text"),
 }
 
 # Video families, tested in tests/test_latent_video.py (not cases of the README's image-family table).
