@@ -429,9 +429,11 @@ VIDEO_FAMILIES: dict[str, Family] = {
     "ltxv": _video("LTXV", {"adaln_single.emb.timestep_embedder.linear_1.bias": (2048,),  # 2B: 28 layers, 32 x 64
                             **_blocks("transformer_blocks", 28, "attn2.to_k.weight", (2048, 2048))},
                    {"num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 32, "cross_attention_dim": 64,
-                    "caption_channels": CTX}, 128, 32, 8, lambda h, w, s: {"frame_rate": 24.0},
-                   lambda m, e, shape: {"frame_rate": 24.0},
-                   notes="LTXVConditioning's frame rate; 128 channels, 32 px and 8 frames per cell", patch=1),
+                    "caption_channels": CTX}, 128, 32, 8,
+                   lambda h, w, s: {"attention_mask": _tokens(s), "frame_rate": 24.0},
+                   lambda m, e, shape: {"attention_mask": e["attention_mask"], "frame_rate": 24.0},
+                   notes="the T5 attention mask, LTXVConditioning's frame rate; 128 channels, 32 px and 8 frames per "
+                         "cell", patch=1),
     "hunyuan-video": _video("HunyuanVideo", _hunyuan_video(extra=_HY_EXTRA), _HY_SIZES, 16, 8, 4,
                             lambda h, w, s: {"pooled_output": _pooled(s), "guidance": 6.0},
                             lambda m, e, shape: {"y": e["pooled_output"], "guidance": torch.tensor([6.0])},

@@ -21,14 +21,17 @@ def clip_frames(fam) -> int:
 
 
 def moving_mask(fam, cells=(8, 8)) -> torch.Tensor:
-    """[F,H,W] at the family's pixels per cell: a 2x2-cell blob that moves right a little every frame, and a
-    1-px stroke in the second-to-last frame only (it must still edit its latent frame's cells)."""
+    """[F,H,W] at the family's pixels per cell: a 2x2-cell blob that moves right a little every frame, a
+    one-cell square in frame k only (the last frame of latent frame 1: a mapping off by one frame moves it
+    to latent frame 2), and a 1-px stroke in the second-to-last frame only (it must still edit its latent
+    frame's cells)."""
     f, (h, w) = fam.factor, cells
     frames = clip_frames(fam)
     m = torch.zeros(frames, h * f, w * f)
     for i in range(frames):
         left = f + (3 * f * i) // max(frames - 1, 1)
         m[i, 2 * f : 4 * f, left : left + 2 * f] = 1
+    m[fam.temporal, 5 * f : 6 * f, 6 * f : 7 * f] = 1
     m[frames - 2, 6 * f + 1, f : 4 * f] = 1
     return m
 
