@@ -291,11 +291,15 @@ def _wan_i2v_cond(h, w, s):
             "clip_vision_output": _vision(s, 1280, "penultimate_hidden_states")}
 
 
-def _wan_i2v_seen(model, extra, shape):
-    """WAN21.concat_cond: [4 x (1 - concat_mask), process_latent_in(image)]; clip_fea: the penultimate states."""
+def _wan_concat(model, extra, shape):
+    """WAN21.concat_cond of WanImageToVideo's conditioning: [4 x (1 - concat_mask), process_latent_in(image)]."""
     inverted = (1.0 - extra["concat_mask"]).repeat(1, 4, 1, 1, 1)
-    return {"c_concat": torch.cat([inverted, model.process_latent_in(extra["concat_latent_image"])], dim=1),
-            "clip_fea": extra["clip_vision_output"].penultimate_hidden_states}
+    return {"c_concat": torch.cat([inverted, model.process_latent_in(extra["concat_latent_image"])], dim=1)}
+
+
+def _wan_i2v_seen(model, extra, shape):
+    """The concat as ``_wan_concat``; clip_fea: the CLIP vision output's penultimate states."""
+    return {**_wan_concat(model, extra, shape), "clip_fea": extra["clip_vision_output"].penultimate_hidden_states}
 
 
 def _per_16(model, latent):
@@ -333,6 +337,15 @@ def _hunyuan_i2v_seen(model, extra, shape):
     image = _padded(model.process_latent_in(extra["concat_latent_image"]))
     return {"c_concat": torch.cat([image, 1.0 - extra["concat_mask"]], dim=1), "y": extra["pooled_output"],
             "guidance": torch.tensor([6.0])}
+
+
+def _skyreels_cond(h, w, s):  # HunyuanImageToVideo's latent on SkyReels' 32 input channels (concat_image alone)
+    return {"pooled_output": _pooled(s), "guidance": 1.0, "concat_latent_image": _frames(16, h, w, s + 300, t=1)}
+
+
+def _skyreels_seen(model, extra, shape):
+    return {"c_concat": _padded(model.process_latent_in(extra["concat_latent_image"])), "y": extra["pooled_output"],
+            "guidance": torch.tensor([1.0])}
 
 
 def _hunyuan15_cond(h, w, s):  # HunyuanVideo15ImageToVideo + the ByT5 glyph encoder's tokens
@@ -412,6 +425,11 @@ VIDEO_FAMILIES: dict[str, Family] = {
     "wan2.1-i2v": _video("WAN21_I2V", _wan(5120, 13824, 40, in_dim=36, extra={"img_emb.proj.0.bias": (1280,)}),
                          _WAN_SIZES, 16, 8, 4, _wan_i2v_cond, _wan_i2v_seen,
                          notes="WanImageToVideo: the start image's latent + mask concatenated, CLIP-H vision tokens"),
+    "wan2.2-i2v": _video("WAN21_T2V", _wan(5120, 13824, 40, in_dim=36), _WAN_SIZES, 16, 8, 4,
+                         lambda h, w, s: {k: v for k, v in _wan_i2v_cond(h, w, s).items() if k != "clip_vision_output"},
+                         _wan_concat,
+                         notes="Wan 2.2 I2V A14B: Wan 2.1's I2V input (36 channels) without CLIP vision; ComfyUI "
+                               "loads it as WAN21_T2V and concatenates WanImageToVideo's latent + mask"),
     "wan2.1-fun-control": _video("WAN21_FunControl2V", _wan(5120, 13824, 40, in_dim=48,
                                                             extra={"img_emb.proj.0.bias": (1280,)}),
                                  _WAN_SIZES, 16, 8, 4, _fun_control_cond,
@@ -441,6 +459,9 @@ VIDEO_FAMILIES: dict[str, Family] = {
     "hunyuan-video-i2v": _video("HunyuanVideoI2V", _hunyuan_video(33, extra=_HY_EXTRA), _HY_SIZES, 16, 8, 4,
                                 _hunyuan_i2v_cond, _hunyuan_i2v_seen,
                                 notes="HunyuanImageToVideo v1 (concat): the start image's latent and mask"),
+    "hunyuan-video-skyreels-i2v": _video("HunyuanVideoSkyreelsI2V", _hunyuan_video(32, extra=_HY_EXTRA), _HY_SIZES,
+                                         16, 8, 4, _skyreels_cond, _skyreels_seen,
+                                         notes="SkyReels V1 I2V: the start image's latent concatenated, no mask"),
     "hunyuan-video-1.5": _video("HunyuanVideo15", _hunyuan_video(65, 2048, 54, 0, (1, 1, 1), 32, 3584, _HY15_EXTRA),
                                 {k: v for k, v in _HY_SIZES.items() if k != "depth_single_blocks"}, 32, 16, 4,
                                 _hunyuan15_cond, _hunyuan15_seen, {"conditioning_byt5small": "txt_byt5"},
