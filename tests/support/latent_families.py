@@ -339,8 +339,9 @@ def _hunyuan_i2v_seen(model, extra, shape):
             "guidance": torch.tensor([6.0])}
 
 
-def _skyreels_cond(h, w, s):  # HunyuanImageToVideo's latent on SkyReels' 32 input channels (concat_image alone)
-    return {"pooled_output": _pooled(s), "guidance": 1.0, "concat_latent_image": _frames(16, h, w, s + 300, t=1)}
+def _skyreels_cond(h, w, s):  # HunyuanImageToVideo v1 on SkyReels: 32 input channels take the image, not the mask
+    return {"pooled_output": _pooled(s), "guidance": 1.0, "concat_latent_image": _frames(16, h, w, s + 300, t=1),
+            "concat_mask": _first_frame_kept(h, w)}
 
 
 def _skyreels_seen(model, extra, shape):
