@@ -21,7 +21,9 @@ are 5-D ``[B,C,1,H,W]`` even for one image (what VAEEncode gives them, and what 
 models unpack), so ``Built.latent_shape`` has the time axis where the format has one. The text
 encoders (Qwen2.5-VL 7B, Llama 3.1 8B + T5-XXL, ByT5, ...) are not built: the conditioning they
 produce is given directly at a tiny width, with the shapes and keys ComfyUI's encoders put in it.
-Wan video is in tests/test_latent_video.py.
+``VIDEO_FAMILIES`` are the video families (Wan 2.1/2.2 and its I2V / control / VACE variants, LTXV,
+HunyuanVideo 1 and 1.5, Mochi, Cosmos, CogVideoX), built the same way with 5-D latents of ``latent_frames``
+frames; their per-call proof is tests/test_latent_video.py with tests/support/video_proof.py.
 """
 
 from __future__ import annotations
@@ -260,7 +262,7 @@ FAMILIES: dict[str, Family] = {
                              "a reference latent (its edit mode)"),
 }
 
-# --- video families, tested in tests/test_latent_video.py (not cases of the README's image-family table) ----
+# --- video families: tests/test_latent_video.py (their README rows say `[id]` in that file) ------------------
 VIDEO_T = 3  # latent frames of every video test: 1 + k*2 frames for a VAE that folds k frames into one
 
 
@@ -362,7 +364,8 @@ def _hunyuan15_seen(model, extra, shape):
                                   dim=1), "clip_fea": extra["clip_vision_output"].last_hidden_state}
 
 
-def _tokens(s, n=8):
+def _tokens(n=8):
+    """A T5 encoder's attention mask (Mochi, LTXV, Cosmos return one): ``n`` tokens, the last two padding."""
     mask = torch.ones(1, n, dtype=torch.long)
     mask[:, n - 2 :] = 0  # the encoder's padding
     return mask
@@ -449,7 +452,7 @@ VIDEO_FAMILIES: dict[str, Family] = {
                             **_blocks("transformer_blocks", 28, "attn2.to_k.weight", (2048, 2048))},
                    {"num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 32, "cross_attention_dim": 64,
                     "caption_channels": CTX}, 128, 32, 8,
-                   lambda h, w, s: {"attention_mask": _tokens(s), "frame_rate": 24.0},
+                   lambda h, w, s: {"attention_mask": _tokens(), "frame_rate": 24.0},
                    lambda m, e, shape: {"attention_mask": e["attention_mask"], "frame_rate": 24.0},
                    notes="the T5 attention mask, LTXVConditioning's frame rate; 128 channels, 32 px and 8 frames per "
                          "cell", patch=1),
@@ -471,14 +474,14 @@ VIDEO_FAMILIES: dict[str, Family] = {
     "mochi": _video("GenmoMochi", {"t5_yproj.weight": (1536, 4096)},  # all else fixed by detection (10B)
                     {"depth": 1, "num_heads": 2, "hidden_size_x": 128, "hidden_size_y": 64, "t5_feat_dim": CTX,
                      "mlp_ratio_x": 96.0},  # ComfyUI asserts the real MLP width, 12288 (3072 x 4)
-                    12, 8, 6, lambda h, w, s: {"attention_mask": _tokens(s)}, _mochi_seen,
+                    12, 8, 6, lambda h, w, s: {"attention_mask": _tokens()}, _mochi_seen,
                     notes="T5 attention mask and its token count; 12 channels, 6 frames per latent frame"),
     "cosmos-t2v": _video("CosmosT2V", {**_COSMOS7B, "x_embedder.proj.1.weight": (4096, 68)}, _COSMOS_SIZES, 16, 8, 8,
-                         lambda h, w, s: {"attention_mask": _tokens(s)},
+                         lambda h, w, s: {"attention_mask": _tokens()},
                          lambda m, e, shape: {"attention_mask": e["attention_mask"]},
                          notes="Cosmos 1.0 7B Text2World: EDM sampling, the padding mask channel"),
     "cosmos-i2v": _video("CosmosI2V", {**_COSMOS7B, "x_embedder.proj.1.weight": (4096, 72)}, _COSMOS_SIZES, 16, 8, 8,
-                         lambda h, w, s: {"attention_mask": _tokens(s)},
+                         lambda h, w, s: {"attention_mask": _tokens()},
                          lambda m, e, shape: {"attention_mask": e["attention_mask"], **_cosmos_i2v_seen(m, e, shape)},
                          notes="Cosmos 1.0 7B Video2World: a mask channel concatenated"),
     "cosmos-predict2-i2v": _video("CosmosI2VPredict2", {"x_embedder.proj.1.weight": (2048, 72),
