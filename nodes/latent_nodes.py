@@ -42,7 +42,8 @@ class BlendedLatentCrop(BlendedNode):
                              "SDXL and Flux."),
                 io.Int.Input("multiple", default=8, min=8, max=128, step=8,
                              tooltip="Size step the model needs: 8 for SD1.x/SD2.x/SDXL, 16 for Flux, SD3, Qwen-Image, "
-                             "Z-Image and Wan, 32 for HunyuanImage 2.1."),
+                             "Z-Image, Wan 2.1/2.2 A14B, Hunyuan Video 1 and 1.5, Mochi, Cosmos and CogVideoX, 32 for "
+                             "HunyuanImage 2.1, LTXV and Wan 2.2 5B."),
                 io.Float.Input("context_margin", default=0.25, min=0.0, max=4.0, step=0.05,
                                tooltip="Context around the mask's bounding box, as a fraction of the box size."),
                 io.Int.Input("mask_dilate", default=0, min=0, max=512,
@@ -81,7 +82,8 @@ class BlendedLatentSampler(BlendedNode):
                 io.Latent.Input("latent", tooltip="VAEEncode of the image to edit (the Blended Latent Crop's image)."),
                 io.Mask.Input("mask", tooltip="The edit mask at the encoded image's size (the crop's mask). Every "
                               "latent cell a mask pixel touches is edited, so thin strokes survive. Video latents: "
-                              "one mask for all frames or one per frame (1 + 4n frames for Wan)."),
+                              "one mask for all frames or one per frame (1 + 4n frames for Wan, Hunyuan Video and "
+                              "CogVideoX, 1 + 6n for Mochi, 1 + 8n for LTXV and Cosmos 1.0)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Sample i uses seed + i: a sample is reproducible whatever the batch size."),
                 io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Sampling steps actually run."),

@@ -31,18 +31,24 @@ from ..blended.latent.blend import LatentBlend, latent_step_masks, noise_for_see
 from ..blended.seeds import batch_seeds
 from .images import mask_batch
 
+# the video formats' pixels per latent cell: Wan 2.1 (also Cosmos Predict2's), Hunyuan Video, Mochi, Cosmos 1.0
+# and CogVideoX (1.5's format for its 5B models) 8; Wan 2.2 5B's and HunyuanVideo 1.5's 16; LTXV's 32
+_VIDEO_CELL_PX = {"Wan22": 16, "HunyuanVideo": 8, "HunyuanVideo15": 16, "Mochi": 8, "LTXV": 32, "Cosmos1CV8x8x8": 8,
+                  "CogVideoX": 8, "CogVideoX1_5": 8}
+
 # pixels per latent cell, by ComfyUI's latent format (0.3.75's formats do not state it): SD1.x/2.x,
 # SDXL (also AuraFlow's), SD3 (also Lumina 2's, Z-Image's), Flux.1 (also Chroma's, HiDream's, Omnigen2's)
 # and Wan 2.1 (also Qwen-Image's, Cosmos Predict2's) are 8; Flux.2's packed 128 channels 16; HunyuanImage
-# 2.1's 64 channels 32; Chroma Radiance's pixel space 1. Formats not listed are not checked.
+# 2.1's 64 channels 32; Chroma Radiance's pixel space 1, and 0.33's HiDream-O1's (its model patches 32 px
+# itself). Formats not listed take what they state (latent_factor).
 _CELL_PX = {"SD15": 8, "SDXL": 8, "SD3": 8, "Flux": 8, "Wan21": 8, "Flux2": 16, "HunyuanImage21": 32,
-            "ChromaRadiance": 1}
-_CELL_PX["HiDreamO1Pixel"] = 1  # ComfyUI 0.33's HiDream-O1: pixel space (its model patches 32 px itself)
+            "ChromaRadiance": 1, "HiDreamO1Pixel": 1, **_VIDEO_CELL_PX}
 
 
-# frames a causal video VAE folds into one latent frame, by latent format (Wan 2.1/2.2 and Hunyuan Video
-# 4, Mochi 6, LTXV and Cosmos 8; crop_stitch.TEMPORAL_FACTORS are these counts)
-_FRAMES_PER_CELL = {"Wan21": 4, "Wan22": 4, "HunyuanVideo": 4, "Mochi": 6, "LTXV": 8, "Cosmos1CV8x8x8": 8}
+# frames a causal video VAE folds into one latent frame, by latent format (Wan 2.1/2.2, Hunyuan Video 1 and
+# 1.5, CogVideoX 4, Mochi 6, LTXV and Cosmos 1.0 8; crop_stitch.TEMPORAL_FACTORS are these counts)
+_FRAMES_PER_CELL = {"Wan21": 4, "Wan22": 4, "HunyuanVideo": 4, "HunyuanVideo15": 4, "CogVideoX": 4, "CogVideoX1_5": 4,
+                    "Mochi": 6, "LTXV": 8, "Cosmos1CV8x8x8": 8}
 
 
 def latent_factor(base_model) -> int | None:
@@ -153,11 +159,12 @@ class BlendingSampler(comfy.samplers.Sampler):
         self.shrink = (int(shrink_px), float(shrink_fraction))
         self.on_call = on_call
 
-    def masks_for(self, sigmas, latent_image, factor: int | None = None):
+    def masks_for(self, sigmas, latent_image, factor: int | None = None, frames_per_latent: int | None = None):
         """One latent mask per step of ``sigmas``: the given ones, or the pixel mask's for this latent."""
         if self.step_masks is not None:
             return self.step_masks
-        return latent_step_masks(self.pixel_mask, latent_image.shape, len(sigmas) - 1, *self.shrink, factor=factor)
+        return latent_step_masks(self.pixel_mask, latent_image.shape, len(sigmas) - 1, *self.shrink, factor=factor,
+                                 frames_per_latent=frames_per_latent)
 
     def max_denoise(self, model_wrap, sigmas):
         return self.inner.max_denoise(model_wrap, sigmas)
@@ -172,7 +179,8 @@ class BlendingSampler(comfy.samplers.Sampler):
             return latent_image
         ms = model_wrap.inner_model.model_sampling
         factor = latent_factor(model_wrap.inner_model)
-        masks = [m.to(noise.device) for m in self.masks_for(sigmas, latent_image, factor)]
+        per_frame = latent_frame_factor(model_wrap.inner_model)
+        masks = [m.to(noise.device) for m in self.masks_for(sigmas, latent_image, factor, per_frame)]
         blend = LatentBlend(latent_image, noise, masks, sigmas, ms.noise_scaling)
         wrapped = _BlendingDenoiser(model_wrap, blend, self.on_call)
         samples = self.inner.sample(wrapped, sigmas, extra_args, callback, noise, latent_image, None, disable_pbar)
@@ -200,7 +208,7 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
         return source.float().repeat_interleave(batch_size, dim=0)
     sigmas = schedule(model, steps, sampler_name, scheduler, denoise)
     masks = latent_step_masks(pixel_mask, source.shape, len(sigmas) - 1, shrink_px, shrink_fraction,
-                              latent_factor(model.model))
+                              latent_factor(model.model), latent_frame_factor(model.model))
     seeds = batch_seeds(seed, batch_size)
     return torch.cat([sample_blended(model, positive, negative, source[b : b + 1], masks_of(masks, b), sigmas,
                                      sampler_name, cfg, seeds, on_call=on_call) for b in range(source.shape[0])])

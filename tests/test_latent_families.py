@@ -32,7 +32,7 @@ import torch
 
 from blended.errors import InputError
 from blended.latent.blend import step_masks
-from tests.support.latent_families import FAMILIES, build, engine_config
+from tests.support.latent_families import FAMILIES, VIDEO_FAMILIES, build, engine_config
 
 STEPS = 3
 
@@ -428,7 +428,8 @@ def test_a_reference_from_another_vae_names_the_conditioning_and_the_fix(name):
 
 def test_the_readme_families_table_and_the_case_ids_are_the_same_list():
     """Each row of README's "Latent path: model families" table names its id in the first column and
-    says ``yes, `[id]` `` where it is tested here; a family added on one side only shows up here."""
+    says ``yes, `[id]` ``: the image families' case ids here, the video families' (``VIDEO_FAMILIES``) in
+    tests/test_latent_video.py; a family added on one side only shows up here."""
     from pathlib import Path
 
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
@@ -439,7 +440,9 @@ def test_the_readme_families_table_and_the_case_ids_are_the_same_list():
         named = re.match(r"`([a-z0-9.-]+)` ", row[0])
         if named:
             ids[named.group(1)] = row[-1]
-    assert set(ids) == set(FAMILIES), f"README only: {set(ids) - set(FAMILIES)}; tests only: {set(FAMILIES) - set(ids)}"
+    cases = set(FAMILIES) | set(VIDEO_FAMILIES)
+    assert not set(FAMILIES) & set(VIDEO_FAMILIES), "an id is both an image and a video family"
+    assert set(ids) == cases, f"README only: {set(ids) - cases}; tests only: {cases - set(ids)}"
     for name, tested in ids.items():
         assert tested.startswith(f"yes, `[{name}]`"), f"README row {name}: {tested}"
     assert not [row[0] for row in rows if not row[-1].startswith("yes")], "a family row the tests do not cover"

@@ -97,19 +97,21 @@ def step_masks(pixel_mask: torch.Tensor, factor: int, steps: int, shrink_px: int
 
 
 def latent_step_masks(pixel_mask: torch.Tensor, latent_shape, steps: int, shrink_px: int = 0,
-                      shrink_fraction: float = 0.0, factor: int | None = None) -> list[torch.Tensor]:
+                      shrink_fraction: float = 0.0, factor: int | None = None,
+                      frames_per_latent: int | None = None) -> list[torch.Tensor]:
     """The masks of one sampling run, from the user's pixel mask: one latent mask per step.
 
     ``pixel_mask`` [B|1,1,H,W] (1 = edit) is drawn on the image the latent ``latent_shape`` was
     encoded from (``latent_pixel_mask`` checks the size against the latent and the model's
-    ``factor`` and folds a video mask's frames per latent frame); then ``step_masks``: a mask
+    ``factor`` and folds a video mask's frames per latent frame, ``frames_per_latent`` where the
+    model's VAE is known); then ``step_masks``: a mask
     [B|1,1,h,w] per step ([1,1,T,h,w] for a video latent), dilated by ``shrink_px`` at the first
     step and shrinking to the cover of the precise mask over ``shrink_fraction`` of the steps.
 
     The one place a run's masks are made, for both ways into the blended sampler: the Blended Latent
     Sampler node (before sampling, for all its latents at once) and the SAMPLER for core
     SamplerCustom (once the guider hands it the latent and the sigmas)."""
-    mask, f = latent_pixel_mask(pixel_mask, latent_shape, latent_shape[0], factor)
+    mask, f = latent_pixel_mask(pixel_mask, latent_shape, latent_shape[0], factor, frames_per_latent)
     return step_masks(mask, f, steps, shrink_px, shrink_fraction)
 
 

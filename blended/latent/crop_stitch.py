@@ -149,8 +149,8 @@ def encoded_factor(pixel_hw, latent_hw) -> int | None:
     return None if f < 1 or W // w != f or H - f * h >= f or W - f * w >= f else f
 
 
-def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int,
-                      factor: int | None = None) -> tuple[torch.Tensor, int]:
+def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int, factor: int | None = None,
+                      frames_per_latent: int | None = None) -> tuple[torch.Tensor, int]:
     """Pixel mask [B|1,1,H,W] for a latent [B,C,h,w] -> (its part the latent covers, [B|1,1,H',W'],
     the downscale factor). For a video latent [B,C,T,h,w] the mask's batch is the frames (one mask
     per frame of the encoded clip, or one for all): -> [1,1,T,H',W'], each latent frame's mask the
@@ -160,7 +160,8 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int,
     the few pixels an encoder drops to reach that multiple; those are cut evenly as ComfyUI's
     VAEEncode does). ``factor``, when the model's VAE downscale is known, must be the ratio: a mask of
     another model's size (an SD1.5 512 px mask on a 1024 px Flux latent) would otherwise be read at the
-    wrong scale."""
+    wrong scale. ``frames_per_latent``, when the model's video VAE is known, is its k (a 9-frame mask on a
+    2-frame latent fits LTXV's k = 8 but not a Wan latent's k = 4)."""
     if len(latent_shape) not in (4, 5):
         raise InputError(f"latent must be an image latent [batch, channels, height, width] or a video latent "
                          f"[batch, channels, frames, height, width]; got {tuple(latent_shape)}.")
@@ -170,7 +171,7 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int,
     if f is None or (factor is not None and f != factor):
         raise InputError(_mask_size_message((H, W), (h, w), factor))
     if len(latent_shape) == 5:
-        mask = frame_union(mask, latent_shape[2])
+        mask = frame_union(mask, latent_shape[2], frames_per_latent)
     elif mask.shape[0] not in (1, batch):
         raise InputError(
             f"mask has a batch of {mask.shape[0]} for {batch} latent(s): give one mask, or one per latent."
@@ -197,26 +198,37 @@ def temporal_factor(frames: int, latent_frames: int) -> int | None:
     return k if k in TEMPORAL_FACTORS else None
 
 
-def frame_union(mask: torch.Tensor, latent_frames: int) -> torch.Tensor:
+def frame_union(mask: torch.Tensor, latent_frames: int, frames_per_latent: int | None = None) -> torch.Tensor:
     """Frame masks [F|1,1,H,W] -> one pixel mask per latent frame [1,1,T,H,W].
 
-    Causal video VAEs (Wan 2.1/2.2, Hunyuan Video, Cosmos, LTXV, Mochi) encode F = 1 + k(T-1) frames
-    into T latent frames: latent frame 0 is frame 0 alone, latent frame t >= 1 holds frames
+    Causal video VAEs (Wan 2.1/2.2, Hunyuan Video, CogVideoX, Cosmos, LTXV, Mochi) encode F = 1 + k(T-1)
+    frames into T latent frames: latent frame 0 is frame 0 alone, latent frame t >= 1 holds frames
     k(t-1)+1 .. kt, and decoding gives back those 1 + k(T-1) frames. A latent frame is edited
     wherever any of its frames is, so its mask is their union (a covering in time, as cells cover
     pixels in space). The stitch pastes decoded frame by source frame, so the clip must be exactly
     the frames the VAE decodes back; that fixes k = (F-1)/(T-1) without knowing the VAE, and a k
-    that no video VAE has means the mask belongs to another clip.
+    that no video VAE has means the mask belongs to another clip. ``frames_per_latent``: the model's
+    own k where it is known (``nodes.latent_sampling.latent_frame_factor``), which the frames must match.
     """
     T, n = int(latent_frames), mask.shape[0]
     if n == 1:
         return mask.unsqueeze(2).expand(-1, -1, T, -1, -1)[:1]
     k = temporal_factor(n, T)
-    if k is None:
-        raise InputError(
-            f"mask has {n} frames but the video latent has {T} latent frames: a video VAE that compresses time k-fold "
-            f"encodes 1 + k*(T-1) frames (Wan, Hunyuan Video: 1 + 4*{T - 1} = {1 + 4 * (T - 1)}). Give one mask for "
-            "all frames ([1,H,W]), or one per frame of the clip that was encoded (trim the video and its mask to "
-            "1 + 4n frames before VAEEncode).")
+    if k is None or (frames_per_latent and k != frames_per_latent):
+        raise InputError(_frame_count_message(n, T, frames_per_latent))
     frames = [mask[0:1]] + [mask[k * (t - 1) + 1 : k * t + 1].amax(0, keepdim=True) for t in range(1, T)]
     return torch.cat(frames).permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def _frame_count_message(n: int, T: int, k: int | None) -> str:
+    """Why a per-frame mask does not fit a video latent, and the fix: the model's k where known,
+    else every video VAE's."""
+    said = f"mask has {n} frames but the video latent has {T} latent frames"
+    fix = ("Give one mask for all frames ([1,H,W]), or one per frame of the clip that was encoded (trim the video "
+           "and its mask to 1 + {k}n frames before VAEEncode).")
+    if k:
+        return (f"{said}: this model's VAE folds {k} frames into each latent frame after the first, so the clip "
+                f"it encoded had 1 + {k}*{T - 1} = {1 + k * (T - 1)} frames. " + fix.format(k=k))
+    return (f"{said}: a video VAE that compresses time k-fold encodes 1 + k*(T-1) frames (Wan, Hunyuan Video, "
+            f"CogVideoX: 1 + 4*{T - 1} = {1 + 4 * (T - 1)}; Mochi: 1 + 6*{T - 1}; LTXV, Cosmos: 1 + 8*{T - 1}). "
+            + fix.format(k="k"))

@@ -21,8 +21,11 @@ are 5-D ``[B,C,1,H,W]`` even for one image (what VAEEncode gives them, and what 
 models unpack), so ``Built.latent_shape`` has the time axis where the format has one. The text
 encoders (Qwen2.5-VL 7B, Llama 3.1 8B + T5-XXL, ByT5, ...) are not built: the conditioning they
 produce is given directly at a tiny width, with the shapes and keys ComfyUI's encoders put in it.
-Wan video is in tests/test_latent_video.py. Families of ComfyUI 0.33 (Krea 2, Ideogram 4, HiDream-O1, ...)
-are skipped, naming their class, on an engine without it.
+``VIDEO_FAMILIES`` are the video families (Wan 2.1/2.2 and its I2V / control / VACE variants, LTXV,
+HunyuanVideo 1 and 1.5, Mochi, Cosmos, CogVideoX), built the same way with 5-D latents of ``latent_frames``
+frames; their per-call proof is tests/test_latent_video.py with tests/support/video_proof.py.
+Families of ComfyUI 0.33 (Krea 2, Ideogram 4, HiDream-O1, CogVideoX, ...) are skipped, naming their class,
+on an engine without it.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class Family:
     latent_hw: tuple[int, int] = (8, 8)  # the test's latent size in cells (patching must fit)
     passes: dict = field(default_factory=dict)  # conditioning key -> the diffusion model's argument it becomes
     notes: str = ""
+    temporal: int = 1  # video families: frames per latent frame (the VAE's temporal compression)
+    latent_frames: int = 1  # video families: the test's latent frames
+    # video families: (model, the positive's dict, latent shape) -> the diffusion model's arguments that
+    # conditioning becomes, by hand (one row; a non-tensor is a constant): tests/support/video_proof.py checks them
+    seen: Callable | None = None
 
 
 @dataclass
@@ -450,13 +458,244 @@ FAMILIES: dict[str, Family] = {
         notes="Flux.2 latents, 1x1 patches; Ministral 3 3B text"),
 }
 
-# Video families, tested in tests/test_latent_video.py (not cases of the README's image-family table).
+# --- video families: tests/test_latent_video.py (their README rows say `[id]` in that file) ------------------
+VIDEO_T = 3  # latent frames of every video test: 1 + k*2 frames for a VAE that folds k frames into one
+
+
+def _frames(channels, h, w, seed, t=VIDEO_T):
+    return torch.randn(1, channels, t, h, w, generator=_g(seed))
+
+
+def _first_frame_kept(h, w, t=VIDEO_T):
+    """The concat_mask of core's image-to-video nodes (WanImageToVideo, HunyuanImageToVideo,
+    HunyuanVideo15ImageToVideo): 0 on the latent frames the start image gives, 1 on the rest."""
+    mask = torch.ones(1, 1, t, h, w)
+    mask[:, :, :1] = 0.0
+    return mask
+
+
+def _vision(seed, width, key):
+    """A CLIP vision output (comfy.clip_vision.Output) with the one field the family's model reads:
+    Wan's CLIP-H penultimate states (1280 wide), HunyuanVideo 1.5's SigLIP last states (1152)."""
+    from comfy.clip_vision import Output
+
+    out = Output()
+    out[key] = torch.randn(1, 4, width, generator=_g(seed + 600))
+    return out
+
+
+def _wan_i2v_cond(h, w, s):
+    return {"concat_latent_image": _frames(16, h, w, s + 300), "concat_mask": _first_frame_kept(h, w),
+            "clip_vision_output": _vision(s, 1280, "penultimate_hidden_states")}
+
+
+def _wan_concat(model, extra, shape):
+    """WAN21.concat_cond of WanImageToVideo's conditioning: [4 x (1 - concat_mask), process_latent_in(image)]."""
+    inverted = (1.0 - extra["concat_mask"]).repeat(1, 4, 1, 1, 1)
+    return {"c_concat": torch.cat([inverted, model.process_latent_in(extra["concat_latent_image"])], dim=1)}
+
+
+def _wan_i2v_seen(model, extra, shape):
+    """The concat as ``_wan_concat``; clip_fea: the CLIP vision output's penultimate states."""
+    return {**_wan_concat(model, extra, shape), "clip_fea": extra["clip_vision_output"].penultimate_hidden_states}
+
+
+def _per_16(model, latent):
+    """How WAN21 / CogVideoX take a concat latent of stacked 16-channel latents: process_latent_in per 16."""
+    return torch.cat([model.process_latent_in(part) for part in latent.split(16, dim=1)], dim=1)
+
+
+def _fun_control_cond(h, w, s):  # WanFunControlToVideo: [control video latent, start image latent], no mask
+    return {"concat_latent_image": _frames(32, h, w, s + 300),
+            "clip_vision_output": _vision(s, 1280, "penultimate_hidden_states")}
+
+
+def _vace_cond(h, w, s):  # WanVaceToVideo without a reference image: [inactive, reactive] latents + 64-ch mask
+    return {"vace_frames": [_frames(32, h, w, s + 300)], "vace_strength": [0.75],
+            "vace_mask": [(_frames(64, h, w, s + 301) > 0).float()]}
+
+
+def _vace_seen(model, extra, shape):
+    frames, mask = extra["vace_frames"][0], extra["vace_mask"][0]
+    return {"vace_context": torch.cat([_per_16(model, frames), mask], dim=1)[:, None], "vace_strength": [0.75]}
+
+
+def _padded(latent, t=VIDEO_T):
+    """A one-frame latent padded with zero frames to the video's length, as core's concat_cond does."""
+    return torch.nn.functional.pad(latent, (0, 0, 0, 0, 0, t - latent.shape[2]))
+
+
+def _hunyuan_i2v_cond(h, w, s):  # HunyuanImageToVideo "v1 (concat)": the start image's latent, one frame
+    return {"pooled_output": _pooled(s), "guidance": 6.0, "concat_latent_image": _frames(16, h, w, s + 300, t=1),
+            "concat_mask": _first_frame_kept(h, w)}
+
+
+def _hunyuan_i2v_seen(model, extra, shape):
+    """concat_keys ("concat_image", "mask_inverted"): the processed image padded in time, then 1 - mask."""
+    image = _padded(model.process_latent_in(extra["concat_latent_image"]))
+    return {"c_concat": torch.cat([image, 1.0 - extra["concat_mask"]], dim=1), "y": extra["pooled_output"],
+            "guidance": torch.tensor([6.0])}
+
+
+def _skyreels_cond(h, w, s):  # HunyuanImageToVideo v1 on SkyReels: 32 input channels take the image, not the mask
+    return {"pooled_output": _pooled(s), "guidance": 1.0, "concat_latent_image": _frames(16, h, w, s + 300, t=1),
+            "concat_mask": _first_frame_kept(h, w)}
+
+
+def _skyreels_seen(model, extra, shape):
+    return {"c_concat": _padded(model.process_latent_in(extra["concat_latent_image"])), "y": extra["pooled_output"],
+            "guidance": torch.tensor([1.0])}
+
+
+def _hunyuan15_cond(h, w, s):  # HunyuanVideo15ImageToVideo + the ByT5 glyph encoder's tokens
+    image = torch.zeros(1, 32, VIDEO_T, h, w)
+    image[:, :, :1] = _frames(32, h, w, s + 300, t=1)
+    return {"pooled_output": None, "conditioning_byt5small": torch.randn(1, 4, 1472, generator=_g(s + 500)),
+            "concat_latent_image": image, "concat_mask": _first_frame_kept(h, w),
+            "clip_vision_output": _vision(s, 1152, "last_hidden_state")}
+
+
+def _hunyuan15_seen(model, extra, shape):
+    return {"c_concat": torch.cat([model.process_latent_in(extra["concat_latent_image"]), 1.0 - extra["concat_mask"]],
+                                  dim=1), "clip_fea": extra["clip_vision_output"].last_hidden_state}
+
+
+def _tokens(n=8):
+    """A T5 encoder's attention mask (Mochi, LTXV, Cosmos return one): ``n`` tokens, the last two padding."""
+    mask = torch.ones(1, n, dtype=torch.long)
+    mask[:, n - 2 :] = 0  # the encoder's padding
+    return mask
+
+
+def _mochi_seen(model, extra, shape):
+    return {"attention_mask": extra["attention_mask"], "num_tokens": int(extra["attention_mask"].sum())}
+
+
+def _cosmos_i2v_seen(model, extra, shape):
+    """CosmosVideo / CosmosPredict2 image-to-video: concat_keys ("mask_inverted",); with no denoise mask (the
+    blended sampler gives none: the latent's own noise_mask is for core KSampler) one zero channel."""
+    return {"c_concat": torch.zeros(1, 1, *shape[2:])}
+
+
+def _cog_i2v_seen(model, extra, shape):  # CogVideoX.concat_cond pads the image in time, then processes it
+    return {"c_concat": _per_16(model, _padded(extra["concat_latent_image"]))}
+
+
+def _wan(dim, ffn, blocks, in_dim=16, out_dim=16, extra=None):
+    """Wan 2.x: ``dim`` wide (heads of 128), ``blocks`` blocks, patches 1x2x2 of ``in_dim`` channels."""
+    return {"head.modulation": (1, 2, dim), "head.head.weight": (out_dim * 4, dim),
+            "patch_embedding.weight": (dim, in_dim, 1, 2, 2), **_blocks("blocks", blocks, "ffn.0.weight", (ffn, dim)),
+            **(extra or {})}
+
+
+def _hunyuan_video(in_channels=16, hidden=3072, double=20, single=40, patch=(1, 2, 2), out=16, text=4096,
+                   extra=None):
+    """HunyuanVideo 13B: 3072 wide (24 heads of 128), 20 double and 40 single blocks, Llava-Llama 3 text (4096),
+    CLIP-L pooled (768), guidance embedder; 1.5 (8.3B): 2048 wide, 54 double blocks, Qwen2.5-VL text (3584)."""
+    layout = {"img_in.proj.weight": (hidden, in_channels, *patch), "final_layer.linear.weight": (out * math.prod(patch),
+                                                                                                hidden),
+              "txt_in.input_embedder.weight": (hidden, text), "txt_in.individual_token_refiner.blocks.0.norm1.weight":
+              (hidden,), **_blocks("double_blocks", double, "img_mod.linear.weight", (6 * hidden, hidden)),
+              **_blocks("single_blocks", single, "modulation.linear.weight", (3 * hidden, hidden))}
+    return {**layout, **(extra or {})}
+
+
+_HY_EXTRA = {"vector_in.in_layer.weight": (3072, 768), "guidance_in.in_layer.weight": (3072, 256)}
+_HY15_EXTRA = {"byt5_in.fc1.weight": (2048, 1472), "vision_in.proj.0.weight": (1152,),
+               "cond_type_embedding.weight": (3, 2048)}
+_HY_SIZES = {"hidden_size": 256, "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "context_in_dim": CTX}
+_WAN_SIZES = {"dim": 256, "num_heads": 2, "ffn_dim": 64, "num_layers": 1, "text_dim": CTX}
+_COSMOS7B = {"blocks.block0.blocks.0.block.attn.to_q.0.weight": (4096, 4096)}  # 7B: 28 blocks, 32 heads of 128
+_COSMOS_SIZES = {"model_channels": 256, "num_blocks": 1, "num_heads": 2, "crossattn_emb_channels": CTX}
+_COG5B = {**_blocks("blocks", 42, "norm1.linear.weight", (6 * 3072, 512)), "patch_embed.text_proj.weight": (3072, 4096)}
+# 3 heads of 64: the learned positions need a width divisible by 12 (the real 3072 is)
+_COG_SIZES = {"num_attention_heads": 3, "num_layers": 1, "text_embed_dim": CTX}
+
+
+def _video(config, layout, sizes, channels, factor, temporal, cond=None, seen=None, passes=None, notes="", patch=2):
+    """A video family: CFG, crops in whole patches (``patch`` latent cells of ``factor`` px)."""
+    return Family(config, layout, sizes, channels, factor, patch * factor, "cfg", cond or (lambda h, w, s: {}),
+                  passes=passes or {}, notes=notes, temporal=temporal, latent_frames=VIDEO_T, seen=seen)
+
+
+# Video families: 5-D [B,C,T,h,w] latents; ``factor`` px per cell, ``temporal`` frames per latent frame.
 VIDEO_FAMILIES: dict[str, Family] = {
-    "wan2.1": Family("WAN21_T2V", {  # Wan 2.1 T2V 14B (Wan 2.2 A14B's experts alike): 5120 wide, 40 blocks, umT5
-        "head.modulation": (1, 2, 5120), "head.head.weight": (64, 5120), "patch_embedding.weight": (5120, 16, 1, 2, 2),
-        **_blocks("blocks", 40, "ffn.0.weight", (13824, 5120))},
-        {"dim": 256, "num_heads": 2, "ffn_dim": 64, "num_layers": 1, "text_dim": CTX}, 16, 8, 16, "cfg",
-        lambda h, w, s: {}, notes="5-D [B,16,T,h,w] latents, 4 frames per latent frame after the first"),
+    "wan2.1": _video("WAN21_T2V", _wan(5120, 13824, 40), _WAN_SIZES, 16, 8, 4,
+                     notes="Wan 2.1 T2V 14B (Wan 2.2 A14B's experts alike): 5120 wide, 40 blocks, umT5"),
+    "wan2.1-i2v": _video("WAN21_I2V", _wan(5120, 13824, 40, in_dim=36, extra={"img_emb.proj.0.bias": (1280,)}),
+                         _WAN_SIZES, 16, 8, 4, _wan_i2v_cond, _wan_i2v_seen,
+                         notes="WanImageToVideo: the start image's latent + mask concatenated, CLIP-H vision tokens"),
+    "wan2.2-i2v": _video("WAN21_T2V", _wan(5120, 13824, 40, in_dim=36), _WAN_SIZES, 16, 8, 4,
+                         lambda h, w, s: {k: v for k, v in _wan_i2v_cond(h, w, s).items() if k != "clip_vision_output"},
+                         _wan_concat,
+                         notes="Wan 2.2 I2V A14B: Wan 2.1's I2V input (36 channels) without CLIP vision; ComfyUI "
+                               "loads it as WAN21_T2V and concatenates WanImageToVideo's latent + mask"),
+    "wan2.1-fun-control": _video("WAN21_FunControl2V", _wan(5120, 13824, 40, in_dim=48,
+                                                            extra={"img_emb.proj.0.bias": (1280,)}),
+                                 _WAN_SIZES, 16, 8, 4, _fun_control_cond,
+                                 lambda m, e, shape: {"c_concat": _per_16(m, e["concat_latent_image"]),
+                                               "clip_fea": e["clip_vision_output"].penultimate_hidden_states},
+                                 notes="WanFunControlToVideo: control and start-image latents concatenated, no mask"),
+    "wan2.1-vace": _video("WAN21_Vace", _wan(5120, 13824, 40, extra={"vace_patch_embedding.weight":
+                                                                     (5120, 96, 1, 2, 2),
+                                                                     **_blocks("vace_blocks", 8, "after_proj.weight",
+                                                                               (5120, 5120))}),
+                          {**_WAN_SIZES, "vace_layers": 1}, 16, 8, 4, _vace_cond, _vace_seen,
+                          notes="WanVaceToVideo: control latents + their 64-channel mask through the VACE blocks"),
+    "wan2.2-5b": _video("WAN22_T2V", _wan(3072, 14336, 30, in_dim=48, out_dim=48), _WAN_SIZES, 48, 16, 4,
+                        notes="Wan 2.2 TI2V 5B: its own VAE, 48 channels, 16 px per cell"),
+    "ltxv": _video("LTXV", {"adaln_single.emb.timestep_embedder.linear_1.bias": (2048,),  # 2B: 28 layers, 32 x 64
+                            **_blocks("transformer_blocks", 28, "attn2.to_k.weight", (2048, 2048))},
+                   {"num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 32, "cross_attention_dim": 64,
+                    "caption_channels": CTX}, 128, 32, 8,
+                   lambda h, w, s: {"attention_mask": _tokens(), "frame_rate": 24.0},
+                   lambda m, e, shape: {"attention_mask": e["attention_mask"], "frame_rate": 24.0},
+                   notes="the T5 attention mask, LTXVConditioning's frame rate; 128 channels, 32 px and 8 frames per "
+                         "cell", patch=1),
+    "hunyuan-video": _video("HunyuanVideo", _hunyuan_video(extra=_HY_EXTRA), _HY_SIZES, 16, 8, 4,
+                            lambda h, w, s: {"pooled_output": _pooled(s), "guidance": 6.0},
+                            lambda m, e, shape: {"y": e["pooled_output"], "guidance": torch.tensor([6.0])},
+                            notes="pooled CLIP-L and the distilled guidance"),
+    "hunyuan-video-i2v": _video("HunyuanVideoI2V", _hunyuan_video(33, extra=_HY_EXTRA), _HY_SIZES, 16, 8, 4,
+                                _hunyuan_i2v_cond, _hunyuan_i2v_seen,
+                                notes="HunyuanImageToVideo v1 (concat): the start image's latent and mask"),
+    "hunyuan-video-skyreels-i2v": _video("HunyuanVideoSkyreelsI2V", _hunyuan_video(32, extra=_HY_EXTRA), _HY_SIZES,
+                                         16, 8, 4, _skyreels_cond, _skyreels_seen,
+                                         notes="SkyReels V1 I2V: the start image's latent concatenated, no mask"),
+    "hunyuan-video-1.5": _video("HunyuanVideo15", _hunyuan_video(65, 2048, 54, 0, (1, 1, 1), 32, 3584, _HY15_EXTRA),
+                                {k: v for k, v in _HY_SIZES.items() if k != "depth_single_blocks"}, 32, 16, 4,
+                                _hunyuan15_cond, _hunyuan15_seen, {"conditioning_byt5small": "txt_byt5"},
+                                notes="HunyuanVideo15ImageToVideo: concat latent + mask, SigLIP tokens; ByT5 glyphs",
+                                patch=1),
+    "mochi": _video("GenmoMochi", {"t5_yproj.weight": (1536, 4096)},  # all else fixed by detection (10B)
+                    {"depth": 1, "num_heads": 2, "hidden_size_x": 128, "hidden_size_y": 64, "t5_feat_dim": CTX,
+                     "mlp_ratio_x": 96.0},  # ComfyUI asserts the real MLP width, 12288 (3072 x 4)
+                    12, 8, 6, lambda h, w, s: {"attention_mask": _tokens()}, _mochi_seen,
+                    notes="T5 attention mask and its token count; 12 channels, 6 frames per latent frame"),
+    "cosmos-t2v": _video("CosmosT2V", {**_COSMOS7B, "x_embedder.proj.1.weight": (4096, 68)}, _COSMOS_SIZES, 16, 8, 8,
+                         lambda h, w, s: {"attention_mask": _tokens()},
+                         lambda m, e, shape: {"attention_mask": e["attention_mask"]},
+                         notes="Cosmos 1.0 7B Text2World: EDM sampling, the padding mask channel"),
+    "cosmos-i2v": _video("CosmosI2V", {**_COSMOS7B, "x_embedder.proj.1.weight": (4096, 72)}, _COSMOS_SIZES, 16, 8, 8,
+                         lambda h, w, s: {"attention_mask": _tokens()},
+                         lambda m, e, shape: {"attention_mask": e["attention_mask"], **_cosmos_i2v_seen(m, e, shape)},
+                         notes="Cosmos 1.0 7B Video2World: a mask channel concatenated"),
+    "cosmos-predict2-i2v": _video("CosmosI2VPredict2", {"x_embedder.proj.1.weight": (2048, 72),
+                                                        **_blocks("blocks", 28, "mlp.layer1.weight", (8192, 2048))},
+                                  {"model_channels": 256, "num_heads": 2, "num_blocks": 1,
+                                   "crossattn_emb_channels": CTX}, 16, 8, 4, None,
+                                  _cosmos_i2v_seen, notes="Cosmos Predict2 2B Video2World: Wan 2.1 latents"),
+    "cogvideox-t2v": _video("CogVideoX_T2V", {**_COG5B, "patch_embed.proj.weight": (3072, 16, 2, 2)}, _COG_SIZES,
+                            16, 8, 4, notes="CogVideoX 5B: v-prediction DDPM (zero terminal SNR), 3-D RoPE"),
+    "cogvideox-i2v": _video("CogVideoX_I2V", {**_COG5B, "patch_embed.proj.weight": (3072, 32, 2, 2),
+                                              "patch_embed.pos_embedding": (1, 17776, 3072)}, _COG_SIZES, 16, 8, 4,
+                            lambda h, w, s: {"concat_latent_image": _frames(16, h, w, s + 300, t=1)}, _cog_i2v_seen,
+                            notes="CogVideoX 5B I2V: the start image's latent concatenated, learned positions"),
+    "cogvideox-inpaint": _video("CogVideoX_Inpaint", {**_COG5B, "patch_embed.proj.weight": (3072, 48, 2, 2)},
+                                _COG_SIZES, 16, 8, 4,
+                                lambda h, w, s: {"concat_latent_image": _frames(32, h, w, s + 300)},
+                                lambda m, e, shape: {"c_concat": _per_16(m, e["concat_latent_image"])},
+                                notes="CogVideoX Fun InP (VOIDInpaintConditioning): mask and masked-video latents"),
 }
 
 
@@ -605,7 +844,7 @@ def build(name: str, latent_hw=None, seed=0) -> Built:
     model = comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(),
                                              offload_device=mm.unet_offload_device())
     h, w = latent_hw or fam.latent_hw
-    time_axis = (1,) if base.latent_format.latent_dimensions == 3 else ()
+    time_axis = (fam.latent_frames,) if base.latent_format.latent_dimensions == 3 else ()
     positive = [[_ctx(seed + 1, dim=fam.ctx_dim), fam.cond(h, w, seed + 1)]]
     neg_extra = {k: v for k, v in fam.cond(h, w, seed + 2).items() if k != "reference_latents"}
     if fam.reference:  # core's edit graphs give the negative the same references (ReferenceLatent on both)
