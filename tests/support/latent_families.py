@@ -287,8 +287,9 @@ VIDEO_FAMILIES: dict[str, Family] = {
         24, 16, 32, "cfg", lambda h, w, s: {}, latent_hw=(4, 4),
         notes="NestedTensor [video [1,24,T,h,w], audio [1,32,2,T_a]] latents, one sample per model call"),
     "kandinsky5-video": Family("Kandinsky5", {  # Kandinsky 5 Lite video: 1792 wide (28 heads of 64), 32 blocks
-        "visual_transformer_blocks.0.cross_attention.key_norm.weight": (64,), "visual_embeddings.in_layer.bias": (1792,),
-        "visual_embeddings.in_layer.weight": (1792, 132), "time_embeddings.in_layer.bias": (512,),
+        "visual_transformer_blocks.0.cross_attention.key_norm.weight": (64,),
+        "visual_embeddings.in_layer.bias": (1792,), "visual_embeddings.in_layer.weight": (1792, 132),
+        "time_embeddings.in_layer.bias": (512,),
         "visual_transformer_blocks.0.feed_forward.in_layer.weight": (7168, 1792),
         **_blocks("text_transformer_blocks", 2, "feed_forward.in_layer.weight", (7168, 1792)),
         **_blocks("visual_transformer_blocks", 32, "feed_forward.in_layer.weight", (7168, 1792))},
