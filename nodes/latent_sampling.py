@@ -142,7 +142,7 @@ class BlendingSampler(comfy.samplers.Sampler):
                disable_pbar=False):
         if latent_image is None:
             raise InputError("the blended sampler needs the source latent (VAEEncode of the image to edit).")
-        shapes = packed_shapes(model_wrap.inner_model, latent_image)
+        shapes = packed_shapes(getattr(model_wrap, "inner_model", None), latent_image)
         check_references(getattr(model_wrap, "original_conds", {}), shapes[0])
         if self.pixel_mask is not None and nothing_to_edit(self.pixel_mask):
             return latent_image
