@@ -346,3 +346,17 @@ def test_auto_mask_refuses_an_audio_video_latent_with_the_node_that_splits_it(av
     with pytest.raises(InputError, match=r"latent is an audio \+ video latent.*Separate AV Latent's video_latent"):
         checked_latent(built.model, latent)
     assert checked_latent(built.model, latent, streams=True) is latent["samples"]
+
+
+def test_the_readme_families_table_has_a_row_for_each_family_here():
+    """README's "Latent path: model families" table names each family's class, engine and case id here."""
+    from pathlib import Path
+
+    from tests.support.latent_families import VIDEO_FAMILIES
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = text.split("### Latent path: model families", 1)[1].split("\n\n| family |", 1)[1].split("\n\n", 1)[0]
+    for name in CASES:
+        rows = [line for line in table.splitlines() if f"`tests/test_latent_audio_video.py` `[{name}]`" in line]
+        assert len(rows) == 1, f"README: no row for {name}"
+        assert f"(`{VIDEO_FAMILIES[name].config}`)" in rows[0] and "| 0.33.0 (no such class in 0.3.75) |" in rows[0]
