@@ -360,3 +360,12 @@ def test_the_readme_families_table_has_a_row_for_each_family_here():
         rows = [line for line in table.splitlines() if f"`tests/test_latent_audio_video.py` `[{name}]`" in line]
         assert len(rows) == 1, f"README: no row for {name}"
         assert f"(`{VIDEO_FAMILIES[name].config}`)" in rows[0] and "| 0.33.0 (no such class in 0.3.75) |" in rows[0]
+
+
+def test_ltx2_text_connectors_take_the_sizes_its_kwargs_are_given():
+    """LTX-2 reads its text connectors' sizes from ``**kwargs`` (no named parameter would catch a
+    rename): the tiny model's connectors are the sizes asked for, or the engine renamed them."""
+    built = build("ltx2")
+    dm = built.model.model.diffusion_model
+    for connector in (dm.video_embeddings_connector, dm.audio_embeddings_connector):
+        assert len(connector.transformer_1d_blocks) == 1 and connector.inner_dim == CTX == dm.caption_channels
