@@ -369,3 +369,25 @@ def test_ltx2_text_connectors_take_the_sizes_its_kwargs_are_given():
     dm = built.model.model.diffusion_model
     for connector in (dm.video_embeddings_connector, dm.audio_embeddings_connector):
         assert len(connector.transformer_1d_blocks) == 1 and connector.inner_dim == CTX == dm.caption_channels
+
+
+def test_the_node_takes_core_concat_av_latent_and_core_separate_av_latent_splits_its_output():
+    """The Blended Latent Sampler node as the executor runs it (inference mode), between core's own
+    LTX nodes: Concat AV Latent in, Separate AV Latent out; the audio stream comes out the source's."""
+    case, built = CASES["ltx2"], build("ltx2")  # skips where the engine has no LTXAV, else puts it on the path
+    from comfy_extras.nodes_lt import LTXVConcatAVLatent, LTXVSeparateAVLatent
+
+    from blended_diffusion_pack.nodes.latent_nodes import BlendedLatentSampler
+
+    video, audio = source_streams(built, case)
+    with torch.inference_mode():
+        (latent,) = LTXVConcatAVLatent.execute({"samples": video}, {"samples": audio, "type": "audio"}).result
+        positive, negative = conditioning(built, 1, "ltx2"), conditioning(built, 2, "ltx2")
+        (out,) = BlendedLatentSampler.execute(built.model, positive, negative, latent, moving_mask(case), 3, 2, 3.0,
+                                              "euler", "simple", 1.0, 2, 0, 0.0).result
+        edited_video, edited_audio = LTXVSeparateAVLatent.execute(out).result
+    outside = (expected_latent_mask(case, moving_mask(case), 0) == 0).expand(2, *video.shape[1:])
+    assert edited_video["samples"].shape == (2, *video.shape[1:])
+    assert torch.equal(edited_video["samples"][outside], video.expand(2, *video.shape[1:])[outside])
+    assert not torch.equal(edited_video["samples"][~outside], video.expand(2, *video.shape[1:])[~outside])
+    assert torch.equal(edited_audio["samples"], audio.expand(2, *audio.shape[1:]))
