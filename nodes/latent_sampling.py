@@ -248,7 +248,8 @@ def _checked_streams(samples, allowed: bool):
     video = samples.unbind()[0]
     if not allowed:
         raise InputError("latent is an audio + video latent (LTX-2, MiniMax H3): connect its video stream "
-                         "(core Separate AV Latent's video_latent).")
+                         "(core Separate AV Latent's video_latent); LTX-2 denoises a video alone, MiniMax H3 does "
+                         "not: for it, paint the mask.")
     if video.dim() != 5:
         raise InputError(f"latent has several streams but its first is not a video latent [batch, channels, frames, "
                          f"height, width]: got {tuple(video.shape)} (core Concat AV Latent takes the video first).")
