@@ -249,14 +249,14 @@ def test_edit_audio_regenerates_the_audio_and_keeps_the_picture_background(av_fa
     assert not torch.equal(audio, streams[1].expand_as(audio))
 
 
-def test_sampler_object_keeps_the_audio_inside_core_sample_custom(av_family):
-    """The Blended Latent SAMPLER in core SamplerCustom: ComfyUI packs the NestedTensor latent and its
+def test_sampler_object_keeps_background_and_audio_inside_core_sample_custom(family):
+    """The Blended Latent SAMPLER in core SamplerCustom: ComfyUI packs a NestedTensor latent and its
     noise (``prepare_noise``) itself; the SAMPLER finds the streams on the model and masks the pack."""
     import comfy.sample
 
     from blended_diffusion_pack.nodes.latent_sampling import BlendingSampler, schedule, streams_of
 
-    name, case, built = av_family
+    name, case, built = family
     streams = source_streams(built, case)
     latent = as_latent(streams)
     patched, calls = recording(built.model)
@@ -274,16 +274,18 @@ def test_sampler_object_keeps_the_audio_inside_core_sample_custom(av_family):
         for chunk in range(len(cond_or_uncond)):
             rows = unpack(x.chunk(len(cond_or_uncond))[chunk], streams)
             sigma = timestep.chunk(len(cond_or_uncond))[chunk]
-            expected = [ms.noise_scaling(sigma, nz, s) for nz, s in zip(noise.unbind(), src)]
+            expected = [ms.noise_scaling(sigma, nz, s) for nz, s in zip(streams_of(noise), src)]
             outside = (cover == 0).expand_as(rows[0])
             assert torch.equal(rows[0][outside], expected[0][outside])
-            assert torch.equal(rows[1], expected[1])
-    video, audio = streams_of(out)
+            for audio, want in zip(rows[1:], expected[1:]):
+                assert torch.equal(audio, want)
+    video, *audio = streams_of(out)
     outside = (cover == 0).expand_as(video)
     # through process_latent_out the background and the audio are the source up to its rounding
     torch.testing.assert_close(video[outside], streams[0][outside], rtol=1e-6, atol=1e-6)
     assert not torch.allclose(video[~outside], streams[0][~outside])
-    torch.testing.assert_close(audio, streams[1], rtol=1e-6, atol=1e-6)
+    for got, source in zip(audio, streams[1:]):
+        torch.testing.assert_close(got, source, rtol=1e-6, atol=1e-6)
 
 
 def test_wrong_frame_count_and_size_name_the_mask_and_the_fix(family):
@@ -306,6 +308,28 @@ def test_wrong_frame_count_and_size_name_the_mask_and_the_fix(family):
     with pytest.raises(InputError, match=rf"mask is {W * 2}x{H * 2} px but the latent is .* one cell of "
                                          rf"{case.factor}x{case.factor} px"):
         sample(torch.ones(1, H * 2, W * 2))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_crop_at_the_family_multiple_is_whole_cells_and_the_stitch_exact(name):
+    """The Blended Latent Crop at the row's multiple cuts every frame of the clip at one box of whole
+    latent cells (and whole patches); the stitch pastes each decoded frame back exactly."""
+    from blended.latent.crop_stitch import crop_for_model, stitch
+    from tests.support.latent_families import VIDEO_FAMILIES
+
+    case, fam = CASES[name], VIDEO_FAMILIES[name]
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.rand(case.frames, 3, 200, 280, generator=gen)
+    mask = torch.zeros(case.frames, 1, 200, 280)
+    for f in range(case.frames):
+        mask[f, :, 60:110, 40 + 4 * f : 90 + 4 * f] = 1
+    crop_img, crop_mask, crop = crop_for_model(frames, mask, 4 * fam.multiple, fam.multiple, 0.25)
+    assert crop_img.shape[0] == case.frames and crop_mask.shape[0] == case.frames
+    assert all(side % fam.multiple == 0 and side % case.factor == 0 for side in crop.size)
+    edited = torch.rand(case.frames, 3, *crop.size, generator=gen)
+    full, _ = stitch(crop, edited, video=True)
+    outside = (mask == 0).expand_as(frames)
+    assert torch.equal(full[outside], frames[outside]) and not torch.equal(full[~outside], frames[~outside])
 
 
 def test_frame_groups_of_the_chunked_and_the_causal_vaes():
