@@ -191,10 +191,16 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
     masks = latent_step_masks(pixel_mask, source.shape, len(sigmas) - 1, shrink_px, shrink_fraction,
                               latent_factor(model.model))
     seeds = batch_seeds(seed, batch_size)
+    runs = [[s] for s in seeds] if type(model.model).__name__ in ONE_SAMPLE_PER_CALL else [seeds]
     outs = [streams_of(sample_blended(model, positive, negative, source[b : b + 1], masks_of(masks, b), sigmas,
-                                      sampler_name, cfg, seeds, on_call=on_call, edit_audio=edit_audio))
-            for b in range(source.shape[0])]
+                                      sampler_name, cfg, run, on_call=on_call, edit_audio=edit_audio))
+            for b in range(source.shape[0]) for run in runs]
     return as_latent([torch.cat(parts) for parts in zip(*outs)])
+
+
+# models whose diffusion model takes one sample per call (MiniMax H3's raises on a batch): their
+# samples are drawn one run each; each sample's noise is its own seed's, so the result is the same
+ONE_SAMPLE_PER_CALL = {"MiniMaxH3"}
 
 
 def streams_of(latent) -> list[torch.Tensor]:

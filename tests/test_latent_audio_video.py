@@ -415,3 +415,40 @@ def test_the_node_takes_core_concat_av_latent_and_core_separate_av_latent_splits
     assert torch.equal(edited_video["samples"][outside], video.expand(2, *video.shape[1:])[outside])
     assert not torch.equal(edited_video["samples"][~outside], video.expand(2, *video.shape[1:])[~outside])
     assert torch.equal(edited_audio["samples"], audio.expand(2, *audio.shape[1:]))
+
+
+def test_minimax_h3_samples_a_batch_one_run_per_sample_each_its_own_seeds():
+    """MiniMax H3's diffusion model takes one sample per call: a batch_size of 2 is two runs, and
+    sample i is what a run of batch 1 with seed + i gives, bit for bit."""
+    case, built = CASES["minimax-h3"], build("minimax-h3")  # skips where the engine lacks the class
+    from blended_diffusion_pack.nodes.latent_sampling import run_latent_sampler, streams_of
+
+    latent = {"samples": as_latent(source_streams(built, case))}
+    positive, negative = conditioning(built, 1, "minimax-h3"), conditioning(built, 2, "minimax-h3")
+    patched, calls = recording(built.model)
+
+    def sample(model, seed, batch):
+        return streams_of(run_latent_sampler(model, positive, negative, latent, moving_mask(case), seed, 2, 3.0,
+                                             "euler", "simple", 1.0, batch, 0, 0.0))
+
+    video, audio = sample(patched, SEED, 2)
+    assert video.shape[0] == audio.shape[0] == 2 and all(x.shape[0] == 1 for x, *_ in calls)
+    assert len(calls) == 2 * 2 * case.evaluations  # two runs of two steps
+    for i in range(2):
+        alone_video, alone_audio = sample(built.model, SEED + i, 1)
+        assert torch.equal(video[i : i + 1], alone_video) and torch.equal(audio[i : i + 1], alone_audio)
+    assert not torch.equal(video[0], video[1])
+
+
+def test_an_empty_mask_returns_the_streams_without_a_model_call():
+    case, built = CASES["ltx2"], build("ltx2")
+    from blended_diffusion_pack.nodes.latent_sampling import run_latent_sampler, streams_of
+
+    streams = source_streams(built, case)
+    patched, calls = recording(built.model)
+    out = run_latent_sampler(patched, conditioning(built, 1, "ltx2"), conditioning(built, 2, "ltx2"),
+                             {"samples": as_latent(streams)}, torch.zeros(1, *case.px), 0, 2, 3.0, "euler", "simple",
+                             1.0, 3, 0, 0.0)
+    assert not calls
+    for got, source in zip(streams_of(out), streams, strict=True):
+        assert torch.equal(got, source.expand(3, *source.shape[1:]))
