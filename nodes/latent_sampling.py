@@ -47,6 +47,11 @@ _CELL_PX.update({"LTXAV": 32, "MiniMaxH3AV": 16, "HunyuanVideo": 8})
 _FRAMES_PER_CELL = {"Wan21": 4, "Wan22": 4, "HunyuanVideo": 4, "Mochi": 6, "LTXV": 8, "Cosmos1CV8x8x8": 8,
                     "LTXAV": 8}  # MiniMax H3's VAE has no one count: crop_stitch.CHUNKED_VAES
 
+# models whose diffusion model takes one sample per call (MiniMax H3's raises on a batch): the Blended
+# Latent Sampler draws their samples one run each; each sample's noise is its own seed's, so the
+# samples are the same as in one batch
+ONE_SAMPLE_PER_CALL = {"MiniMaxH3"}
+
 
 def latent_factor(base_model) -> int | None:
     """The VAE downscale a ComfyUI model's latents come from, where its latent format tells it."""
@@ -181,7 +186,8 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
     """The Blended Latent Sampler node: every latent of ``latent`` x ``batch_size`` samples
     (image-major) -> LATENT samples (a tensor, or for an audio + video latent a NestedTensor of the
     same streams). The per-step masks of all the latents are made once, before sampling, from the
-    video stream's shape, and each latent is sampled with its own."""
+    video stream's shape, and each latent is sampled with its own (one run per sample for the models
+    in ``ONE_SAMPLE_PER_CALL``)."""
     source = checked_latent(model, latent, streams=True)
     check_references({"positive": positive, "negative": negative}, source.shape)
     pixel_mask = mask_batch(mask)
@@ -196,11 +202,6 @@ def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg
                                       sampler_name, cfg, run, on_call=on_call, edit_audio=edit_audio))
             for b in range(source.shape[0]) for run in runs]
     return as_latent([torch.cat(parts) for parts in zip(*outs)])
-
-
-# models whose diffusion model takes one sample per call (MiniMax H3's raises on a batch): their
-# samples are drawn one run each; each sample's noise is its own seed's, so the result is the same
-ONE_SAMPLE_PER_CALL = {"MiniMaxH3"}
 
 
 def streams_of(latent) -> list[torch.Tensor]:
