@@ -27,7 +27,7 @@ import latent_preview
 import torch
 
 from ..blended.errors import InputError
-from ..blended.latent.blend import LatentBlend, latent_step_masks, noise_for_seeds
+from ..blended.latent.blend import LatentBlend, latent_step_masks, pack_stream_masks, stream_noise_for_seeds
 from ..blended.seeds import batch_seeds
 from .images import mask_batch
 
@@ -43,12 +43,20 @@ _VIDEO_CELL_PX = {"Wan22": 16, "HunyuanVideo": 8, "HunyuanVideo15": 16, "Mochi":
 # itself). Formats not listed take what they state (latent_factor).
 _CELL_PX = {"SD15": 8, "SDXL": 8, "SD3": 8, "Flux": 8, "Wan21": 8, "Flux2": 16, "HunyuanImage21": 32,
             "ChromaRadiance": 1, "HiDreamO1Pixel": 1, **_VIDEO_CELL_PX}
+# ComfyUI 0.33's audio + video formats (the cell of their video stream): LTX-2 32, MiniMax H3 16
+_CELL_PX.update({"LTXAV": 32, "MiniMaxH3AV": 16})
 
 
 # frames a causal video VAE folds into one latent frame, by latent format (Wan 2.1/2.2, Hunyuan Video 1 and
-# 1.5, CogVideoX 4, Mochi 6, LTXV and Cosmos 1.0 8; crop_stitch.TEMPORAL_FACTORS are these counts)
+# 1.5 (also Kandinsky 5's), CogVideoX 4, Mochi 6, LTXV, LTX-2 and Cosmos 1.0 8; crop_stitch.TEMPORAL_FACTORS
+# are these counts). MiniMax H3's VAE has no one count: crop_stitch.CHUNKED_VAES
 _FRAMES_PER_CELL = {"Wan21": 4, "Wan22": 4, "HunyuanVideo": 4, "HunyuanVideo15": 4, "CogVideoX": 4, "CogVideoX1_5": 4,
-                    "Mochi": 6, "LTXV": 8, "Cosmos1CV8x8x8": 8}
+                    "Mochi": 6, "LTXV": 8, "Cosmos1CV8x8x8": 8, "LTXAV": 8}
+
+# models whose diffusion model takes one sample per call (MiniMax H3's raises on a batch): the Blended
+# Latent Sampler draws their samples one run each; each sample's noise is its own seed's, so the
+# samples are the same as in one batch
+ONE_SAMPLE_PER_CALL = {"MiniMaxH3"}
 
 
 def latent_factor(base_model) -> int | None:
@@ -147,10 +155,13 @@ class BlendingSampler(comfy.samplers.Sampler):
     decides the steps itself, ``pixel_mask`` ([B|1,1,H,W] at the encoded image's size) and the
     shrinking settings, turned into per-step masks when the run's sigmas are known.
     ``on_call(x, sigma)`` sees every blended sample before the model does (tests and debugging).
+    A latent with audio next to the video (ComfyUI 0.33's LTX-2 and MiniMax H3) is sampled as one
+    packed tensor: the masks edit its video stream, and the audio stays the source at every call
+    (``edit_audio`` regenerates it instead; ``pack_stream_masks``).
     """
 
     def __init__(self, sampler_name: str, step_masks=None, on_call=None, pixel_mask=None, shrink_px: int = 0,
-                 shrink_fraction: float = 0.0):
+                 shrink_fraction: float = 0.0, edit_audio: bool = False):
         if step_masks is None and pixel_mask is None:
             raise InputError("the blended sampler needs a mask.")
         self.inner = comfy.samplers.sampler_object(sampler_name)
@@ -158,12 +169,15 @@ class BlendingSampler(comfy.samplers.Sampler):
         self.pixel_mask = pixel_mask
         self.shrink = (int(shrink_px), float(shrink_fraction))
         self.on_call = on_call
+        self.edit_audio = bool(edit_audio)
 
     def masks_for(self, sigmas, latent_image, factor: int | None = None, frames_per_latent: int | None = None):
-        """One latent mask per step of ``sigmas``: the given ones, or the pixel mask's for this latent."""
+        """One latent mask per step of ``sigmas``: the given ones, or the pixel mask's for this latent
+        (a tensor, or the shape of its video stream)."""
         if self.step_masks is not None:
             return self.step_masks
-        return latent_step_masks(self.pixel_mask, latent_image.shape, len(sigmas) - 1, *self.shrink, factor=factor,
+        shape = latent_image.shape if isinstance(latent_image, torch.Tensor) else latent_image
+        return latent_step_masks(self.pixel_mask, shape, len(sigmas) - 1, *self.shrink, factor=factor,
                                  frames_per_latent=frames_per_latent)
 
     def max_denoise(self, model_wrap, sigmas):
@@ -173,19 +187,31 @@ class BlendingSampler(comfy.samplers.Sampler):
                disable_pbar=False):
         if latent_image is None:
             raise InputError("the blended sampler needs the source latent (VAEEncode of the image to edit).")
-        check_references(getattr(model_wrap, "original_conds", {}), latent_image.shape,
-                         getattr(model_wrap, "inner_model", None))
+        shapes = packed_shapes(getattr(model_wrap, "inner_model", None), latent_image)
+        check_references(getattr(model_wrap, "original_conds", {}), shapes[0], getattr(model_wrap, "inner_model", None))
         if self.pixel_mask is not None and nothing_to_edit(self.pixel_mask):
             return latent_image
         ms = model_wrap.inner_model.model_sampling
         factor = latent_factor(model_wrap.inner_model)
         per_frame = latent_frame_factor(model_wrap.inner_model)
-        masks = [m.to(noise.device) for m in self.masks_for(sigmas, latent_image, factor, per_frame)]
+        masks = [m.to(noise.device) for m in self.masks_for(sigmas, shapes[0], factor, per_frame)]
+        if len(shapes) > 1:
+            masks = [pack_stream_masks(m, shapes, self.edit_audio) for m in masks]
         blend = LatentBlend(latent_image, noise, masks, sigmas, ms.noise_scaling)
         wrapped = _BlendingDenoiser(model_wrap, blend, self.on_call)
         samples = self.inner.sample(wrapped, sigmas, extra_args, callback, noise, latent_image, None, disable_pbar)
         # samples come back after inverse_noise_scaling: compare with the source in the same space
         return blend.finish(samples)
+
+
+def packed_shapes(base_model, latent_image) -> list:
+    """The shapes of the streams a sampler's latent packs: ComfyUI 0.33 samples a NestedTensor latent
+    (video + audio) as one flat tensor [B,1,N] and records the streams' shapes on the model
+    (``latent_shapes``); any other latent is its own one stream."""
+    shapes = getattr(base_model, "latent_shapes", None)
+    if shapes is not None and len(shapes) > 1 and latent_image.dim() == 3:
+        return [tuple(s) for s in shapes]
+    return [tuple(latent_image.shape)]
 
 
 def blending_sampler(sampler_name: str, mask: torch.Tensor, shrink_px: int, shrink_fraction: float) -> BlendingSampler:
@@ -197,21 +223,45 @@ def blending_sampler(sampler_name: str, mask: torch.Tensor, shrink_px: int, shri
 
 
 def run_latent_sampler(model, positive, negative, latent, mask, seed, steps, cfg, sampler_name, scheduler, denoise,
-                       batch_size, shrink_px, shrink_fraction, on_call=None) -> torch.Tensor:
+                       batch_size, shrink_px, shrink_fraction, on_call=None, edit_audio: bool = False):
     """The Blended Latent Sampler node: every latent of ``latent`` x ``batch_size`` samples
-    (image-major) -> LATENT samples tensor. The per-step masks of all the latents are made once,
-    before sampling, and each latent is sampled with its own."""
-    source = checked_latent(model, latent)
+    (image-major) -> LATENT samples (a tensor, or for an audio + video latent a NestedTensor of the
+    same streams). The per-step masks of all the latents are made once, before sampling, from the
+    video stream's shape, and each latent is sampled with its own (one run per sample for the models
+    in ``ONE_SAMPLE_PER_CALL``)."""
+    source = checked_latent(model, latent, streams=True)
     check_references({"positive": positive, "negative": negative}, source.shape, model.model)
     pixel_mask = mask_batch(mask)
     if nothing_to_edit(pixel_mask):
-        return source.float().repeat_interleave(batch_size, dim=0)
+        return as_latent([s.float().repeat_interleave(batch_size, dim=0) for s in streams_of(source)])
     sigmas = schedule(model, steps, sampler_name, scheduler, denoise)
     masks = latent_step_masks(pixel_mask, source.shape, len(sigmas) - 1, shrink_px, shrink_fraction,
                               latent_factor(model.model), latent_frame_factor(model.model))
     seeds = batch_seeds(seed, batch_size)
-    return torch.cat([sample_blended(model, positive, negative, source[b : b + 1], masks_of(masks, b), sigmas,
-                                     sampler_name, cfg, seeds, on_call=on_call) for b in range(source.shape[0])])
+    runs = [[s] for s in seeds] if type(model.model).__name__ in ONE_SAMPLE_PER_CALL else [seeds]
+    outs = [streams_of(sample_blended(model, positive, negative, source[b : b + 1], masks_of(masks, b), sigmas,
+                                      sampler_name, cfg, run, on_call=on_call, edit_audio=edit_audio))
+            for b in range(source.shape[0]) for run in runs]
+    return as_latent([torch.cat(parts) for parts in zip(*outs)])
+
+
+def streams_of(latent) -> list[torch.Tensor]:
+    """A LATENT's samples as its streams: ComfyUI 0.33's audio + video latents (LTX-2, MiniMax H3)
+    are NestedTensors [video, audio]; any other latent is one stream."""
+    return list(latent.unbind()) if is_nested(latent) else [latent]
+
+
+def as_latent(streams: list[torch.Tensor]):
+    """``streams_of``'s inverse: one stream is the tensor itself, several a ComfyUI NestedTensor."""
+    if len(streams) == 1:
+        return streams[0]
+    import comfy.nested_tensor  # ComfyUI 0.33+: only reached with a latent of several streams
+
+    return comfy.nested_tensor.NestedTensor(streams)
+
+
+def is_nested(samples) -> bool:
+    return bool(getattr(samples, "is_nested", False)) and hasattr(samples, "unbind")
 
 
 def nothing_to_edit(pixel_mask: torch.Tensor) -> bool:
@@ -225,18 +275,39 @@ def nothing_to_edit(pixel_mask: torch.Tensor) -> bool:
     return True
 
 
-def checked_latent(model, latent) -> torch.Tensor:
+def checked_latent(model, latent, streams: bool = False):
     """The LATENT to edit, checked, with the time axis its model's format wants: as core KSampler
-    does, formats with one (Wan 2.1's, Qwen-Image's) take an image latent as one frame."""
-    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
+    does, formats with one (Wan 2.1's, Qwen-Image's) take an image latent as one frame. With
+    ``streams``, an audio + video latent (a NestedTensor whose first stream is the video) is taken
+    as it is; elsewhere it is refused with the node that splits it."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if is_nested(samples):
+        return _checked_streams(samples, streams)
+    if not isinstance(samples, torch.Tensor):
         raise InputError("latent must be a LATENT from VAEEncode of the image to edit.")
-    source = latent["samples"]
-    if source.is_nested or source.dim() not in (4, 5):
+    if samples.dim() not in (4, 5):
         raise InputError(f"latent must be an image latent [batch, channels, height, width] or a video latent "
-                         f"[batch, channels, frames, height, width]; got {tuple(source.shape)}.")
-    if not source.abs().sum() > 0:
+                         f"[batch, channels, frames, height, width]; got {tuple(samples.shape)}.")
+    _check_not_empty(samples)
+    return comfy.sample.fix_empty_latent_channels(model, samples)
+
+
+def _checked_streams(samples, allowed: bool):
+    video = samples.unbind()[0]
+    if not allowed:
+        raise InputError("latent is an audio + video latent (LTX-2, MiniMax H3): connect its video stream "
+                         "(core Separate AV Latent's video_latent); LTX-2 denoises a video alone, MiniMax H3 does "
+                         "not: for it, paint the mask.")
+    if video.dim() != 5:
+        raise InputError(f"latent has several streams but its first is not a video latent [batch, channels, frames, "
+                         f"height, width]: got {tuple(video.shape)} (core Concat AV Latent takes the video first).")
+    _check_not_empty(video)
+    return samples
+
+
+def _check_not_empty(samples: torch.Tensor) -> None:
+    if not samples.abs().sum() > 0:
         raise InputError("latent is empty (all zeros): connect VAEEncode of the image to edit, not EmptyLatentImage.")
-    return comfy.sample.fix_empty_latent_channels(model, source)
 
 
 def masks_of(step_masks, b: int):
@@ -252,18 +323,20 @@ def schedule(model, steps: int, sampler_name: str, scheduler: str, denoise: floa
 
 
 def sample_blended(model, positive, negative, source_latent, step_masks, sigmas, sampler_name, cfg, seeds,
-                   on_call=None):
-    """``len(seeds)`` samples of one source latent [1,C,h,w] (ComfyUI's raw VAE latent), with ComfyUI's
-    preview and progress bar."""
-    source = source_latent.float()
-    noise = noise_for_seeds(source.shape[1:], seeds)
-    batch = source.expand(len(seeds), *source.shape[1:]).contiguous()
-    sampler = BlendingSampler(sampler_name, step_masks, on_call=on_call)
+                   on_call=None, edit_audio: bool = False):
+    """``len(seeds)`` samples of one source latent [1,C,h,w] (ComfyUI's raw VAE latent; or its
+    streams, video first), with ComfyUI's preview and progress bar."""
+    sources = [s.float() for s in streams_of(source_latent)]
+    noise = stream_noise_for_seeds([s.shape[1:] for s in sources], seeds)
+    batch = [s.expand(len(seeds), *s.shape[1:]).contiguous() for s in sources]
+    sampler = BlendingSampler(sampler_name, step_masks, on_call=on_call, edit_audio=edit_audio)
     callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
-    out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, batch, noise_mask=None,
-                                     callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-                                     seed=int(seeds[0]))
-    # process_latent_out(process_latent_in(x)) is not always x in floats: the returned background is
-    # the caller's own latent values
-    final = step_masks[-1].to(out.device)
-    return torch.where(final > 0, out.float(), source.to(out.device))
+    out = comfy.sample.sample_custom(model, as_latent(noise), cfg, sampler, sigmas, positive, negative,
+                                     as_latent(batch), noise_mask=None, callback=callback,
+                                     disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=int(seeds[0]))
+    # process_latent_out(process_latent_in(x)) is not always x in floats: the returned background (and
+    # the audio the mask does not edit) is the caller's own latent values
+    video, *others = streams_of(out)
+    final = step_masks[-1].to(video.device)
+    kept = [o.float() if edit_audio else s.to(o.device).expand_as(o).clone() for o, s in zip(others, sources[1:])]
+    return as_latent([torch.where(final > 0, video.float(), sources[0].to(video.device)), *kept])

@@ -32,7 +32,7 @@ import torch
 
 from blended.errors import InputError
 from blended.latent.blend import step_masks
-from tests.support.latent_families import FAMILIES, VIDEO_FAMILIES, build, engine_config
+from tests.support.latent_families import AUDIO_VIDEO_FAMILIES, FAMILIES, VIDEO_FAMILIES, build, engine_config
 
 STEPS = 3
 
@@ -429,7 +429,8 @@ def test_a_reference_from_another_vae_names_the_conditioning_and_the_fix(name):
 def test_the_readme_families_table_and_the_case_ids_are_the_same_list():
     """Each row of README's "Latent path: model families" table names its id in the first column and
     says ``yes, `[id]` ``: the image families' case ids here, the video families' (``VIDEO_FAMILIES``) in
-    tests/test_latent_video.py; a family added on one side only shows up here."""
+    tests/test_latent_video.py, the audio + video ones' (``AUDIO_VIDEO_FAMILIES``) in
+    tests/test_latent_audio_video.py; a family added on one side only shows up here."""
     from pathlib import Path
 
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
@@ -440,8 +441,9 @@ def test_the_readme_families_table_and_the_case_ids_are_the_same_list():
         named = re.match(r"`([a-z0-9.-]+)` ", row[0])
         if named:
             ids[named.group(1)] = row[-1]
-    cases = set(FAMILIES) | set(VIDEO_FAMILIES)
-    assert not set(FAMILIES) & set(VIDEO_FAMILIES), "an id is both an image and a video family"
+    groups = (set(FAMILIES), set(VIDEO_FAMILIES), set(AUDIO_VIDEO_FAMILIES))
+    cases = set().union(*groups)
+    assert sum(map(len, groups)) == len(cases), "an id is in two of the image, video and audio + video families"
     assert set(ids) == cases, f"README only: {set(ids) - cases}; tests only: {cases - set(ids)}"
     for name, tested in ids.items():
         assert tested.startswith(f"yes, `[{name}]`"), f"README row {name}: {tested}"

@@ -18,6 +18,7 @@ Pure torch: nothing here imports ComfyUI.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -129,8 +130,34 @@ def step_index(sigmas: torch.Tensor, sigma: float) -> int:
 def noise_for_seeds(shape: Sequence[int], seeds: Sequence[int], dtype=torch.float32) -> torch.Tensor:
     """One noise tensor per seed, each drawn on the CPU from its own generator: sample ``i`` is the
     same whatever else is in the batch, on any device."""
-    parts = [torch.randn((1, *shape), generator=torch.Generator("cpu").manual_seed(int(s)), dtype=dtype) for s in seeds]
-    return torch.cat(parts)
+    return stream_noise_for_seeds([shape], seeds, dtype)[0]
+
+
+def stream_noise_for_seeds(shapes: Sequence[Sequence[int]], seeds: Sequence[int], dtype=torch.float32):
+    """``noise_for_seeds`` for a latent of several streams (video, then audio: ComfyUI 0.33's LTX-2 and
+    MiniMax H3 latents): per seed one generator draws every stream in turn, as core ``prepare_noise``
+    does, so the audio's noise is not the video's first numbers again. One stream: ``noise_for_seeds``."""
+    gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+    per_seed = [[torch.randn((1, *shape), generator=g, dtype=dtype) for shape in shapes] for g in gens]
+    return [torch.cat([streams[i] for streams in per_seed]) for i in range(len(shapes))]
+
+
+def pack_stream_masks(mask: torch.Tensor, shapes: Sequence[Sequence[int]], edit_others: bool = False) -> torch.Tensor:
+    """A video latent mask [B|1,1,T,h,w] -> the mask of ComfyUI's packed multi-stream latent [B|1,1,N].
+
+    ComfyUI 0.33 samples a NestedTensor latent (LTX-2: video + audio; MiniMax H3: video + audio) as
+    one flat pack: each stream ``shapes[i]`` flattened per batch row ([B,1,C*T*h*w]) and the streams
+    concatenated (``comfy.utils.pack_latents``). The mask edits the picture: the video part is the
+    mask over every channel; the other streams are 0 (outside: kept as the source at every call) or,
+    with ``edit_others``, 1 (regenerated)."""
+    if tuple(mask.shape[2:]) != tuple(shapes[0][2:]):
+        raise InputError(f"the mask covers a video latent of {tuple(mask.shape[2:])} (frames, height, width) but the "
+                         f"packed latent's video stream is {tuple(shapes[0])}: make the mask for the video stream.")
+    b = mask.shape[0]
+    video = mask.expand(b, int(shapes[0][1]), *mask.shape[2:]).reshape(b, 1, -1)
+    fill = 1.0 if edit_others else 0.0
+    rest = [torch.full((b, 1, math.prod(s[1:])), fill, dtype=mask.dtype, device=mask.device) for s in shapes[1:]]
+    return torch.cat([video, *rest], dim=-1)
 
 
 class LatentBlend:

@@ -183,9 +183,15 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int, factor: int 
     return m, f
 
 
-# how many frames ComfyUI's video VAEs fold into one latent frame: none (frame by frame), Wan 2.1/2.2
-# and Hunyuan Video, Mochi, LTXV and Cosmos
+# how many frames ComfyUI's video VAEs fold into one latent frame: none (frame by frame), Wan 2.1/2.2,
+# Hunyuan Video and Kandinsky 5, Mochi, LTXV / LTX-2 and Cosmos
 TEMPORAL_FACTORS = (1, 4, 6, 8)
+_VAES_BY_FACTOR = {4: "Wan, Hunyuan Video, Kandinsky 5, CogVideoX", 6: "Mochi", 8: "LTXV, LTX-2, Cosmos"}
+
+# Video VAEs that encode a clip in chunks (MiniMax H3's, ComfyUI 0.33): (frames per chunk, frames per
+# latent frame within a chunk, latent frames dropped at the end). H3's encodes every 17 frames causally
+# 4-fold into 5 latent frames and drops the last 3: 17n + 5 frames <-> 5n + 2 latent frames.
+CHUNKED_VAES = ((17, 4, 3),)
 
 
 def temporal_factor(frames: int, latent_frames: int) -> int | None:
@@ -198,37 +204,70 @@ def temporal_factor(frames: int, latent_frames: int) -> int | None:
     return k if k in TEMPORAL_FACTORS else None
 
 
+def frame_groups(frames: int, latent_frames: int, frames_per_latent: int | None = None
+                 ) -> list[tuple[int, int]] | None:
+    """The frames [start, end) each latent frame encodes, if a video VAE ComfyUI runs encodes a clip of
+    ``frames`` frames into ``latent_frames``: a causal one (``temporal_factor``; with
+    ``frames_per_latent``, the model's own k, only that one) or a chunked one (``CHUNKED_VAES``); else
+    None. Within a chunk, latent frame 0 is its first frame alone and latent frame i its frames
+    k(i-1)+1 .. ki, as in a causal VAE."""
+    k = temporal_factor(frames, latent_frames)
+    if frames_per_latent:
+        return frame_groups(frames, latent_frames) if k == frames_per_latent else None
+    if k is not None:
+        return [(0, 1)] + [(k * (t - 1) + 1, k * t + 1) for t in range(1, int(latent_frames))]
+    for vae in CHUNKED_VAES:
+        groups = _chunked_groups(int(latent_frames), *vae)
+        if groups is not None and groups[-1][1] == frames:
+            return groups
+    return None
+
+
+def _chunked_groups(T: int, chunk: int, k: int, dropped: int) -> list[tuple[int, int]] | None:
+    """``frame_groups`` of a chunked VAE for T latent frames, or None where it never makes T."""
+    per_chunk = -(-chunk // k)
+    if T <= 1 or (T + dropped) % per_chunk:
+        return None
+    starts = [(c * chunk, i) for c, i in (divmod(j, per_chunk) for j in range(T))]
+    return [(c, c + 1) if i == 0 else (c + k * (i - 1) + 1, c + k * i + 1) for c, i in starts]
+
+
+def _frame_count_message(n: int, T: int, k: int | None = None) -> str:
+    """Why a per-frame mask does not fit a video latent, and the fix: the model's k where known, else
+    every video VAE's clip length for T latent frames."""
+    if k:
+        return (f"mask has {n} frames but the video latent has {T} latent frames: this model's VAE folds {k} frames "
+                f"into each latent frame after the first, so the clip it encoded had 1 + {k}*{T - 1} = "
+                f"{1 + k * (T - 1)} frames. Give one mask for all frames ([1,H,W]), or one per frame of the clip that "
+                f"was encoded (trim the video and its mask to 1 + {k}n frames before VAEEncode).")
+    counts = [f"{names}: 1 + {k}*{T - 1} = {1 + k * (T - 1)}" for k, names in _VAES_BY_FACTOR.items()]
+    counts += [f"MiniMax H3: {groups[-1][1]}" for groups in (_chunked_groups(T, *vae) for vae in CHUNKED_VAES)
+               if groups is not None]
+    return (f"mask has {n} frames but the video latent has {T} latent frames: a video VAE encodes {T} latent frames "
+            f"from a clip of a set length ({'; '.join(counts)}). Give one mask for all frames ([1,H,W]), "
+            "or one per frame of the clip that was encoded (trim the video and its mask to the model's length before "
+            "VAEEncode: 1 + 4n frames for Wan, 1 + 8n for LTX, 17n + 5 for MiniMax H3).")
+
+
 def frame_union(mask: torch.Tensor, latent_frames: int, frames_per_latent: int | None = None) -> torch.Tensor:
     """Frame masks [F|1,1,H,W] -> one pixel mask per latent frame [1,1,T,H,W].
 
-    Causal video VAEs (Wan 2.1/2.2, Hunyuan Video, CogVideoX, Cosmos, LTXV, Mochi) encode F = 1 + k(T-1)
-    frames into T latent frames: latent frame 0 is frame 0 alone, latent frame t >= 1 holds frames
-    k(t-1)+1 .. kt, and decoding gives back those 1 + k(T-1) frames. A latent frame is edited
-    wherever any of its frames is, so its mask is their union (a covering in time, as cells cover
-    pixels in space). The stitch pastes decoded frame by source frame, so the clip must be exactly
-    the frames the VAE decodes back; that fixes k = (F-1)/(T-1) without knowing the VAE, and a k
-    that no video VAE has means the mask belongs to another clip. ``frames_per_latent``: the model's
-    own k where it is known (``nodes.latent_sampling.latent_frame_factor``), which the frames must match.
+    Causal video VAEs (Wan 2.1/2.2, Hunyuan Video, Kandinsky 5, CogVideoX, Cosmos, LTXV / LTX-2, Mochi)
+    encode
+    F = 1 + k(T-1) frames into T latent frames: latent frame 0 is frame 0 alone, latent frame t >= 1
+    holds frames k(t-1)+1 .. kt, and decoding gives back those 1 + k(T-1) frames; MiniMax H3's does so
+    per chunk of 17 frames (``frame_groups``). A latent frame is edited wherever any of its frames is,
+    so its mask is their union (a covering in time, as cells cover pixels in space). The stitch pastes
+    decoded frame by source frame, so the clip must be exactly the frames the VAE decodes back; that
+    fixes the grouping without knowing the VAE, and a count that no video VAE has means the mask
+    belongs to another clip. ``frames_per_latent``: the model's own k where it is known
+    (``nodes.latent_sampling.latent_frame_factor``), which the frames must match.
     """
     T, n = int(latent_frames), mask.shape[0]
     if n == 1:
         return mask.unsqueeze(2).expand(-1, -1, T, -1, -1)[:1]
-    k = temporal_factor(n, T)
-    if k is None or (frames_per_latent and k != frames_per_latent):
+    groups = frame_groups(n, T, frames_per_latent)
+    if groups is None:
         raise InputError(_frame_count_message(n, T, frames_per_latent))
-    frames = [mask[0:1]] + [mask[k * (t - 1) + 1 : k * t + 1].amax(0, keepdim=True) for t in range(1, T)]
+    frames = [mask[a:b].amax(0, keepdim=True) for a, b in groups]
     return torch.cat(frames).permute(1, 0, 2, 3).unsqueeze(0)
-
-
-def _frame_count_message(n: int, T: int, k: int | None) -> str:
-    """Why a per-frame mask does not fit a video latent, and the fix: the model's k where known,
-    else every video VAE's."""
-    said = f"mask has {n} frames but the video latent has {T} latent frames"
-    fix = ("Give one mask for all frames ([1,H,W]), or one per frame of the clip that was encoded (trim the video "
-           "and its mask to 1 + {k}n frames before VAEEncode).")
-    if k:
-        return (f"{said}: this model's VAE folds {k} frames into each latent frame after the first, so the clip "
-                f"it encoded had 1 + {k}*{T - 1} = {1 + k * (T - 1)} frames. " + fix.format(k=k))
-    return (f"{said}: a video VAE that compresses time k-fold encodes 1 + k*(T-1) frames (Wan, Hunyuan Video, "
-            f"CogVideoX: 1 + 4*{T - 1} = {1 + 4 * (T - 1)}; Mochi: 1 + 6*{T - 1}; LTXV, Cosmos: 1 + 8*{T - 1}). "
-            + fix.format(k="k"))

@@ -61,6 +61,7 @@ class Family:
     reference: bool = False  # an edit model: needs reference latents
     latent_hw: tuple[int, int] = (8, 8)  # the test's latent size in cells (patching must fit)
     passes: dict = field(default_factory=dict)  # conditioning key -> the diffusion model's argument it becomes
+    kwargs_sizes: dict = field(default_factory=dict)  # sizes a model reads from its **kwargs (LTX-2's connectors)
     notes: str = ""
     temporal: int = 1  # video families: frames per latent frame (the VAE's temporal compression)
     latent_frames: int = 1  # video families: the test's latent frames
@@ -698,9 +699,50 @@ VIDEO_FAMILIES: dict[str, Family] = {
                                 notes="CogVideoX Fun InP (VOIDInpaintConditioning): mask and masked-video latents"),
 }
 
+# Audio + video (ComfyUI 0.33: LTX-2, MiniMax H3) and Kandinsky 5 video: their own proof, with the audio
+# stream, in tests/test_latent_audio_video.py (a case of the README table like the others).
+AUDIO_VIDEO_FAMILIES: dict[str, Family] = {
+    "ltx2": Family("LTXAV", {  # LTX-2 19B: video 4096 wide (32 heads of 128), audio 2048, 48 blocks, Gemma 3 (3840)
+        "adaln_single.emb.timestep_embedder.linear_1.bias": (4096,), "audio_adaln_single.linear.weight": (12288, 2048),
+        **_blocks("transformer_blocks", 48, "attn2.to_k.weight", (4096, 4096))},
+        {"num_layers": 1, "num_attention_heads": 2, "cross_attention_dim": 256, "audio_num_attention_heads": 2,
+         "audio_cross_attention_dim": 128, "caption_channels": CTX},
+        128, 32, 32, "cfg", lambda h, w, s: {"unprocessed_ltxav_embeds": True, "frame_rate": 25.0},
+        latent_hw=(2, 2), kwargs_sizes={"connector_num_attention_heads": 1, "connector_attention_head_dim": CTX,
+                                        "connector_num_layers": 1},
+        notes="NestedTensor [video [B,128,T,h,w], audio [B,8,T_a,16]] latents, 8 frames per latent frame; "
+              "the Gemma 3 text goes through the model's own connectors (unprocessed_ltxav_embeds)"),
+    "minimax-h3": Family("MiniMaxH3", {  # MiniMax H3: 5376 wide (56 heads of 128), 50 blocks, Qwen3-VL 32B (5120)
+        "video_patch_proj.weight": (5376, 96), "audio_patch_proj.weight": (5376, 32),
+        "final_layer.video_out.weight": (96, 5376), "final_layer.audio_out.weight": (32, 5376),
+        "condition_proj.weight": (5376, 5120), "time_embedder.proj_in.weight": (5376, 256),
+        "time_embedder.proj_out.weight": (2688, 5376), "rope.inv_freq": (16,),
+        "blocks.0.attn.q_norm.weight": (128,), "blocks.0.attn.qkv_proj.weight": (21504, 5376),
+        "blocks.0.mlp.fc1.weight": (28672, 5376), **_blocks("blocks", 50, "norm1.weight", (5376,)),
+        **_blocks("token_refiner.blocks", 2, "norm1.weight", (5376,))},
+        {"hidden_size": 256, "num_layers": 1, "token_refiner_num_layers": 1, "num_attention_heads": 2,
+         "ffn_hidden_size": 64, "text_dim": CTX, "time_embed_hidden_size": 64, "time_embed_dim": 64},
+        24, 16, 32, "cfg", lambda h, w, s: {}, latent_hw=(4, 4),
+        notes="NestedTensor [video [1,24,T,h,w], audio [1,32,2,T_a]] latents, one sample per model call"),
+    "kandinsky5-video": Family("Kandinsky5", {  # Kandinsky 5 Lite video: 1792 wide (28 heads of 64), 32 blocks
+        "visual_transformer_blocks.0.cross_attention.key_norm.weight": (64,),
+        "visual_embeddings.in_layer.bias": (1792,), "visual_embeddings.in_layer.weight": (1792, 132),
+        "time_embeddings.in_layer.bias": (512,),
+        "visual_transformer_blocks.0.feed_forward.in_layer.weight": (7168, 1792),
+        **_blocks("text_transformer_blocks", 2, "feed_forward.in_layer.weight", (7168, 1792)),
+        **_blocks("visual_transformer_blocks", 32, "feed_forward.in_layer.weight", (7168, 1792))},
+        {"model_dim": 128, "ff_dim": 64, "time_dim": 64, "num_text_blocks": 1, "num_visual_blocks": 1,
+         "in_text_dim": CTX},
+        16, 8, 16, "cfg", lambda h, w, s: {"pooled_output": _pooled(s)},
+        notes="Hunyuan Video's latent format (4 frames per latent frame); Qwen2.5-VL text, CLIP-L pooled"),
+}
+
 
 def _family(name: str) -> Family:
-    return FAMILIES[name] if name in FAMILIES else VIDEO_FAMILIES[name]
+    for families in (FAMILIES, VIDEO_FAMILIES, AUDIO_VIDEO_FAMILIES):
+        if name in families:
+            return families[name]
+    raise KeyError(f"no family {name!r} in tests/support/latent_families.py")
 
 
 # --- from ComfyUI's config to a tiny model -----------------------------------------------------------------
@@ -734,7 +776,7 @@ def engine_config(name: str):
         pytest.skip(f"this ComfyUI ({version[1] if version else 'version unknown'}) has no "
                     f"comfy.supported_models.{fam.config} (family {name!r}); a ComfyUI that has it runs the case")
     config = detected_config(name)
-    _shrink(config.unet_config, fam.sizes)
+    _shrink(config.unet_config, {**fam.sizes, **fam.kwargs_sizes})
     return config
 
 
