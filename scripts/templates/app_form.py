@@ -38,41 +38,47 @@ def declaration_path(name: str):
     return API_WORKFLOWS / f"{name}.app.toml"
 
 
-def _node_id(api: dict, ref: str, path) -> str:
+def _node_id(api: dict, ref: str, where: str) -> str:
     """The API node id a declaration's ``ref`` (a class type or a node id) names."""
     if ref in api:
         return ref
     ids = [k for k, v in api.items() if v["class_type"] == ref]
     if len(ids) != 1:
         found = "no node" if not ids else f"{len(ids)} nodes ({', '.join(sorted(ids, key=int))})"
-        raise SystemExit(f"{path.relative_to(REPO)}: '{ref}' names {found} of the graph; use a class type that "
-                         "occurs once or a node id")
+        raise SystemExit(f"{where}: '{ref}' names {found} of the graph; use a class type that occurs once "
+                         "or a node id")
     return ids[0]
 
 
 def read_declaration(name: str, api: dict) -> dict:
-    """The checked declaration: ``{"inputs": [[id, widget, label], ...], "outputs": [[id, label], ...]}``."""
+    """The checked declaration of template ``name`` (``parse_declaration``)."""
     path = declaration_path(name)
+    where = str(path.relative_to(REPO))
     if not path.is_file():
-        raise SystemExit(f"{path.relative_to(REPO)} is missing: each template declares what its app shows "
+        raise SystemExit(f"{where} is missing: each template declares what its app shows "
                          "([inputs] \"<class type>.<input>\" = \"label\", [outputs] \"<class type>\" = \"label\"; "
                          "see scripts/templates/app_form.py)")
     with path.open("rb") as f:
-        declared = tomllib.load(f)
+        return parse_declaration(tomllib.load(f), api, where)
+
+
+def parse_declaration(declared: dict, api: dict, where: str) -> dict:
+    """``{"inputs": [[id, widget, label], ...], "outputs": [[id, label], ...]}`` from a parsed
+    declaration, each name checked against the API workflow ``api``."""
     if set(declared) != {"inputs", "outputs"} or not declared["inputs"] or not declared["outputs"]:
-        raise SystemExit(f"{path.relative_to(REPO)}: needs exactly an [inputs] and an [outputs] table, neither "
-                         f"empty (it has {sorted(declared)})")
+        raise SystemExit(f"{where}: needs exactly an [inputs] and an [outputs] table, neither empty "
+                         f"(it has {sorted(declared)})")
     inputs = []
     for key, label in declared["inputs"].items():
         ref, _, widget = key.rpartition(".")
-        node = _node_id(api, ref, path)
+        node = _node_id(api, ref, where)
         value = api[node]["inputs"].get(widget)
         if value is None or is_link(value):
-            raise SystemExit(f"{path.relative_to(REPO)}: '{key}' is not a widget of node {node} "
-                             f"({api[node]['class_type']}): its widgets are "
-                             f"{sorted(k for k, v in api[node]['inputs'].items() if not is_link(v))}")
+            widgets = sorted(k for k, v in api[node]["inputs"].items() if not is_link(v))
+            raise SystemExit(f"{where}: '{key}' is not a widget of node {node} ({api[node]['class_type']}): "
+                             f"its widgets are {widgets}")
         inputs.append([node, widget, label])
-    outputs = [[_node_id(api, ref, path), label] for ref, label in declared["outputs"].items()]
+    outputs = [[_node_id(api, ref, where), label] for ref, label in declared["outputs"].items()]
     return {"inputs": inputs, "outputs": outputs}
 
 
