@@ -181,6 +181,7 @@ def enter_app_mode(page) -> None:
     except Exception:  # noqa: BLE001 - a frontend without the tour, or one already skipped
         pass
     page.wait_for_function("() => !document.querySelector('[role=dialog]')", timeout=10_000)
+    page.mouse.move(600, 600)  # off the button: its tooltip would cover the screenshot
     page.wait_for_timeout(500)  # the photo preview loads
 
 

@@ -8,7 +8,9 @@ hand means guessing the frontend's widget order, link table and sizes, so this t
 frontend do it: it starts ComfyUI (the example photos in a temp base dir), opens the bundled frontend
 in headless Chromium (Debian's ``chromium``, driven by playwright) at 1600x1000, loads each API
 graph with ``app.loadApiJson``, lays it out in titled stages with a "Read me first" note from
-``workflows/api/<name>.note.md`` (``scripts/templates/layout.py``), checks that
+``workflows/api/<name>.note.md`` (``scripts/templates/layout.py``), gives it its app for ComfyUI's APP
+mode from ``workflows/api/<name>.app.toml`` (``extra.linearData``, the inputs' labels and the outputs'
+titles; ``scripts/templates/app_form.py``), checks that
 ``app.graphToPrompt()`` gives back the API graph, and writes ``app.graph.serialize()`` to
 ``workflows/<name>.json``, the template browser's card to ``workflows/<name>.jpg``
 (``scripts/templates/cards.py``) and a screenshot to ``docs/images/<slug>.png``.
