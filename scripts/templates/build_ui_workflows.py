@@ -8,7 +8,9 @@ hand means guessing the frontend's widget order, link table and sizes, so this t
 frontend do it: it starts ComfyUI (the example photos in a temp base dir), opens the bundled frontend
 in headless Chromium (Debian's ``chromium``, driven by playwright) at 1600x1000, loads each API
 graph with ``app.loadApiJson``, lays it out in titled stages with a "Read me first" note from
-``workflows/api/<name>.note.md`` (``scripts/templates/layout.py``), checks that
+``workflows/api/<name>.note.md`` (``scripts/templates/layout.py``), gives it its app for ComfyUI's APP
+mode from ``workflows/api/<name>.app.toml`` (``extra.linearData``, the inputs' labels and the outputs'
+titles; ``scripts/templates/app_form.py``), checks that
 ``app.graphToPrompt()`` gives back the API graph, and writes ``app.graph.serialize()`` to
 ``workflows/<name>.json``, the template browser's card to ``workflows/<name>.jpg``
 (``scripts/templates/cards.py``) and a screenshot to ``docs/images/<slug>.png``.
@@ -30,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from scripts.engine.comfy_engine import API_WORKFLOWS, WORKFLOWS, ComfyServer, prepare_base, prepare_engine
+from scripts.templates.app_form import APP_JS, APP_NOTE, linear_data, read_declaration
 from scripts.templates.cards import write_card
 from scripts.templates.layout import FIT_JS, LAYOUT_JS, VISIBLE_JS, plan
 
@@ -161,7 +164,7 @@ def note_text(name: str) -> str:
     if not path.is_file():
         raise SystemExit(f"{path.relative_to(REPO)} is missing: each template needs its two or three lines "
                          "for the 'Read me first' note (what to do first, where the model files go, what comes out)")
-    return path.read_text().strip()
+    return f"{path.read_text().strip()}\n{APP_NOTE}"
 
 
 def visible_area(page) -> list[int]:
@@ -171,10 +174,25 @@ def visible_area(page) -> list[int]:
     return page.evaluate(VISIBLE_JS)
 
 
+def check_app_saved(ui: dict, form: dict, name: str) -> None:
+    """The saved file carries the app: ``extra.linearData`` and each declared widget's label on its input slot."""
+    if ui.get("extra", {}).get("linearData") != linear_data(form):
+        raise SystemExit(f"{name}: the frontend did not save extra.linearData: {ui.get('extra')}")
+    nodes = {str(n["id"]): n for n in ui["nodes"]}
+    for node, widget, label in form["inputs"]:
+        saved = [i.get("label") for i in nodes[node].get("inputs", []) if i.get("widget", {}).get("name") == widget]
+        if saved != [label]:
+            raise SystemExit(f"{name}: the frontend saved {saved} as the label of {node}.{widget}, not {label!r}")
+
+
 def build(page, server: ComfyServer, base: Path, name: str, visible: list[int]) -> None:
     api = json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
     page.evaluate("([api, name]) => app.loadApiJson(api, name)", [api, name])
     page.evaluate(RESTORE_JS, api)
+    form = read_declaration(name, api)
+    missing = page.evaluate(APP_JS, [form, linear_data(form)])
+    if missing:
+        raise SystemExit(f"{name}: the frontend's graph has no widget or node {missing} that the app declares")
     page.wait_for_timeout(500)  # the LoadImage preview sizes its node
     x0, y0, x1, y1 = visible
     # The newest frontends fit the nodes into 75% of a canvas about 1583x981 at this window size.
@@ -189,6 +207,7 @@ def build(page, server: ComfyServer, base: Path, name: str, visible: list[int]) 
     # Through JSON.stringify, as the frontend saves it: undefined fields vanish instead of becoming null.
     ui = json.loads(page.evaluate("() => JSON.stringify(app.graph.serialize())"))
     ui["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-blended-diffusion/{name}"))  # stable diffs
+    check_app_saved(ui, form, name)
     (WORKFLOWS / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
     page.wait_for_timeout(300)
     page.screenshot(path=str(IMAGES / f"{screenshot_slug(name)}.png"))
