@@ -246,7 +246,7 @@ def _frame_count_message(n: int, T: int, k: int | None = None) -> str:
     return (f"mask has {n} frames but the video latent has {T} latent frames: a video VAE encodes {T} latent frames "
             f"from a clip of a set length ({'; '.join(counts)}). Give one mask for all frames ([1,H,W]), "
             "or one per frame of the clip that was encoded (trim the video and its mask to the model's length before "
-            "VAEEncode: 1 + 4n frames for Wan, 1 + 8n for LTX, 17n + 5 for MiniMax H3).")
+            "VAEEncode: 1 + kn frames for a k-fold VAE, 1 + 4n for Wan, 1 + 8n for LTX; 17n + 5 for MiniMax H3).")
 
 
 def frame_union(mask: torch.Tensor, latent_frames: int, frames_per_latent: int | None = None) -> torch.Tensor:
