@@ -154,3 +154,28 @@ def test_unload_models_alone_leaves_a_cached_reward_model_usable_on_the_offload_
     assert reward.device == mm.unet_offload_device()
     _, _, after = run(BlendedRankResults, criteria=chain, **inputs)
     assert after == before
+
+
+def test_a_cancel_while_a_reward_model_scores_still_sends_it_back_to_the_offload_device(models, moves, tiny_clip,
+                                                                                       monkeypatch):
+    """Cancel pressed the moment the reward model reaches the work device: the check before its first
+    chunk raises ComfyUI's interrupt, and the model still goes back."""
+    place_reward_files(models, "pickscore")
+    (reward,) = run(BlendedRewardModelLoader, reward_model="PickScore v1", if_missing="error")
+    (chain,) = run(BlendedRewardCriterion, reward=reward, weight=1.0, view="mask_box")
+    moves.clear()
+    to = RewardModel.to
+
+    def cancel_on_arrival(self, device):
+        out = to(self, device)
+        if torch.device(device) == WORK:
+            mm.interrupt_current_processing(True)
+        return out
+
+    monkeypatch.setattr(RewardModel, "to", cancel_on_arrival)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            run(BlendedRankResults, criteria=chain, **ranking_inputs(tiny_clip))
+    finally:
+        mm.interrupt_current_processing(False)
+    assert [d for k, d in moves if k == "reward"] == [WORK, mm.unet_offload_device()]
