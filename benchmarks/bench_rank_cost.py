@@ -89,6 +89,7 @@ class Phase:
     load_s: float = math.nan
     score_s: float = math.nan  # all candidates
     peak_gb: float = math.nan
+    load_avg: float = math.nan  # the box's 1-minute load average when the phase ended (it is shared)
     notes: list[str] = field(default_factory=list)
 
 
@@ -263,7 +264,7 @@ def clip_phase(folder: Path, tiny: bool, views) -> tuple[Phase, object]:
     clip, phase.load_s = timed_load(lambda: load_clip(path), path)
     guidance = ClipGuidance(clip, PROMPT)
     phase.score_s = clip_criterion_s(guidance, views)
-    phase.peak_gb = peak_gb()
+    phase.peak_gb, phase.load_avg = peak_gb(), os.getloadavg()[0]
     path.unlink()
     return phase, guidance
 
@@ -288,7 +289,7 @@ def reward_phase(kind: str, folder: Path, tiny: bool, views, guidance, wait_s: f
     release()
     reward, phase.load_s = timed_load(lambda: load_reward(kind, *paths), *paths)
     phase.score_s = reward_criterion_s(guidance, views, reward)
-    phase.peak_gb = peak_gb()
+    phase.peak_gb, phase.load_avg = peak_gb(), os.getloadavg()[0]
     del reward
     for path in paths:
         path.unlink()
@@ -372,7 +373,7 @@ def sample_phase(tiny: bool, size: int, steps: int, run_steps: int, min_free_gb:
                         last_step=run_steps, disable_pbar=True, seed=0)
     spent = time.perf_counter() - start
     phase.score_s = spent / run_steps * steps
-    phase.peak_gb = peak_gb()
+    phase.peak_gb, phase.load_avg = peak_gb(), os.getloadavg()[0]
     phase.notes.append(f"{run_steps} of {steps} steps took {spent:.1f} s ({spent / run_steps:.1f} s/step, "
                        f"{len(calls)} UNet calls, batch {calls[0] if calls else 0})")
     del model
@@ -388,15 +389,16 @@ def report(phases: dict[str, Phase], n: int, size: int, steps: int) -> list[str]
     lines = [f"{n} candidates at {size} px, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
              f"device cpu",
              f"SDXL sample ({steps} steps, estimated): {sample.score_s:.1f} s; building the UNet "
-             f"{sample.load_s:.1f} s; peak RSS {sample.peak_gb:.1f} GB; {'; '.join(sample.notes)}",
+             f"{sample.load_s:.1f} s; peak RSS {sample.peak_gb:.1f} GB; load average {sample.load_avg:.1f}; "
+             f"{'; '.join(sample.notes)}",
              f"{'criterion':<10} {'load s':>8} {'per cand. s':>12} {f'{n} cand. s':>10} "
-             f"{'x sample':>9} {f'x {n} samples':>12} {'peak GB':>8}"]
+             f"{'x sample':>9} {f'x {n} samples':>12} {'peak GB':>8} {'load avg':>8}"]
     ratios = {}
     for name in ("clip", *REWARDS):
         p = phases[name]
         ratios[name] = p.score_s / sample.score_s
         lines.append(f"{name:<10} {p.load_s:8.2f} {p.score_s / n:12.3f} {p.score_s:10.2f} "
-                     f"{ratios[name]:9.4f} {ratios[name] / n:12.5f} {p.peak_gb:8.2f}")
+                     f"{ratios[name]:9.4f} {ratios[name] / n:12.5f} {p.peak_gb:8.2f} {p.load_avg:8.1f}")
     peak = max(p.peak_gb for p in phases.values())
     lines.append(f"peak RSS of any phase: {peak:.1f} GB")
     lines.append(f"rank_cost: sample_s={sample.score_s:.2f} "
