@@ -25,8 +25,9 @@ reward criterion is the time inside the ``on_device`` block that ``score_samples
 reward model, judged on the whole picture (``whole_image``, the largest view), text encoding included.
 
 The sample: SDXL's UNet at its real size (ComfyUI's own detection of SDXL's key layout gives the config,
-its model class builds it with random fp32 weights, in a ModelPatcher), a 128x128 latent (1024 px),
-sampled by ``comfy.sample.sample`` as KSampler calls it (euler, normal, cfg 8: cond and uncond each
+its model class builds it; random fp32 weights in a file mapped into memory, so the kernel can page
+them under pressure on this shared box instead of killing the run; in a ModelPatcher), a 128x128 latent
+(1024 px), sampled by ``comfy.sample.sample`` as KSampler calls it (euler, normal, cfg 8: cond and uncond each
 step), stopped after ``--run-steps`` of a ``--steps`` schedule (KSamplerAdvanced's end_at_step). The mean
 measured step times ``--steps`` is the estimate; text encoding and the VAE decode are not in it.
 
@@ -300,35 +301,59 @@ def reward_phase(kind: str, folder: Path, tiny: bool, views, guidance, wait_s: f
 # --- the SDXL sample --------------------------------------------------------------------------------
 
 
-def sdxl_model(tiny: bool, latent: int):
-    """A ModelPatcher of SDXL's UNet (ComfyUI's classes, random fp32 weights) and its conditioning."""
+def sdxl_model(tiny: bool, latent: int, folder: Path):
+    """A ModelPatcher of SDXL's UNet (ComfyUI's classes, random fp32 weights in a file mapped into
+    memory, ``file_backed_weights``) and its conditioning."""
     from tests.support import latent_families as lf
 
     if tiny:
         built = lf.build("sdxl", (latent, latent))
+        file_backed_weights(built.model.model.diffusion_model, folder / "sdxl_unet.f32")
         return built.model, built.positive, built.negative
     import comfy.model_management as mm
     import comfy.model_patcher
 
     config = lf.detected_config("sdxl")  # SDXL's full config, from ComfyUI's detection of its layout
     config.set_inference_dtype(torch.float32, None)
-    base = config.get_model({}, "")
-    init_weights(base.diffusion_model)
+    base = config.get_model({}, "")  # uninitialised: its 10 GB are not touched, so not resident
+    file_backed_weights(base.diffusion_model, folder / "sdxl_unet.f32")
     model = comfy.model_patcher.ModelPatcher(base.eval(), load_device=mm.get_torch_device(),
                                              offload_device=mm.unet_offload_device())
     return model, sdxl_cond(latent, 1), sdxl_cond(latent, 2)
 
 
-def init_weights(module: torch.nn.Module) -> None:
-    """ComfyUI's layers are created uninitialised (garbage can hold NaNs or denormals, which change
-    the CPU's speed): weights ~ N(0, 1/fan_in), norm scales 1, biases 0."""
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() <= 1:
-                p.fill_(0.0 if name.endswith("bias") else 1.0)
-            else:
-                p.normal_(0.0, 1.0 / math.sqrt(math.prod(p.shape[1:])), generator=gen)
+def file_backed_weights(module: torch.nn.Module, path: Path) -> None:
+    """Give every parameter of ``module`` random values (weights ~ N(0, 1/fan_in), norm scales 1,
+    biases 0; ComfyUI's layers are created uninitialised, and garbage can hold NaNs or denormals that
+    change the CPU's speed) kept in one file mapped read-only into memory.
+
+    SDXL's UNet is 10 GB in fp32. As anonymous memory on this shared box it got the first full run
+    killed by the kernel's OOM killer when other processes grew; file-backed pages are dropped and
+    read back under pressure instead. Values and layout are what a loaded checkpoint gives."""
+    import numpy as np
+
+    params = list(module.named_parameters())
+    total = sum(p.numel() for _, p in params)
+    out = np.memmap(path, dtype=np.float32, mode="w+", shape=(total,))
+    gen, at = torch.Generator().manual_seed(0), 0
+    for name, p in params:
+        dst = torch.from_numpy(out[at: at + p.numel()]).view(p.shape)
+        if p.dim() <= 1:
+            dst.fill_(0.0 if name.endswith("bias") else 1.0)
+        else:
+            dst.normal_(0.0, 1.0 / math.sqrt(math.prod(p.shape[1:])), generator=gen)
+        at += p.numel()
+    out.flush()
+    del out
+    mapped = np.memmap(path, dtype=np.float32, mode="r", shape=(total,))
+    at = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that the mapping is read-only: nothing writes to it
+        for name, p in params:
+            owner, _, leaf = name.rpartition(".")
+            view = torch.from_numpy(mapped[at: at + p.numel()]).view(p.shape)
+            module.get_submodule(owner)._parameters[leaf] = torch.nn.Parameter(view, requires_grad=False)
+            at += p.numel()
 
 
 def sdxl_cond(latent: int, seed: int) -> list:
@@ -341,7 +366,8 @@ def sdxl_cond(latent: int, seed: int) -> list:
         "target_width": px, "target_height": px}]]
 
 
-def sample_phase(tiny: bool, size: int, steps: int, run_steps: int, min_free_gb: float, wait_s: float) -> Phase:
+def sample_phase(tiny: bool, size: int, steps: int, run_steps: int, min_free_gb: float, wait_s: float,
+                 folder: Path) -> Phase:
     """``run_steps`` steps of a ``steps``-step KSampler run (euler, normal, cfg 8); Phase.score_s is
     the estimate for all ``steps``."""
     from tests.support.sd15_fixture import comfy_engine_path
@@ -356,13 +382,15 @@ def sample_phase(tiny: bool, size: int, steps: int, run_steps: int, min_free_gb:
     reset_peak()
     latent = size // 8
     start = time.perf_counter()
-    model, positive, negative = sdxl_model(tiny, latent)
+    model, positive, negative = sdxl_model(tiny, latent, folder)
     phase.load_s = time.perf_counter() - start  # building it, not loading a file: printed for information
     calls = []
 
-    def counted(apply, a):  # ComfyUI's public UNet wrapper: how many calls, of which batch
-        calls.append(a["input"].shape[0])
-        return apply(a["input"], a["timestep"], **a["c"])
+    def counted(apply, a):  # ComfyUI's public UNet wrapper: each call's batch and seconds
+        start = time.perf_counter()
+        out = apply(a["input"], a["timestep"], **a["c"])
+        calls.append((a["input"].shape[0], time.perf_counter() - start))
+        return out
 
     model = model.clone()
     model.set_model_unet_function_wrapper(counted)
@@ -375,9 +403,11 @@ def sample_phase(tiny: bool, size: int, steps: int, run_steps: int, min_free_gb:
     phase.score_s = spent / run_steps * steps
     phase.peak_gb, phase.load_avg = peak_gb(), os.getloadavg()[0]
     phase.notes.append(f"{run_steps} of {steps} steps took {spent:.1f} s ({spent / run_steps:.1f} s/step, "
-                       f"{len(calls)} UNet calls, batch {calls[0] if calls else 0})")
+                       f"{len(calls)} UNet calls, batch {calls[0][0] if calls else 0}, "
+                       f"{', '.join(f'{t:.1f}' for _, t in calls)} s each)")
     del model
     release()
+    (folder / "sdxl_unet.f32").unlink()
     return phase
 
 
@@ -409,10 +439,10 @@ def report(phases: dict[str, Phase], n: int, size: int, steps: int) -> list[str]
 def run(n: int, size: int, steps: int, run_steps: int, min_free_gb: float, wait_s: float, tiny: bool,
         folder: Path | None = None) -> list[str]:
     """Every phase, one model in memory at a time; the report's lines (also printed)."""
-    phases = {"sdxl": sample_phase(tiny, size, steps, run_steps, min_free_gb, wait_s)}  # first: most memory
-    print(f"sdxl: {'; '.join(phases['sdxl'].notes)}", flush=True)
-    views = candidates(n, size)
     with tempfile.TemporaryDirectory(prefix="blended_rank_cost_", dir=folder) as tmp:
+        phases = {"sdxl": sample_phase(tiny, size, steps, run_steps, min_free_gb, wait_s, Path(tmp))}  # most memory
+        print(f"sdxl: {'; '.join(phases['sdxl'].notes)}", flush=True)
+        views = candidates(n, size)
         phases["clip"], guidance = clip_phase(Path(tmp), tiny, views)
         print(f"clip: load {phases['clip'].load_s:.2f} s, {n} candidates {phases['clip'].score_s:.2f} s", flush=True)
         for kind in REWARDS:
