@@ -33,7 +33,8 @@ measured step times ``--steps`` is the estimate; text encoding and the VAE decod
 
 One model is in memory at a time, the SDXL sample first; before it (10 GB of fp32 weights) the run waits until
 MemAvailable is at least ``--min-free-gb`` (polled every 30 s, up to ``--wait-s``). Peak RSS is
-reported per phase (VmHWM, reset at each phase start). The last line is
+reported per phase (VmHWM, reset at each phase start), and so are the box's load average and the major
+page faults while timed (pages read back from disk: a phase with many ran under memory pressure). The last line is
 
     rank_cost: sample_s=<x> clip=<ratio> hpsv2=<ratio> pickscore=<ratio> aesthetic=<ratio>
 
@@ -49,6 +50,8 @@ import contextlib
 import gc
 import math
 import os
+import resource
+import signal
 import sys
 import tempfile
 import time
@@ -91,6 +94,7 @@ class Phase:
     score_s: float = math.nan  # all candidates
     peak_gb: float = math.nan
     load_avg: float = math.nan  # the box's 1-minute load average when the phase ended (it is shared)
+    faults: int = 0  # major page faults while timed: pages read back from disk (memory pressure)
     notes: list[str] = field(default_factory=list)
 
 
@@ -103,6 +107,10 @@ def available_gb() -> float:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) / 2**20
     return math.inf
+
+
+def major_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
 
 
 def reset_peak() -> None:
@@ -262,9 +270,11 @@ def clip_phase(folder: Path, tiny: bool, views) -> tuple[Phase, object]:
     reset_peak()
     path = write_openai_archive(folder / "ViT-B-16.pt", "ViT-B-16", tiny)
     release()
+    faults = major_faults()
     clip, phase.load_s = timed_load(lambda: load_clip(path), path)
     guidance = ClipGuidance(clip, PROMPT)
     phase.score_s = clip_criterion_s(guidance, views)
+    phase.faults = major_faults() - faults
     phase.peak_gb, phase.load_avg = peak_gb(), os.getloadavg()[0]
     path.unlink()
     return phase, guidance
@@ -288,8 +298,10 @@ def reward_phase(kind: str, folder: Path, tiny: bool, views, guidance, wait_s: f
     reset_peak()
     paths = reward_files(kind, folder, tiny)
     release()
+    faults = major_faults()
     reward, phase.load_s = timed_load(lambda: load_reward(kind, *paths), *paths)
     phase.score_s = reward_criterion_s(guidance, views, reward)
+    phase.faults = major_faults() - faults
     phase.peak_gb, phase.load_avg = peak_gb(), os.getloadavg()[0]
     del reward
     for path in paths:
@@ -396,10 +408,11 @@ def sample_phase(tiny: bool, size: int, steps: int, run_steps: int, min_free_gb:
     model.set_model_unet_function_wrapper(counted)
     empty = torch.zeros(1, 4, latent, latent)  # SDXL's 4-channel latent of an empty picture
     noise = comfy.sample.prepare_noise(empty, 0)
-    start = time.perf_counter()
+    start, faults = time.perf_counter(), major_faults()
     comfy.sample.sample(model, noise, steps, 8.0, "euler", "normal", positive, negative, empty,
                         last_step=run_steps, disable_pbar=True, seed=0)
     spent = time.perf_counter() - start
+    phase.faults = major_faults() - faults
     phase.score_s = spent / run_steps * steps
     phase.peak_gb, phase.load_avg = peak_gb(), os.getloadavg()[0]
     phase.notes.append(f"{run_steps} of {steps} steps took {spent:.1f} s ({spent / run_steps:.1f} s/step, "
@@ -420,15 +433,16 @@ def report(phases: dict[str, Phase], n: int, size: int, steps: int) -> list[str]
              f"device cpu",
              f"SDXL sample ({steps} steps, estimated): {sample.score_s:.1f} s; building the UNet "
              f"{sample.load_s:.1f} s; peak RSS {sample.peak_gb:.1f} GB; load average {sample.load_avg:.1f}; "
+             f"{sample.faults} major page faults; "
              f"{'; '.join(sample.notes)}",
              f"{'criterion':<10} {'load s':>8} {'per cand. s':>12} {f'{n} cand. s':>10} "
-             f"{'x sample':>9} {f'x {n} samples':>12} {'peak GB':>8} {'load avg':>8}"]
+             f"{'x sample':>9} {f'x {n} samples':>12} {'peak GB':>8} {'load avg':>8} {'maj.flt':>8}"]
     ratios = {}
     for name in ("clip", *REWARDS):
         p = phases[name]
         ratios[name] = p.score_s / sample.score_s
         lines.append(f"{name:<10} {p.load_s:8.2f} {p.score_s / n:12.3f} {p.score_s:10.2f} "
-                     f"{ratios[name]:9.4f} {ratios[name] / n:12.5f} {p.peak_gb:8.2f} {p.load_avg:8.1f}")
+                     f"{ratios[name]:9.4f} {ratios[name] / n:12.5f} {p.peak_gb:8.2f} {p.load_avg:8.1f} {p.faults:8d}")
     peak = max(p.peak_gb for p in phases.values())
     lines.append(f"peak RSS of any phase: {peak:.1f} GB")
     lines.append(f"rank_cost: sample_s={sample.score_s:.2f} "
@@ -463,6 +477,7 @@ def main(argv=None) -> int:
     parser.add_argument("--wait-s", type=float, default=900.0, help="longest wait for that memory")
     parser.add_argument("--tiny", action="store_true", help="tiny models: the mechanics only, for the test")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still removes the temporary folder
     tiny_defaults, real_defaults = (2, 64, 3, 1), (8, 1024, 30, 2)
     n, size, steps, run_steps = (v if v is not None else d for v, d in zip(
         (args.candidates, args.size, args.steps, args.run_steps), tiny_defaults if args.tiny else real_defaults))
