@@ -39,7 +39,9 @@ page faults while timed (pages read back from disk: a phase with many ran under 
 
     rank_cost: sample_s=<x> clip=<ratio> hpsv2=<ratio> pickscore=<ratio> aesthetic=<ratio>
 
-each ratio the time to score the N candidates with that criterion over the time of one sample.
+each ratio the time to score the N candidates with that criterion over the time of one sample, in CPU
+time of this one-thread process (the wall clock of a phase on a shared box depends on what else ran
+then; both are in the table).
 
 ``--tiny`` runs the same code on tiny models (tests/test_rank_cost.py): a check of the mechanics only.
 """
@@ -92,7 +94,8 @@ NEED_GB = {"clip": 2, "aesthetic": 5, "pickscore": 10, "hpsv2": 10}  # peak of a
 class Phase:
     name: str
     load_s: float = math.nan
-    score_s: float = math.nan  # all candidates
+    score_s: float = math.nan  # all candidates, wall clock
+    score_cpu_s: float = math.nan  # the same, CPU time of this process (what a dedicated core would take)
     peak_gb: float = math.nan
     load_avg: float = math.nan  # the box's 1-minute load average when the phase ended (it is shared)
     faults: int = 0  # major page faults while timed: pages read back from disk (memory pressure)
@@ -228,9 +231,9 @@ def clip_criterion_s(guidance, views) -> float:
     from blended.ranking import score_samples
 
     box, box_mask, _ = views
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     score_samples(box, box_mask, guidance)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def reward_criterion_s(guidance, views, reward) -> float:
@@ -242,9 +245,9 @@ def reward_criterion_s(guidance, views, reward) -> float:
 
     @contextlib.contextmanager
     def timed(_reward):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         yield
-        spent.append(time.perf_counter() - start)
+        spent.append((time.perf_counter() - start, time.process_time() - cpu))
 
     table = score_samples(box, box_mask, guidance, rewards=(RewardCriterion(reward, 1.0, "whole_image"),),
                           whole_images=whole, chunk=len(whole), on_device=timed)
@@ -274,7 +277,7 @@ def clip_phase(folder: Path, tiny: bool, views) -> tuple[Phase, object]:
     faults = major_faults()
     clip, phase.load_s = timed_load(lambda: load_clip(path), path)
     guidance = ClipGuidance(clip, PROMPT)
-    phase.score_s = clip_criterion_s(guidance, views)
+    phase.score_s, phase.score_cpu_s = clip_criterion_s(guidance, views)
     phase.faults = major_faults() - faults
     phase.peak_gb, phase.load_avg = peak_gb(), os.getloadavg()[0]
     path.unlink()
@@ -301,7 +304,7 @@ def reward_phase(kind: str, folder: Path, tiny: bool, views, guidance, wait_s: f
     release()
     faults = major_faults()
     reward, phase.load_s = timed_load(lambda: load_reward(kind, *paths), *paths)
-    phase.score_s = reward_criterion_s(guidance, views, reward)
+    phase.score_s, phase.score_cpu_s = reward_criterion_s(guidance, views, reward)
     phase.faults = major_faults() - faults
     phase.peak_gb, phase.load_avg = peak_gb(), os.getloadavg()[0]
     del reward
@@ -415,14 +418,15 @@ def sample_phase(tiny: bool, size: int, steps: int, run_steps: int, min_free_gb:
     model.set_model_unet_function_wrapper(counted)
     empty = torch.zeros(1, 4, latent, latent)  # SDXL's 4-channel latent of an empty picture
     noise = comfy.sample.prepare_noise(empty, 0)
-    start, faults = time.perf_counter(), major_faults()
+    start, cpu, faults = time.perf_counter(), time.process_time(), major_faults()
     comfy.sample.sample(model, noise, steps, 8.0, "euler", "normal", positive, negative, empty,
                         last_step=run_steps, disable_pbar=True, seed=0)
-    spent = time.perf_counter() - start
+    spent, spent_cpu = time.perf_counter() - start, time.process_time() - cpu
     phase.faults = major_faults() - faults
-    phase.score_s = spent / run_steps * steps
+    phase.score_s, phase.score_cpu_s = spent / run_steps * steps, spent_cpu / run_steps * steps
     phase.peak_gb, phase.load_avg = peak_gb(), os.getloadavg()[0]
-    phase.notes.append(f"{run_steps} of {steps} steps took {spent:.1f} s ({spent / run_steps:.1f} s/step, "
+    phase.notes.append(f"{run_steps} of {steps} steps took {spent:.1f} s, CPU {spent_cpu:.1f} s "
+                       f"({spent / run_steps:.1f} s/step, "
                        f"{len(calls)} UNet calls, batch {calls[0][0] if calls else 0}, "
                        f"{', '.join(f'{t:.1f}' for _, t in calls)} s each)")
     del model
@@ -434,24 +438,27 @@ def sample_phase(tiny: bool, size: int, steps: int, run_steps: int, min_free_gb:
 
 
 def report(phases: dict[str, Phase], n: int, size: int, steps: int) -> list[str]:
+    """The table, wall clock and CPU time side by side; the ratios of the last line are CPU time's:
+    on a shared box the wall clock of each phase depends on what else ran then, the CPU time of a
+    one-thread process hardly does."""
     sample = phases["sdxl"]
     lines = [f"{n} candidates at {size} px, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
              f"device cpu",
-             f"SDXL sample ({steps} steps, estimated): {sample.score_s:.1f} s; building the UNet "
-             f"{sample.load_s:.1f} s; peak RSS {sample.peak_gb:.1f} GB; load average {sample.load_avg:.1f}; "
-             f"{sample.faults} major page faults; "
-             f"{'; '.join(sample.notes)}",
-             f"{'criterion':<10} {'load s':>8} {'per cand. s':>12} {f'{n} cand. s':>10} "
-             f"{'x sample':>9} {f'x {n} samples':>12} {'peak GB':>8} {'load avg':>8} {'maj.flt':>8}"]
+             f"SDXL sample ({steps} steps, estimated): {sample.score_s:.1f} s wall, {sample.score_cpu_s:.1f} s CPU; "
+             f"building the UNet {sample.load_s:.1f} s; peak RSS {sample.peak_gb:.1f} GB; load average "
+             f"{sample.load_avg:.1f}; {sample.faults} major page faults; {'; '.join(sample.notes)}",
+             f"{'criterion':<10} {'load s':>7} {f'{n} cand. s':>10} {'CPU s':>7} {'per cand.':>9} "
+             f"{'x sample':>9} {'wall x':>7} {f'x {n} samp.':>10} {'peak GB':>7} {'load avg':>8} {'maj.flt':>7}"]
     ratios = {}
     for name in ("clip", *REWARDS):
         p = phases[name]
-        ratios[name] = p.score_s / sample.score_s
-        lines.append(f"{name:<10} {p.load_s:8.2f} {p.score_s / n:12.3f} {p.score_s:10.2f} "
-                     f"{ratios[name]:9.4f} {ratios[name] / n:12.5f} {p.peak_gb:8.2f} {p.load_avg:8.1f} {p.faults:8d}")
+        ratios[name] = p.score_cpu_s / sample.score_cpu_s
+        lines.append(f"{name:<10} {p.load_s:7.2f} {p.score_s:10.2f} {p.score_cpu_s:7.2f} {p.score_cpu_s / n:9.3f} "
+                     f"{ratios[name]:9.4f} {p.score_s / sample.score_s:7.4f} {ratios[name] / n:10.5f} "
+                     f"{p.peak_gb:7.2f} {p.load_avg:8.1f} {p.faults:7d}")
     peak = max(p.peak_gb for p in phases.values())
     lines.append(f"peak RSS of any phase: {peak:.1f} GB")
-    lines.append(f"rank_cost: sample_s={sample.score_s:.2f} "
+    lines.append(f"rank_cost: sample_s={sample.score_cpu_s:.2f} "
                  + " ".join(f"{k}={v:.4f}" for k, v in ratios.items()))
     return lines
 
