@@ -26,7 +26,7 @@ reward model, judged on the whole picture (``whole_image``, the largest view), t
 
 The sample: SDXL's UNet at its real size (ComfyUI's own detection of SDXL's key layout gives the config,
 its model class builds it with random fp32 weights, in a ModelPatcher; the transformer blocks of a level
-share their weight tensors, which keeps the work and cuts 10 GB to 2.4 GB: ``tie_transformer_blocks``),
+share their weight tensors, which keeps the work and cuts 10 GB to 1.6 GB: ``tie_transformer_blocks``),
 a 128x128 latent (1024 px), sampled by ``comfy.sample.sample`` as KSampler calls it (euler, normal,
 cfg 8: cond and uncond each step), stopped after ``--run-steps`` of a ``--steps`` schedule
 (KSamplerAdvanced's end_at_step). The mean measured step times ``--steps`` is the estimate; text
@@ -343,11 +343,12 @@ def sdxl_model(tiny: bool, latent: int):
 def tie_transformer_blocks(module: torch.nn.Module) -> int:
     """Make every transformer block use the weight tensors of the first block of its shape.
 
-    SDXL's UNet is 10 GB in fp32, 8 of them in its 60 transformer blocks of width 1280; as resident
-    memory on this shared box it got two full runs killed or paged out when other processes grew.
-    Tied, the 60 blocks hold one block's tensors: each block still runs its own forward with weights
-    of 140 MB (far beyond any CPU cache, so read from memory each time as untied ones are), so the
-    work and the time are a full UNet's, in about 2.4 GB. Returns how many blocks were tied."""
+    SDXL's UNet is 10 GB in fp32, 8.4 GB of them in its 70 transformer blocks (60 of width 1280, 10 of
+    640); as resident memory on this shared box it got the first full run killed by the OOM killer and
+    the second paged out when other processes grew. Tied, the blocks of one width hold one block's
+    tensors: each block still runs its own forward, with weights (140 MB at width 1280) far beyond any
+    CPU cache, so read from memory each time as untied ones are; the work and the time are a full
+    UNet's, in 1.6 GB. Returns how many blocks were tied."""
     from comfy.ldm.modules.attention import BasicTransformerBlock
 
     first, tied = {}, 0
