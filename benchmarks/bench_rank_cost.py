@@ -1,7 +1,7 @@
 """What ranking costs: best-of-N with each criterion against one SDXL sample, at the real model sizes.
 
     python -m benchmarks.bench_rank_cost [--candidates 8] [--size 1024] [--steps 30] [--run-steps 2]
-                                         [--min-free-gb 13] [--wait-s 900] [--tiny]
+                                         [--min-free-gb 6] [--wait-s 900] [--tiny]
 
 Every model is built at its real size with random weights (the cost of a forward does not depend on
 the values) and written in its real file format to a temporary folder outside the repository, then
