@@ -227,6 +227,48 @@ def test_reward_models_rank_with_the_rest_and_a_missing_one_only_adds_a_note(com
     assert sum(" HPSv2.1 (box) " in line and "(rank " in line for line in lines) == BATCH
 
 
+def cached_nodes(entry: dict) -> set[str]:
+    """The nodes ComfyUI took from its output cache in this run (its execution_cached message)."""
+    return {n for kind, data in entry["status"]["messages"] if kind == "execution_cached" for n in data["nodes"]}
+
+
+def test_every_reward_model_loads_offline_from_real_files_and_goes_with_comfyuis_free(comfy):
+    """The three reward models from files in the real layouts under the downloader's names (offline,
+    so nothing else could be had): a second run takes them from ComfyUI's output cache, which is their
+    only owner (tests/test_reward_release.py); after POST /free (unload_models + free_memory, as the
+    UI's button) that cache is gone and the next run loads each again."""
+    from blended.downloads import REWARD_WEIGHTS
+    from tests.support.tiny_rewards import save_tiny_aesthetic, save_tiny_hps, save_tiny_pick
+
+    def path(kind, i=0):
+        entry = REWARD_WEIGHTS[kind][i]
+        return comfy.base / "models" / entry.subfolder / entry.filename
+
+    save_tiny_hps(path("hpsv2"))
+    save_tiny_pick(path("pickscore"))
+    save_tiny_aesthetic(path("aesthetic"), path("aesthetic", 1))
+    graph = fast(api_workflow("Blended - Object editing"), comfy)
+    rank = next(k for k, n in graph.items() if n["class_type"] == "BlendedRankResults")
+    loaders = {"40": "HPSv2.1", "41": "PickScore v1", "42": "LAION aesthetic v2"}
+    chain = None
+    for i, (node, name) in enumerate(loaders.items()):
+        graph[node] = {"class_type": "BlendedRewardModelLoader",
+                       "inputs": {"reward_model": name, "if_missing": "error"}}
+        graph[f"5{i}"] = {"class_type": "BlendedRewardCriterion",
+                          "inputs": {"reward": [node, 0], "weight": 1.0, "view": "mask_box",
+                                     **({"criteria": chain} if chain else {})}}
+        chain = [f"5{i}", 0]
+    graph[rank]["inputs"]["criteria"] = chain
+    first = run_ok(comfy, graph)
+    header = "\n".join(output_texts(first)).splitlines()[0]
+    assert "1 x HPSv2.1 (box) + 1 x PickScore (box) + 1 x aesthetic (box)" in header, header
+    assert set(loaders) <= cached_nodes(run_ok(comfy, graph))
+    status, body = comfy.server.post("/free", {"unload_models": True, "free_memory": True})
+    assert status == 200, body
+    time.sleep(2)  # the prompt worker frees on its next wake-up, which the request triggers
+    assert not set(loaders) & cached_nodes(run_ok(comfy, graph)), "the reward models outlived ComfyUI's free"
+
+
 def test_local_baseline_with_background_loss_and_evaluation(comfy):
     graph = fast(api_workflow("Blended - Object editing"), comfy)
     graph["20"] = {"class_type": "BlendedLPIPSLoader", "inputs": {"lpips_name": comfy.names["lpips"]}}
