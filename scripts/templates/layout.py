@@ -21,7 +21,8 @@ from scripts.engine.comfy_engine import prompt_input
 STAGES: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("1  Photo and mask", "#3f5159", frozenset({
         "Note", "LoadImage", "LoadImageMask", "LoadVideo", "GetVideoComponents", "InvertMask",
-        "ImagePadForOutpaint", "BlendedLatentCrop", "ImageScale", "ImageScaleToTotalPixels", "ImageScaleBy"})),
+        "ImagePadForOutpaint", "BlendedLatentCrop", "ImageScale", "ImageScaleToTotalPixels", "ImageScaleBy",
+        "SAM3_Detect", "SAM3_VideoTrack", "SAM3_TrackToMask"})),
     ("2  Models", "#4b4b3f", frozenset({
         "BlendedDiffusionModelLoader", "BlendedCLIPLoader", "BlendedLPIPSLoader", "CheckpointLoaderSimple",
         "UNETLoader", "DualCLIPLoader", "TripleCLIPLoader", "QuadrupleCLIPLoader", "CLIPLoader", "VAELoader",
@@ -75,10 +76,13 @@ def stage_of(class_type: str) -> int:
 # positive's ConditioningZeroOut, as Flux and Z-Image have).
 PROMPT_TITLES = {"positive": "Prompt", "negative": "Negative prompt"}
 TEXT_ENCODERS = frozenset({"CLIPTextEncode", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus"})
+# The encoder a SAM3 node reads holds what to find, not the edit (ComfyUI 0.33+ templates).
+FIND_TITLE, FINDERS = "What to find", frozenset({"SAM3_Detect", "SAM3_VideoTrack"})
 
 
 def prompt_titles(api: dict) -> dict[str, str]:
-    """Node id -> "Prompt" / "Negative prompt" for the text encoders upstream of a sampler's inputs."""
+    """Node id -> "Prompt" / "Negative prompt" for the text encoders upstream of a sampler's inputs, and
+    "What to find" for the one a SAM3 node reads."""
     titles = {}
     for role, title in PROMPT_TITLES.items():
         try:
@@ -88,6 +92,10 @@ def prompt_titles(api: dict) -> dict[str, str]:
         key = next(k for k, n in api.items() if n is node)
         if node["class_type"] in TEXT_ENCODERS and key not in titles:
             titles[key] = title
+    for node in api.values():
+        link = node["inputs"].get("conditioning") if node["class_type"] in FINDERS else None
+        if isinstance(link, list) and api[link[0]]["class_type"] in TEXT_ENCODERS:
+            titles[link[0]] = FIND_TITLE
     return titles
 
 
