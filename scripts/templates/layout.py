@@ -165,7 +165,7 @@ LAYOUT_JS = """([plan, note, [VW, VH]]) => {
   noteNode.title = "Read me first";
   graph.add(noteNode);
   const stageOf = new Map(Object.entries(plan.stage).map(([id, s]) => [+id, s]));
-  stageOf.set(noteNode.id, 0);
+  stageOf.set(+noteNode.id, 0);
   for (const [id, title] of Object.entries(plan.titles)) graph.getNodeById(+id).title = title;
   for (const n of graph.nodes) if (n.size[0] > plan.max_width) n.size[0] = Math.max(n.computeSize()[0], plan.max_width);
   for (const id of plan.collapsed) { const n = graph.getNodeById(+id); if (!n.flags.collapsed) n.collapse(true); }
@@ -190,7 +190,7 @@ LAYOUT_JS = """([plan, note, [VW, VH]]) => {
     return depth.get(n.id);
   };
   const stages = plan.stages.map(() => []);
-  for (const n of graph.nodes) stages[stageOf.get(n.id)].push(n);
+  for (const n of graph.nodes) stages[stageOf.get(+n.id)].push(n);  // ids are strings in 1.48+ (loadApiJson)
   stages.forEach((s) => s.sort((a, b) => (a === noteNode ? -1 : b === noteNode ? 1 : 0)
     || (!!a.flags.collapsed - !!b.flags.collapsed) || d(a) - d(b) || a.id - b.id));
   const used = stages.map((s, i) => [s, i]).filter(([s]) => s.length);
