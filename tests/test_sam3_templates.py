@@ -251,7 +251,9 @@ def short_clip(dest, frames: int = 5) -> None:
 def test_video_edit_by_description_runs_and_keeps_every_frame_exact_outside_its_tracked_mask(sam3_server):
     """On a 5-frame cut of the example (SAM3 costs seconds per frame here), Wan at 64 px and 2 steps;
     the UMT5-XXL encoder (5.7 B, fixed config) replaced by conditioning of its shape, as in
-    tests/test_family_templates.py. Two clips, so frame i of each must land on source frame i."""
+    tests/test_family_templates.py. Two clips, so frame i of each must land on source frame i. The
+    random tracker keeps its object for as long as it does (here: the first frame), so frames whose
+    mask is empty are checked to be the source, the others to be edited inside."""
     from tests.test_family_templates import write_tiny_wan, write_tiny_wan_vae
 
     server, base = sam3_server
@@ -286,11 +288,15 @@ def test_video_edit_by_description_runs_and_keeps_every_frame_exact_outside_its_
     share = float(np.mean(tracked))
     assert 0 < share < 1, f"SAM3 tracked {share:.3f} of the frames: the test would prove nothing"
     assert len(out) == len(paste) == 2 * len(source)
+    edited = 0
     for i, (frame, weights) in enumerate(zip(out, paste)):
         src, inside = source[i % len(source)], weights[..., 0] > 0
         assert inside[tracked[i % len(source)]].all(), f"frame {i}: the paste mask misses what SAM3 tracked"
         assert np.array_equal(frame[~inside], src[~inside]), f"output frame {i}: background changed"
-        assert (frame[inside] != src[inside]).any()
+        if inside.any():  # a random tracker may lose its object: a frame without a mask stays the source
+            assert (frame[inside] != src[inside]).any(), f"output frame {i}: nothing edited inside its mask"
+            edited += 1
+    assert edited >= 2, "no frame of either clip was edited"
     assert list((base / "output" / "blended").glob("latent_video_edit_by_description*"))
 
 
