@@ -74,7 +74,8 @@ def note(name: str) -> str:
 
 def test_edit_by_description_finds_its_mask_with_sam3_and_edits_with_sdxl():
     """The photo's own alpha is not used: SAM3_Detect on the phrase gives the crop its mask; the edit
-    is the SDXL template's (1024 px crop, 30 steps dpmpp_2m karras, CFG 6), 4 samples ranked, best 2 saved."""
+    is the SDXL template's (1024 px crop, 30 steps dpmpp_2m karras, CFG 6; a zeroed negative), 4 samples
+    ranked, best 2 saved."""
     g = api_workflow(IMAGE)
     photo, detect, crop = node_of(g, "LoadImage"), node_of(g, "SAM3_Detect"), node_of(g, "BlendedLatentCrop")
     sam3, sdxl = (k for k in nodes_of(g, "CheckpointLoaderSimple"))
@@ -90,6 +91,8 @@ def test_edit_by_description_finds_its_mask_with_sam3_and_edits_with_sdxl():
     assert not any(v == [photo, 1] for n in g.values() for v in n["inputs"].values())  # the painted mask: unused
     s = g[node_of(g, "BlendedLatentSampler")]["inputs"]
     assert g[s["positive"][0]]["inputs"]["clip"] == [sdxl, 1] and s["model"] == [sdxl, 0]
+    # SDXL's reference pipeline makes its empty negative zeros (force_zeros_for_empty_prompt)
+    assert g[s["negative"][0]] == {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": s["positive"]}}
     assert (g[crop]["inputs"]["resolution"], g[crop]["inputs"]["multiple"]) == (1024, 8)
     assert (s["steps"], s["cfg"], s["sampler_name"], s["scheduler"]) == (30, 6.0, "dpmpp_2m", "karras")
     assert s["batch_size"] == 4
