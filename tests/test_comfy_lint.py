@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from scripts.engine.comfy_engine import REPO, WORKFLOWS
+from tests.support.later_core_nodes import LATER_CORE_NODES
 
 DATA = Path(__file__).resolve().parent / "data"
 # Graphs name the user's model files (an SD checkpoint, the OpenAI ADM); the test server has tiny
@@ -77,13 +78,30 @@ def test_every_shipped_api_workflow_is_lint_clean(schema_file):
     paths = api_workflows()
     code, report = lint(paths, schema_file)
     graphs = {f["path"]: json.loads((REPO / f["path"]).read_text()) for f in report["files"]}
+    engine = set(json.loads(schema_file.read_text()))
     problems = [f"{f['path']}:{d['node_id']}:{d['field']} {d['rule']} {d['message']}"
                 for f in report["files"] for d in f["diagnostics"]
                 if not (d["rule"] == "invalid-enum" and
-                        str(graphs[f["path"]][d["node_id"]]["inputs"][d["field"]]).endswith(MODEL_FILES))]
+                        str(graphs[f["path"]][d["node_id"]]["inputs"][d["field"]]).endswith(MODEL_FILES))
+                and not is_a_later_core_node(d, engine)]
     assert (problems, report["unreadable"]) == ([], []), "\n".join(problems)
     assert code in (0, 1)
     assert report["summary"]["files"] == len(paths)
+
+
+def is_a_later_core_node(diagnostic: dict, engine: set[str]) -> bool:
+    """A core node of a later ComfyUI (SAM3, 0.33) that this engine lacks: the templates that use it say
+    so in their note (tests/support/later_core_nodes.py); any other unknown node is still a problem."""
+    return (diagnostic["rule"] == "unknown-node" and diagnostic.get("class_type") in LATER_CORE_NODES
+            and diagnostic["class_type"] not in engine)
+
+
+def test_only_a_later_core_node_the_engine_lacks_is_excused():
+    unknown = {"rule": "unknown-node", "class_type": "SAM3_Detect"}
+    assert is_a_later_core_node(unknown, {"LoadImage"})
+    assert not is_a_later_core_node(unknown, {"LoadImage", "SAM3_Detect"})  # 0.33 lints its inputs instead
+    assert not is_a_later_core_node({"rule": "unknown-node", "class_type": "SAM4_Detect"}, {"LoadImage"})
+    assert not is_a_later_core_node({"rule": "dangling-link", "class_type": "SAM3_Detect"}, {"LoadImage"})
 
 
 def test_a_planted_broken_link_fails_the_lint(schema_file, tmp_path):

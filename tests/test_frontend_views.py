@@ -26,6 +26,7 @@ import pytest
 
 from scripts.engine.comfy_engine import API_WORKFLOWS, WORKFLOWS
 from scripts.templates.build_ui_workflows import VIEWPORT, browser_page, comfy_server
+from tests.support.later_core_nodes import skip_without_later_core_nodes
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "frontend"
@@ -130,6 +131,9 @@ def open_from_template_browser(page, name: str) -> None:
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_template_opens_readable(frontend, name):
     version, page, _ = frontend
+    api = json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
+    # an engine without a 0.33 template's nodes draws them as missing: read on 0.33 (its note says why)
+    skip_without_later_core_nodes(api, page.evaluate("() => Object.keys(LiteGraph.registered_node_types)"), name)
     open_from_template_browser(page, name)
     page.screenshot(path=str(ARTIFACTS / version / f"{name}.png"))
     files = template_model_files(name)

@@ -21,7 +21,8 @@ from scripts.engine.comfy_engine import prompt_input
 STAGES: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("1  Photo and mask", "#3f5159", frozenset({
         "Note", "LoadImage", "LoadImageMask", "LoadVideo", "GetVideoComponents", "InvertMask",
-        "ImagePadForOutpaint", "BlendedLatentCrop", "ImageScale", "ImageScaleToTotalPixels", "ImageScaleBy"})),
+        "ImagePadForOutpaint", "BlendedLatentCrop", "ImageScale", "ImageScaleToTotalPixels", "ImageScaleBy",
+        "SAM3_Detect", "SAM3_VideoTrack", "SAM3_TrackToMask"})),
     ("2  Models", "#4b4b3f", frozenset({
         "BlendedDiffusionModelLoader", "BlendedCLIPLoader", "BlendedLPIPSLoader", "CheckpointLoaderSimple",
         "UNETLoader", "DualCLIPLoader", "TripleCLIPLoader", "QuadrupleCLIPLoader", "CLIPLoader", "VAELoader",
@@ -75,10 +76,13 @@ def stage_of(class_type: str) -> int:
 # positive's ConditioningZeroOut, as Flux and Z-Image have).
 PROMPT_TITLES = {"positive": "Prompt", "negative": "Negative prompt"}
 TEXT_ENCODERS = frozenset({"CLIPTextEncode", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus"})
+# The encoder a SAM3 node reads holds what to find, not the edit (ComfyUI 0.33+ templates).
+FIND_TITLE, FINDERS = "What to find", frozenset({"SAM3_Detect", "SAM3_VideoTrack"})
 
 
 def prompt_titles(api: dict) -> dict[str, str]:
-    """Node id -> "Prompt" / "Negative prompt" for the text encoders upstream of a sampler's inputs."""
+    """Node id -> "Prompt" / "Negative prompt" for the text encoders upstream of a sampler's inputs, and
+    "What to find" for the one a SAM3 node reads."""
     titles = {}
     for role, title in PROMPT_TITLES.items():
         try:
@@ -88,6 +92,10 @@ def prompt_titles(api: dict) -> dict[str, str]:
         key = next(k for k, n in api.items() if n is node)
         if node["class_type"] in TEXT_ENCODERS and key not in titles:
             titles[key] = title
+    for node in api.values():
+        link = node["inputs"].get("conditioning") if node["class_type"] in FINDERS else None
+        if isinstance(link, list) and api[link[0]]["class_type"] in TEXT_ENCODERS:
+            titles[link[0]] = FIND_TITLE
     return titles
 
 
@@ -157,7 +165,7 @@ LAYOUT_JS = """([plan, note, [VW, VH]]) => {
   noteNode.title = "Read me first";
   graph.add(noteNode);
   const stageOf = new Map(Object.entries(plan.stage).map(([id, s]) => [+id, s]));
-  stageOf.set(noteNode.id, 0);
+  stageOf.set(+noteNode.id, 0);
   for (const [id, title] of Object.entries(plan.titles)) graph.getNodeById(+id).title = title;
   for (const n of graph.nodes) if (n.size[0] > plan.max_width) n.size[0] = Math.max(n.computeSize()[0], plan.max_width);
   for (const id of plan.collapsed) { const n = graph.getNodeById(+id); if (!n.flags.collapsed) n.collapse(true); }
@@ -182,7 +190,7 @@ LAYOUT_JS = """([plan, note, [VW, VH]]) => {
     return depth.get(n.id);
   };
   const stages = plan.stages.map(() => []);
-  for (const n of graph.nodes) stages[stageOf.get(n.id)].push(n);
+  for (const n of graph.nodes) stages[stageOf.get(+n.id)].push(n);  // ids are strings in 1.48+ (loadApiJson)
   stages.forEach((s) => s.sort((a, b) => (a === noteNode ? -1 : b === noteNode ? 1 : 0)
     || (!!a.flags.collapsed - !!b.flags.collapsed) || d(a) - d(b) || a.id - b.id));
   const used = stages.map((s, i) => [s, i]).filter(([s]) => s.length);
