@@ -4,11 +4,17 @@ nodes that are not installed in CI (tests/data: Acly's tooling nodes for the Kri
 
 Workflows are found by walking workflows/, so a new API graph anywhere below it is linted without
 touching this file; UI-format files (ComfyUI's templates, with "nodes" and "links") are skipped
-because comfy-lint reads the API format only."""
+because comfy-lint reads the API format only.
+
+A template whose note says "Needs ComfyUI X or newer" (Krea 2's: CLIPLoader type ``krea2``, which
+0.3.75 does not offer) is linted as everything else on an engine of that release or newer; on an
+older one, and only there, a combo value that engine does not list is the documented requirement,
+not an error. Every other rule still applies to it there (links, node types, fields, types)."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,13 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from scripts.engine.comfy_engine import REPO, WORKFLOWS
+from scripts.engine.comfy_engine import REPO, WORKFLOWS, engine_source, engine_version
 from tests.support.later_core_nodes import LATER_CORE_NODES
 
 DATA = Path(__file__).resolve().parent / "data"
 # Graphs name the user's model files (an SD checkpoint, the OpenAI ADM); the test server has tiny
 # models under other names, so a combo value that names a model file is not a lint error here.
 MODEL_FILES = (".safetensors", ".pt", ".ckpt", ".pth", ".bin", ".sft")
+NEEDS = re.compile(r"Needs ComfyUI (\d+(?:\.\d+)+) or newer")
 
 
 def is_api_format(graph) -> bool:
@@ -32,6 +39,22 @@ def is_api_format(graph) -> bool:
 
 def api_workflows() -> list[Path]:
     return sorted(p for p in WORKFLOWS.rglob("*.json") if is_api_format(json.loads(p.read_text())))
+
+
+def needed_comfyui(path: Path) -> tuple[int, ...] | None:
+    """The ComfyUI release a template's note (``<name>.note.md`` beside ``<name>.api.json``) says on
+    its first line that the template needs, or None."""
+    note = path.with_name(path.name.removesuffix(".api.json") + ".note.md")
+    if not path.name.endswith(".api.json") or not note.is_file():
+        return None
+    found = NEEDS.search(note.read_text(encoding="utf-8").splitlines()[0])
+    return tuple(int(part) for part in found[1].split(".")) if found else None
+
+
+def newer_than_engine(path: Path) -> bool:
+    """Whether ``path`` is a template for a newer ComfyUI than the one the tests run."""
+    needed = needed_comfyui(path)
+    return needed is not None and engine_version(engine_source()) < needed
 
 
 def recorded_schemas() -> dict:
@@ -82,7 +105,8 @@ def test_every_shipped_api_workflow_is_lint_clean(schema_file):
     problems = [f"{f['path']}:{d['node_id']}:{d['field']} {d['rule']} {d['message']}"
                 for f in report["files"] for d in f["diagnostics"]
                 if not (d["rule"] == "invalid-enum" and
-                        str(graphs[f["path"]][d["node_id"]]["inputs"][d["field"]]).endswith(MODEL_FILES))
+                        (str(graphs[f["path"]][d["node_id"]]["inputs"][d["field"]]).endswith(MODEL_FILES)
+                         or newer_than_engine(REPO / f["path"])))
                 and not is_a_later_core_node(d, engine)]
     assert (problems, report["unreadable"]) == ([], []), "\n".join(problems)
     assert code in (0, 1)
@@ -115,3 +139,11 @@ def test_a_planted_broken_link_fails_the_lint(schema_file, tmp_path):
         code, report = lint([broken], schema_file)
         rules = [(d["node_id"], d["field"], d["rule"]) for d in report["files"][0]["diagnostics"]]
         assert code == 1 and (node_id, name, "dangling-link") in rules, (source, rules)
+
+
+def test_only_a_template_whose_note_names_a_newer_comfyui_is_allowed_its_combo_values():
+    api = WORKFLOWS / "api"
+    assert needed_comfyui(api / "Blended - Krea 2 edit.api.json") == (0, 33)
+    assert needed_comfyui(api / "Blended - Object editing.api.json") is None
+    assert needed_comfyui(WORKFLOWS / "krita" / "blended_selection_edit.json") is None
+    assert newer_than_engine(api / "Blended - Krea 2 edit.api.json") == (engine_version(engine_source()) < (0, 33))
