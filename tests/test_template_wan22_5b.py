@@ -170,6 +170,13 @@ def test_the_wan5b_note_names_every_file_and_its_folder():
             assert f"{node['inputs'][key]} in models/{folder}" in note
 
 
+def test_the_main_job_does_not_offer_the_video_template():
+    """``--template`` edits one photo: a template that loads a video is not among its choices."""
+    from scripts.cli.edit_graphs import image_templates
+
+    assert WAN5B not in image_templates() and "Blended - Anima edit" in image_templates()
+
+
 def engine_decoded_frames(base, entry) -> list[np.ndarray]:
     """The source frames as this engine's LoadVideo decoded them (the stitch must keep those; 0.33
     converts colour differently from 0.3.75), checked against PyAV's count, size and mean colour."""
