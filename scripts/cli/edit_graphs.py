@@ -75,7 +75,7 @@ def template_folders() -> tuple[str, ...]:
 
 
 def image_templates() -> list[str]:
-    """The shipped latent templates that edit one photo (the video one takes a video file)."""
+    """The shipped latent templates that edit one photo (the video ones take a video file)."""
     names = []
     for path in sorted(API_WORKFLOWS.glob("*.api.json")):
         graph = load_graph(path)
