@@ -244,29 +244,34 @@ def test_every_reward_model_loads_offline_from_real_files_and_goes_with_comfyuis
         entry = REWARD_WEIGHTS[kind][i]
         return comfy.base / "models" / entry.subfolder / entry.filename
 
-    save_tiny_hps(path("hpsv2"))
-    save_tiny_pick(path("pickscore"))
-    save_tiny_aesthetic(path("aesthetic"), path("aesthetic", 1))
-    graph = fast(api_workflow("Blended - Object editing"), comfy)
-    rank = next(k for k, n in graph.items() if n["class_type"] == "BlendedRankResults")
-    loaders = {"40": "HPSv2.1", "41": "PickScore v1", "42": "LAION aesthetic v2"}
-    chain = None
-    for i, (node, name) in enumerate(loaders.items()):
-        graph[node] = {"class_type": "BlendedRewardModelLoader",
-                       "inputs": {"reward_model": name, "if_missing": "error"}}
-        graph[f"5{i}"] = {"class_type": "BlendedRewardCriterion",
-                          "inputs": {"reward": [node, 0], "weight": 1.0, "view": "mask_box",
-                                     **({"criteria": chain} if chain else {})}}
-        chain = [f"5{i}", 0]
-    graph[rank]["inputs"]["criteria"] = chain
-    first = run_ok(comfy, graph)
-    header = "\n".join(output_texts(first)).splitlines()[0]
-    assert "1 x HPSv2.1 (box) + 1 x PickScore (box) + 1 x aesthetic (box)" in header, header
-    assert set(loaders) <= cached_nodes(run_ok(comfy, graph))
-    status, body = comfy.server.post("/free", {"unload_models": True, "free_memory": True})
-    assert status == 200, body
-    time.sleep(2)  # the prompt worker frees on its next wake-up, which the request triggers
-    assert not set(loaders) & cached_nodes(run_ok(comfy, graph)), "the reward models outlived ComfyUI's free"
+    files = [path("hpsv2"), path("pickscore"), path("aesthetic"), path("aesthetic", 1)]
+    save_tiny_hps(files[0])
+    save_tiny_pick(files[1])
+    save_tiny_aesthetic(files[2], files[3])
+    try:  # the server's models folder is the session's: the other tests rank without these files
+        graph = fast(api_workflow("Blended - Object editing"), comfy)
+        rank = next(k for k, n in graph.items() if n["class_type"] == "BlendedRankResults")
+        loaders = {"40": "HPSv2.1", "41": "PickScore v1", "42": "LAION aesthetic v2"}
+        chain = None
+        for i, (node, name) in enumerate(loaders.items()):
+            graph[node] = {"class_type": "BlendedRewardModelLoader",
+                           "inputs": {"reward_model": name, "if_missing": "error"}}
+            graph[f"5{i}"] = {"class_type": "BlendedRewardCriterion",
+                              "inputs": {"reward": [node, 0], "weight": 1.0, "view": "mask_box",
+                                         **({"criteria": chain} if chain else {})}}
+            chain = [f"5{i}", 0]
+        graph[rank]["inputs"]["criteria"] = chain
+        first = run_ok(comfy, graph)
+        header = "\n".join(output_texts(first)).splitlines()[0]
+        assert "1 x HPSv2.1 (box) + 1 x PickScore (box) + 1 x aesthetic (box)" in header, header
+        assert set(loaders) <= cached_nodes(run_ok(comfy, graph))
+        status, body = comfy.server.post("/free", {"unload_models": True, "free_memory": True})
+        assert status == 200, body
+        time.sleep(2)  # the prompt worker frees on its next wake-up, which the request triggers
+        assert not set(loaders) & cached_nodes(run_ok(comfy, graph)), "the reward models outlived ComfyUI's free"
+    finally:
+        for file in files:
+            file.unlink(missing_ok=True)
 
 
 def test_local_baseline_with_background_loss_and_evaluation(comfy):
