@@ -40,6 +40,7 @@ from scripts.templates.build_ui_workflows import (
     without_engine_defaults,
 )
 from tests.support.comfy_harness import write_inputs
+from tests.support.later_core_nodes import skip_without_later_core_nodes
 from tests.test_frontend_views import (
     BUNDLED,
     CLOSE_JS,
@@ -193,6 +194,7 @@ def leave_app_mode(page) -> None:
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_app_mode_shows_exactly_the_declared_inputs_and_outputs(app_frontend, name):
     version, page, server = app_frontend
+    skip_without_later_core_nodes(api_workflow(name), server.object_info(), name)
     form = read_declaration(name, api_workflow(name))
     open_from_template_browser(page, name)
     enter_app_mode(page)
@@ -288,7 +290,8 @@ def test_app_mode_runs_as_a_person_uses_it(app_frontend, tmp_path):
 def test_app_mode_template_opens_as_its_graph_without_app_mode(graph_only_frontend, name):
     """The engine's own older frontend (1.32.9) opens the file as its graph: every node, and no
     notice but the missing model files the template names (the models are not on this machine)."""
-    _, page, _ = graph_only_frontend
+    _, page, server = graph_only_frontend
+    skip_without_later_core_nodes(api_workflow(name), server.object_info(), name)
     open_from_template_browser(page, name)
     files = template_model_files(name)
     issues = page.evaluate(ISSUES_JS)
