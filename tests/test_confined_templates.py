@@ -11,7 +11,6 @@ the reference latent is conditioning, not weights) and T5-XXL is replaced by con
 from __future__ import annotations
 
 import copy
-import os
 import re
 
 import numpy as np
@@ -20,14 +19,13 @@ from PIL import Image
 
 from scripts.engine.comfy_engine import (
     REPO,
-    ComfyServer,
     PromptRejected,
     describe_rejection,
     execution_error,
     output_images,
     prepare_base,
 )
-from tests.support.comfy_harness import api_workflow
+from tests.support.comfy_harness import api_workflow, offline_server
 
 KONTEXT = "Blended - Flux Kontext, confined"
 EXAMPLES = REPO / "workflows" / "examples"
@@ -78,13 +76,8 @@ def kontext_server(comfy, tmp_path_factory):
     write_small_flux(base / "models" / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"])
     write_flux_vae(base / "models" / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"])
     (base / "custom_nodes" / "blended_test_umt5_conditioning.py").write_text(TEST_NODE)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    server = ComfyServer(comfy.server.engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
-    server.start()
-    try:
+    with offline_server(comfy, base, root) as server:
         yield server, base
-    finally:
-        server.stop()
 
 
 def test_flux_kontext_confined_template_keeps_the_photo_exact_outside_the_found_region(kontext_server):
@@ -152,13 +145,8 @@ def placeholder_server(comfy, tmp_path_factory):
             if key in node["inputs"]:
                 (base / "models" / folder).mkdir(parents=True, exist_ok=True)
                 (base / "models" / folder / node["inputs"][key]).touch()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    server = ComfyServer(comfy.server.engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
-    server.start()
-    try:
+    with offline_server(comfy, base, root) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_the_shipped_kontext_graph_passes_the_servers_validation(placeholder_server):

@@ -28,7 +28,6 @@ empty placeholders: /prompt must accept every graph, and the run must stop only 
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
@@ -37,14 +36,13 @@ from PIL import Image
 
 from scripts.engine.comfy_engine import (
     REPO,
-    ComfyServer,
     PromptRejected,
     describe_rejection,
     execution_error,
     output_images,
     prepare_base,
 )
-from tests.support.comfy_harness import api_workflow
+from tests.support.comfy_harness import api_workflow, offline_server
 from tests.support.latent_families import detected_config
 from tests.support.sd15_fixture import comfy_engine_path, write_random_checkpoint
 from tests.support.sdxl_fixture import write_random_sdxl
@@ -235,13 +233,8 @@ def family_server(comfy, tmp_path_factory):
     write_small_flux(base / "models" / "diffusion_models" / flux["2"]["inputs"]["unet_name"])
     write_flux_vae(base / "models" / "vae" / flux["7"]["inputs"]["vae_name"])
     (base / "custom_nodes" / "blended_test_umt5_conditioning.py").write_text(TEST_NODE)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    server = ComfyServer(comfy.server.engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
-    server.start()
-    try:
+    with offline_server(comfy, base, root) as server:
         yield server, base
-    finally:
-        server.stop()
 
 
 def source_frames():
@@ -604,13 +597,8 @@ def placeholder_server(comfy, tmp_path_factory):
                     f = base / "models" / folder / node["inputs"][key]
                     f.parent.mkdir(parents=True, exist_ok=True)
                     f.touch()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    server = ComfyServer(comfy.server.engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
-    server.start()
-    try:
+    with offline_server(comfy, base, root) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -626,10 +614,11 @@ def test_the_shipped_graph_passes_the_servers_validation(placeholder_server, nam
     assert error is not None and error["node_type"] in LOADER_FILES, error
 
 
-@pytest.mark.parametrize("name", (SDXL, Z_IMAGE, QWEN_EDIT, FLUX2))
+@pytest.mark.parametrize("name", (SDXL, Z_IMAGE, QWEN_EDIT, FLUX2, "Blended - Anima edit", "Blended - Krea 2 edit"))
 def test_the_main_job_puts_the_prompt_in_the_positive_encoder_only(tmp_path, name):
     """``--template`` walks from the sampler's positive to its encoder ("text" or, for Qwen-Image-Edit,
-    "prompt"); the negative encoder and every other node stay as shipped."""
+    "prompt"); the negative encoder (or the zeroed positive, Krea 2's) and every other node stay as
+    shipped. No engine is needed: the 0.33-only templates are checked on every engine."""
     from scripts.cli.edit_graphs import LOADER_FOLDERS, load_template, template_graph
     from scripts.cli.run_edit import create_argparser
 

@@ -17,7 +17,6 @@ tests and the notes' "needs 0.33" line are checked on both engines.
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
@@ -26,7 +25,6 @@ from PIL import Image
 
 from scripts.engine.comfy_engine import (
     REPO,
-    ComfyServer,
     PromptRejected,
     describe_rejection,
     engine_source,
@@ -35,7 +33,7 @@ from scripts.engine.comfy_engine import (
     output_images,
     prepare_base,
 )
-from tests.support.comfy_harness import api_workflow
+from tests.support.comfy_harness import api_workflow, offline_server
 from tests.support.later_core_nodes import (
     LATER_CORE_NODES,
     NOTE_FIRST_LINE,
@@ -165,13 +163,8 @@ def sam3_server(comfy, tmp_path_factory):
     write_tiny_sam31(base / "models" / "checkpoints" / SAM31_FILE)
     (base / "custom_nodes" / "blended_test_sam3_depth.py").write_text(DEPTH_HOOK)
     (base / "custom_nodes" / "blended_test_umt5_conditioning.py").write_text(TEST_NODE)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    server = ComfyServer(comfy.server.engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
-    server.start()
-    try:
+    with offline_server(comfy, base, root) as server:
         yield server, base
-    finally:
-        server.stop()
 
 
 def run_and_free(server, graph) -> dict:
@@ -320,13 +313,8 @@ def placeholder_server(comfy, tmp_path_factory):
                 if isinstance(value, str) and value.endswith(".safetensors"):
                     (base / "models" / folder).mkdir(parents=True, exist_ok=True)
                     (base / "models" / folder / value).touch()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    server = ComfyServer(comfy.server.engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
-    server.start()
-    try:
+    with offline_server(comfy, base, root) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("name", (IMAGE, VIDEO))

@@ -24,7 +24,6 @@ loader.
 from __future__ import annotations
 
 import copy
-import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -33,14 +32,13 @@ from PIL import Image
 
 from scripts.engine.comfy_engine import (
     API_WORKFLOWS,
-    ComfyServer,
     PromptRejected,
     describe_rejection,
     execution_error,
     output_images,
     prepare_base,
 )
-from tests.support.comfy_harness import api_workflow
+from tests.support.comfy_harness import api_workflow, offline_server
 from tests.support.sd15_fixture import comfy_engine_path, write_random_checkpoint
 from tests.test_family_templates import (
     EXAMPLES,
@@ -117,13 +115,8 @@ def server_on(comfy, root, real_models: bool):
     for path in files.values():
         path.touch()  # the rest empty; UMT5-XXL always: core builds it from a fixed config whatever the file holds
     (base / "custom_nodes" / "blended_test_umt5_conditioning.py").write_text(TEST_NODE)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
-    server = ComfyServer(comfy.server.engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
-    server.start()
-    try:
+    with offline_server(comfy, base, root) as server:
         yield server, base
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

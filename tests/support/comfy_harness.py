@@ -146,6 +146,14 @@ def write_lpips(folder: Path) -> str:
 # --- graphs -----------------------------------------------------------------------------------------
 
 
+def offline_server(comfy: "Comfy", base: Path, root: Path) -> ComfyServer:
+    """A second ComfyUI on the session's engine over its own ``base`` (the model files and test nodes
+    one template's run needs), offline and on the CPU, logging to ``root``. Use it as a context manager:
+    it starts on entry and stops on exit, also when the test fails."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDED_OFFLINE="1")
+    return ComfyServer(comfy.server.engine, base, env=env, log_path=root / "comfyui.log", cpu=True)
+
+
 def api_workflow(name: str) -> dict:
     return json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
 
