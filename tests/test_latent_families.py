@@ -33,6 +33,7 @@ import torch
 from blended.errors import InputError
 from blended.latent.blend import step_masks
 from tests.support.latent_families import AUDIO_VIDEO_FAMILIES, FAMILIES, VIDEO_FAMILIES, build, engine_config
+from tests.support.video_proof import recording
 
 STEPS = 3
 
@@ -43,20 +44,6 @@ def _mask(factor, hw=(8, 8)):
     m[..., 2 * factor : 5 * factor, 3 * factor : 6 * factor] = 1
     m[..., 7 * factor, 1 * factor : 4 * factor] = 1  # a thin stroke keeps its cells
     return m
-
-
-def _recording(model):
-    calls = []
-    patched = model.clone()
-
-    def wrapper(apply_model, args):
-        c = {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v) for k, v in args["c"].items()}
-        calls.append((args["input"].detach().clone(), args["timestep"].detach().clone(),
-                      list(args["cond_or_uncond"]), c))
-        return apply_model(args["input"], args["timestep"], **args["c"])
-
-    patched.set_model_unet_function_wrapper(wrapper)
-    return patched, calls
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -153,7 +140,7 @@ def test_blended_latent_sampler(fam):
 
     source = torch.randn(fam.latent_shape, generator=torch.Generator().manual_seed(3))
     mask = _mask(fam.family.factor, fam.latent_hw)
-    patched, calls = _recording(fam.model)
+    patched, calls = recording(fam.model)
     seed = 5
     out = run_latent_sampler(patched, fam.positive, fam.negative, {"samples": source}, mask[:, 0], seed, STEPS,
                              _cfg(fam), "euler", "simple", 1.0, 1, 16, 0.5)
@@ -175,7 +162,7 @@ def test_sampler_for_sampler_custom_advanced(fam):
 
     source = torch.randn(fam.latent_shape, generator=torch.Generator().manual_seed(4))
     mask = _mask(fam.family.factor, fam.latent_hw)
-    patched, calls = _recording(fam.model)
+    patched, calls = recording(fam.model)
     ms = fam.model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(ms, "simple", STEPS).cpu()
     if fam.family.guider == "basic":
@@ -241,7 +228,7 @@ def test_heun_counts_two_model_calls_per_step_but_the_last(fam):
     from blended_diffusion_pack.nodes.latent_nodes import run_latent_sampler
 
     source = torch.randn(fam.latent_shape, generator=torch.Generator().manual_seed(3))
-    patched, calls = _recording(fam.model)
+    patched, calls = recording(fam.model)
     mask = _mask(fam.family.factor, fam.latent_hw)[:, 0]
     run_latent_sampler(patched, fam.positive, fam.negative, {"samples": source}, mask, 1, STEPS, _cfg(fam),
                        "heun", "simple", 1.0, 1, 0, 0.0)
@@ -327,7 +314,7 @@ def test_anima_in_inference_mode_gets_its_llm_adapters_context():
 
     source = torch.randn(built.latent_shape, generator=torch.Generator().manual_seed(3))
     mask = _mask(built.family.factor, built.latent_hw)
-    patched, calls = _recording(built.model)
+    patched, calls = recording(built.model)
     ctx, extra = built.positive[0]
     with torch.inference_mode():
         out = run_latent_sampler(patched, built.positive, built.negative, {"samples": source}, mask[:, 0], 5, STEPS,
