@@ -32,9 +32,10 @@ from ..blended.seeds import batch_seeds
 from .images import mask_batch
 
 # the video formats' pixels per latent cell: Wan 2.1 (also Cosmos Predict2's), Hunyuan Video, Mochi, Cosmos 1.0
-# and CogVideoX (1.5's format for its 5B models) 8; Wan 2.2 5B's and HunyuanVideo 1.5's 16; LTXV's 32
+# and CogVideoX (1.5's format for its 5B models) 8; Wan 2.2 5B's and HunyuanVideo 1.5's 16; LTXV's 32; and
+# of ComfyUI 0.33's audio + video formats' video stream: LTX-2 32, MiniMax H3 16
 _VIDEO_CELL_PX = {"Wan22": 16, "HunyuanVideo": 8, "HunyuanVideo15": 16, "Mochi": 8, "LTXV": 32, "Cosmos1CV8x8x8": 8,
-                  "CogVideoX": 8, "CogVideoX1_5": 8}
+                  "CogVideoX": 8, "CogVideoX1_5": 8, "LTXAV": 32, "MiniMaxH3AV": 16}
 
 # pixels per latent cell, by ComfyUI's latent format (0.3.75's formats do not state it): SD1.x/2.x,
 # SDXL (also AuraFlow's), SD3 (also Lumina 2's, Z-Image's), Flux.1 (also Chroma's, HiDream's, Omnigen2's)
@@ -43,8 +44,6 @@ _VIDEO_CELL_PX = {"Wan22": 16, "HunyuanVideo": 8, "HunyuanVideo15": 16, "Mochi":
 # itself). Formats not listed take what they state (latent_factor).
 _CELL_PX = {"SD15": 8, "SDXL": 8, "SD3": 8, "Flux": 8, "Wan21": 8, "Flux2": 16, "HunyuanImage21": 32,
             "ChromaRadiance": 1, "HiDreamO1Pixel": 1, **_VIDEO_CELL_PX}
-# ComfyUI 0.33's audio + video formats (the cell of their video stream): LTX-2 32, MiniMax H3 16
-_CELL_PX.update({"LTXAV": 32, "MiniMaxH3AV": 16})
 
 
 # frames a causal video VAE folds into one latent frame, by latent format (Wan 2.1/2.2, Hunyuan Video 1 and

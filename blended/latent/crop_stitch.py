@@ -212,10 +212,10 @@ def frame_groups(frames: int, latent_frames: int, frames_per_latent: int | None 
     None. Within a chunk, latent frame 0 is its first frame alone and latent frame i its frames
     k(i-1)+1 .. ki, as in a causal VAE."""
     k = temporal_factor(frames, latent_frames)
-    if frames_per_latent:
-        return frame_groups(frames, latent_frames) if k == frames_per_latent else None
-    if k is not None:
+    if k is not None and (not frames_per_latent or k == frames_per_latent):
         return [(0, 1)] + [(k * (t - 1) + 1, k * t + 1) for t in range(1, int(latent_frames))]
+    if frames_per_latent:
+        return None
     for vae in CHUNKED_VAES:
         groups = _chunked_groups(int(latent_frames), *vae)
         if groups is not None and groups[-1][1] == frames:
@@ -253,9 +253,8 @@ def frame_union(mask: torch.Tensor, latent_frames: int, frames_per_latent: int |
     """Frame masks [F|1,1,H,W] -> one pixel mask per latent frame [1,1,T,H,W].
 
     Causal video VAEs (Wan 2.1/2.2, Hunyuan Video, Kandinsky 5, CogVideoX, Cosmos, LTXV / LTX-2, Mochi)
-    encode
-    F = 1 + k(T-1) frames into T latent frames: latent frame 0 is frame 0 alone, latent frame t >= 1
-    holds frames k(t-1)+1 .. kt, and decoding gives back those 1 + k(T-1) frames; MiniMax H3's does so
+    encode F = 1 + k(T-1) frames into T latent frames: latent frame 0 is frame 0 alone, latent frame
+    t >= 1 holds frames k(t-1)+1 .. kt, and decoding gives back those 1 + k(T-1) frames; MiniMax H3's does so
     per chunk of 17 frames (``frame_groups``). A latent frame is edited wherever any of its frames is,
     so its mask is their union (a covering in time, as cells cover pixels in space). The stitch pastes
     decoded frame by source frame, so the clip must be exactly the frames the VAE decodes back; that
