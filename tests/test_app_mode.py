@@ -8,14 +8,16 @@ order and nothing else (an input the frontend cannot resolve is left out of the 
 label mismatch shows it), the app's outputs must be the declared nodes, and the graph must still
 queue its API twin. A screenshot of each app lands in ``test-artifacts/app_mode/<version>/``.
 
-The full run is done for a representative template, "Blended - Object editing" (the pixel path:
-photo with its mask, prompt, samples, keep best, seed, CLIP model; ranked results and the scores
-text), on tiny random models under the names the template ships with (the ADM file) or picked in the
-app (the CLIP file, as a person picks theirs): a photo with a transparent region is uploaded in the
-app, the prompt typed, Run pressed, and the result must appear in the app's output area. The other
-templates' graphs need text encoders of 4-8 B parameters that cannot be made tiny
-(tests/test_family_templates.py replaces them by test nodes, which an app run cannot do), so for them
-the form is checked, not run.
+Each template is also run as a person uses its app (``APP_RUNS``): the photo (a PNG whose
+transparent region is the mask) or the video and its mask uploaded through the app's own upload
+button, the prompt typed, the numbers set, the files picked from the app's lists, Run pressed. The
+prompt the app sends must be the template's API twin with exactly those changes; the server runs it
+and the result must appear in the app's output area. The models are the engine tests' tiny or small
+files under the names the template ships with (tests/test_family_templates.py and its siblings);
+where a template's text encoder cannot be made tiny (4-24 B parameters from fixed configs), the test
+hands the server the sent prompt with that encoder replaced by the engine test's own test-only node
+and the engine tests' cost cuts (2 latent steps, a 64 px crop, 4 pixel steps): what the person set
+is checked on what the app sent, before those changes.
 
 A frontend without APP mode (1.32.9, the CI engine's own) must still open the same files as graphs,
 without a warning.
@@ -23,14 +25,21 @@ without a warning.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from scripts.engine.comfy_engine import API_WORKFLOWS, WORKFLOWS
+import tests.test_confined_templates as ct
+import tests.test_family_templates as ft
+from scripts.engine.comfy_engine import API_WORKFLOWS, WORKFLOWS, execution_error
 from scripts.templates.app_form import APP_NOTE, linear_data, parse_declaration, read_declaration
 from scripts.templates.build_ui_workflows import (
     PROMPT_JS,
@@ -55,6 +64,7 @@ from tests.test_frontend_views import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "workflows" / "examples"
 ARTIFACTS = REPO / "test-artifacts" / "app_mode"
 TEMPLATES = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
 # APP mode arrived in frontend 1.41.13.
@@ -70,7 +80,6 @@ FRONTENDS = {BUNDLED: None, NEWEST: NEWEST_ROOT}
 RUN_TEMPLATE = "Blended - Object editing"
 TINY_ADM = "256x256_diffusion_uncond.pt"  # the file name the pixel templates ship with
 TINY_CLIP = "tiny_clip.safetensors"
-UPLOAD = "app_mode_photo.png"
 PROMPT = "a bowl of cherries, app mode"
 
 STORE_JS = """() => {
@@ -148,6 +157,9 @@ def frontend(request, tmp_path_factory):
     models = tmp / "base" / "models"
     save_tiny_unet(models / "blended_diffusion" / TINY_ADM, seed=0)
     save_tiny_clip(models / "blended_clip" / TINY_CLIP, seed=0)
+    # the engine tests' stand-ins for text encoders that cannot be made tiny (AppRun.stand_ins)
+    (tmp / "base" / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    (tmp / "base" / "custom_nodes" / "blended_test_family_nodes.py").write_text(ft.TEST_NODE)
     (ARTIFACTS / version).mkdir(parents=True, exist_ok=True)
     with comfy_server(tmp, examples=True, frontend_root=str(root) if root else None,
                       settings=USER_SETTINGS) as server, browser_page(server) as page:
@@ -215,17 +227,16 @@ def test_app_mode_shows_exactly_the_declared_inputs_and_outputs(app_frontend, na
         leave_app_mode(page)
 
 
-def upload_photo(page, path: Path) -> None:
-    """Through the image input's own "browse" drop zone, as a person picks a file."""
-    item = page.locator("[data-testid=app-mode-widget-item]").first
-    with page.expect_file_chooser() as chooser:
-        item.get_by_role("button", name=re.compile("browse", re.I)).first.click()
-    chooser.value.set_files(str(path))
-
-
 def app_field(page, label: str):
     return page.locator("[data-testid=app-mode-widget-item]").filter(
         has=page.locator("[data-testid=builder-widget-label]", has_text=re.compile(f"^{re.escape(label)}$")))
+
+
+def upload(page, label: str, path: Path) -> None:
+    """Through the input's own upload button (the icon beside its file list), as a person picks a file."""
+    with page.expect_file_chooser() as chooser:
+        app_field(page, label).locator("label:has(input[type=file])").first.click()
+    chooser.value.set_files(str(path))
 
 
 def type_number(page, label: str, value: int) -> None:
@@ -240,47 +251,197 @@ def pick(page, label: str, option: str) -> None:
     page.get_by_text(option, exact=True).last.click()
 
 
-def test_app_mode_runs_as_a_person_uses_it(app_frontend, tmp_path):
-    """Upload a photo with a transparent region (its mask), type the prompt, fewer samples, pick the
-    CLIP file, Run: the ranked result and its scores come back into the app's output area."""
-    version, page, server = app_frontend
-    write_inputs(tmp_path)
-    photo = shutil.copy(tmp_path / "blended_object.png", tmp_path / UPLOAD)
-    form = read_declaration(RUN_TEMPLATE, api_workflow(RUN_TEMPLATE))
-    labels = {widget: label for _, widget, label in form["inputs"]}
-    open_from_template_browser(page, RUN_TEMPLATE)
-    enter_app_mode(page)
+@dataclass(frozen=True)
+class AppRun:
+    """What a person does in one template's app, and what the test server needs for it.
+
+    Keys are declared widgets ("<widget>", or "<node id>.<widget>" where the name occurs twice).
+    ``uploads``: widget -> a tests/support/comfy_harness.write_inputs file or a workflows/examples one,
+    uploaded under a new name; ``texts`` typed, ``numbers`` entered, ``picks`` chosen in a list.
+    ``models`` writes the template's model files, tiny or small, under the names it ships with, as its
+    engine test does; ``stand_ins`` replaces, in the prompt the app sends, the text encoders that
+    cannot be made tiny by the engine test's test-only nodes. Neither touches what the person set."""
+    uploads: dict
+    texts: dict
+    numbers: dict = field(default_factory=dict)
+    picks: dict = field(default_factory=dict)
+    models: Callable | None = None
+    stand_ins: Callable | None = None
+
+
+def cheapen(graph: dict) -> None:
+    """The engine tests' cost cuts (CPU time; random weights also drift to NaN over 100 steps): a 64 px
+    crop and 2 steps for the latent samplers, 4 pixel steps skipping the shipped share of them."""
+    for node in graph.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "BlendedLatentCrop":
+            inputs["resolution"] = 64
+        if node["class_type"] in ("BlendedLatentSampler", "KSampler"):
+            inputs["steps"] = 2
+        if node["class_type"] == "BlendedSampler":
+            inputs["skip_timesteps"] = round(inputs["skip_timesteps"] * 4 / int(inputs["steps"]))
+            inputs["steps"] = "4"
+
+
+def pixel_run(photo: str, prompt: str, extra: dict | None = None) -> AppRun:
+    """The pixel templates: tiny ADM under the shipped name, the CLIP file picked in the app."""
+    numbers = {"batch_size": 2, "top_k": 1, **(extra or {})}
+    return AppRun(uploads={"image": photo}, texts={"prompt": prompt}, numbers=numbers, picks={"clip_name": TINY_CLIP})
+
+
+def sd15_models(models: Path) -> None:
+    from tests.support.sd15_fixture import write_random_sd15
+
+    (models / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_random_sd15(models / "checkpoints" / MY_SD15)
+
+
+def latent_run(models, stand_ins=None, prompt_widget="text", **kw) -> AppRun:
+    return AppRun(uploads={"image": "blended_object.png"}, texts={prompt_widget: PROMPT}, numbers={"batch_size": 1},
+                  models=models, stand_ins=stand_ins, **kw)
+
+
+MY_SD15 = "my_sd15_model.safetensors"
+APP_RUNS = {
+    "Blended - Object editing": pixel_run("blended_object.png", PROMPT),
+    "Blended - New background": pixel_run("blended_subject.png", "a sandy beach, app mode"),
+    "Blended - Scribble editing": pixel_run("blended_scribble.png", "a striped candy, app mode"),
+    "Blended - Outpainting": pixel_run("blended_landscape.png", "a wooden table, app mode", {"right": 32}),
+    "Blended - SD1.5 or SDXL edit": AppRun(
+        uploads={"image": "blended_object.png"}, texts={"3.text": PROMPT, "prompt": "cherries"},
+        numbers={"batch_size": 1, "top_k": 1}, picks={"ckpt_name": MY_SD15, "clip_name": TINY_CLIP},
+        models=sd15_models),
+    "Blended - SDXL edit": latent_run(ft.sdxl_models, prompt_widget="3.text"),
+    "Blended - Flux.1 dev edit": latent_run(ft.flux_models, ft.flux_stand_ins, "4.text"),
+    "Blended - Z-Image edit": latent_run(ft.z_image_models, ft.z_image_stand_ins, "5.text"),
+    "Blended - Flux.2 dev edit": latent_run(ft.flux2_models, ft.flux2_stand_ins, "4.text"),
+    "Blended - Qwen-Image-Edit": latent_run(ft.qwen_edit_models, ft.qwen_edit_stand_ins, "6.prompt"),
+    "Blended - Qwen-Image-Edit, confined": AppRun(
+        uploads={"image": "blended_object.png"}, texts={"8.prompt": "make the cup red, app mode"},
+        models=partial(ft.qwen_edit_models, name=ft.QWEN_CONFINED), stand_ins=ft.qwen_edit_stand_ins),
+    "Blended - Flux Kontext, confined": AppRun(
+        uploads={"image": "blended_object.png"}, texts={"7.text": "make the cup red, app mode"},
+        models=ct.kontext_models, stand_ins=ft.flux_stand_ins),
+    "Blended - Wan 2.2 video edit": AppRun(
+        uploads={"file": "blended_video.mp4", "3.image": "blended_video_mask.png"},
+        texts={"7.text": "a red balloon, app mode"}, models=ft.wan_video_models, stand_ins=ft.wan_video_stand_ins),
+}
+
+
+def declared_widget(form: dict, key: str) -> tuple[str, str, str]:
+    """(node, widget, label) of the declared input ``key``: a widget name, or "<node>.<widget>"."""
+    node, _, widget = key.rpartition(".")
+    (found,) = [i for i in form["inputs"] if i[1] == widget and (not node or i[0] == node)]
+    return found
+
+
+def saved_files(entry: dict, node: str) -> list[dict]:
+    return [f for key, files in entry["outputs"].get(node, {}).items() if key != "text" for f in files]
+
+
+@contextmanager
+def sent_prompts(page, run: AppRun):
+    """Records each prompt the app sends and hands the server the run's test version of it (stand-ins,
+    cost cuts), as the engine tests change their graphs; yields the list of what the app sent."""
+    sent = []
+
+    def handle(route):
+        body = json.loads(route.request.post_data)
+        sent.append(copy.deepcopy(body["prompt"]))
+        if run.stand_ins:
+            run.stand_ins(body["prompt"])
+        cheapen(body["prompt"])
+        route.continue_(post_data=json.dumps(body))
+
+    page.route("**/api/prompt", handle)
     try:
-        upload_photo(page, Path(photo))
-        page.wait_for_function("(n) => app.graph.getNodeById(1).widgets[0].value.endsWith(n)", arg=UPLOAD,
-                               timeout=20_000)
-        app_field(page, labels["prompt"]).locator("textarea").fill(PROMPT)
-        type_number(page, labels["batch_size"], 2)
-        type_number(page, labels["top_k"], 1)
-        pick(page, labels["clip_name"], TINY_CLIP)
+        yield sent
+    finally:
+        page.unroute("**/api/prompt", handle)
+
+
+@pytest.mark.parametrize("name", sorted(APP_RUNS))
+def test_app_mode_runs_as_a_person_uses_it(app_frontend, tmp_path, name):
+    """Upload the photo (its transparent region is the mask), type the prompt, set the numbers and
+    pick the files the app offers, press Run: the app sends the template's graph with exactly those
+    changes, the server runs it on tiny models, and the result appears in the app's output area."""
+    version, page, server = app_frontend
+    run = APP_RUNS[name]
+    api = api_workflow(name)
+    skip_without_later_core_nodes(api, server.object_info(), name)
+    form = read_declaration(name, api)
+    write_inputs(tmp_path)
+    if run.models:
+        run.models(server.base / "models")
+    open_from_template_browser(page, name)
+    if run.picks:  # files written for this run: the lists a person picks from are the server's now
+        page.evaluate("() => app.refreshComboInNodes()")
+    enter_app_mode(page)
+    slug = re.sub(r"\W+", "_", name.lower())
+    changes = {}  # (node, widget) -> the value the app must send
+    try:
+        for key, source in run.uploads.items():
+            node, widget, label = declared_widget(form, key)
+            source = tmp_path / source if (tmp_path / source).exists() else EXAMPLES / source
+            path = Path(shutil.copy(source, tmp_path / f"app_{slug}_{widget}{source.suffix}"))
+            upload(page, label, path)
+            page.wait_for_function(
+                "([n, w, f]) => String(app.graph.getNodeById(n).widgets.find((x) => x.name === w).value).endsWith(f)",
+                arg=[int(node), widget, path.name], timeout=20_000)
+            changes[node, widget] = path.name
+        for key, text in run.texts.items():
+            node, widget, label = declared_widget(form, key)
+            app_field(page, label).locator("textarea").fill(text)
+            changes[node, widget] = text
+        for key, value in run.numbers.items():
+            node, widget, label = declared_widget(form, key)
+            type_number(page, label, value)
+            changes[node, widget] = value
+        for key, option in run.picks.items():
+            node, widget, label = declared_widget(form, key)
+            pick(page, label, option)
+            changes[node, widget] = option
         before = set(server.get("/history"))
-        page.locator("[data-testid=linear-run-button]").get_by_role("button", name="Run").click()
-        # the result fills the app's output area
-        result = page.locator("[data-testid=linear-center-panel] img[src*='object_editing_']").first
+        with sent_prompts(page, run) as sent:
+            page.locator("[data-testid=linear-run-button]").get_by_role("button", name="Run").click()
+            for _ in range(40):  # the route handler runs while playwright waits
+                if sent:
+                    break
+                page.wait_for_timeout(250)
+        assert sent, f"{name}: Run sent no prompt"
+        # the app sent the template's graph with exactly the person's changes
+        expected = copy.deepcopy(api)
+        for (node, widget), value in changes.items():
+            expected[node]["inputs"][widget] = value
+        assert without_engine_defaults(as_api(sent[0]), api, server.object_info()) == expected
+        entry = finished_entry(server, before)
+        error = execution_error(entry)
+        assert error is None, f"{name}: {error['node_type']}: {error['exception_message']}"
+        (out_node,) = [n for n, _ in form["outputs"] if api[n]["class_type"].startswith("Save")]
+        files = saved_files(entry, out_node)
+        assert files, f"{name}: the output node saved nothing: {entry['outputs']}"
+        shown = page.locator(f"[data-testid=linear-center-panel] :is(img, video)[src*='{files[0]['filename']}']")
         try:
-            result.wait_for(timeout=300_000)
-            page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=result.element_handle())
+            shown.first.wait_for(timeout=60_000)
         finally:
-            page.screenshot(path=str(ARTIFACTS / version / f"{RUN_TEMPLATE} run.png"))
-        page.screenshot(path=str(ARTIFACTS / version / f"{RUN_TEMPLATE} run.png"))
-        (prompt_id,) = set(server.get("/history")) - before
-        entry = server.get("/history")[prompt_id]
-        queued = entry["prompt"][2]
-        assert queued["1"]["inputs"]["image"].endswith(UPLOAD)
-        assert queued["5"]["inputs"]["prompt"] == PROMPT
-        assert (queued["6"]["inputs"]["batch_size"], queued["7"]["inputs"]["top_k"]) == (2, 1)
-        assert queued["3"]["inputs"]["clip_name"] == TINY_CLIP
-        assert entry["status"]["status_str"] == "success", entry["status"]
-        saved = entry["outputs"]["8"]["images"]
-        assert len(saved) == 1 and saved[0]["filename"] in result.get_attribute("src")
-        assert "ranked 2 samples" in entry["outputs"]["7"]["text"][0]
+            page.screenshot(path=str(ARTIFACTS / version / f"{name} run.png"))
     finally:
         leave_app_mode(page)
+        server.post("/free", {"unload_models": True, "free_memory": True})
+
+
+def finished_entry(server, before: set, timeout: float = 900) -> dict:
+    """The history entry of the one prompt queued after ``before`` (/history lists finished ones)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        new = set(server.get("/history")) - before
+        if new:
+            (prompt_id,) = new
+            return server.get("/history")[prompt_id]
+        time.sleep(1)
+    raise AssertionError(f"no run finished within {timeout:.0f} s")
 
 
 # --- a frontend without APP mode ---------------------------------------------------------------------

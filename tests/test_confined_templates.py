@@ -26,6 +26,7 @@ from scripts.engine.comfy_engine import (
     prepare_base,
 )
 from tests.support.comfy_harness import api_workflow, offline_server
+from tests.test_family_templates import flux_stand_ins
 
 KONTEXT = "Blended - Flux Kontext, confined"
 EXAMPLES = REPO / "workflows" / "examples"
@@ -64,17 +65,22 @@ def test_flux_kontext_confined_template_shape():
     assert g[node_of(g, "PreviewAny")]["inputs"]["source"] == [node_of(g, "BlendedConfineEdit"), 2]
 
 
+def kontext_models(models):
+    """Kontext's layout is Flux.1 dev's (the reference latent is conditioning, not weights): the
+    family tests' small Flux file under Kontext's name, and the Flux VAE."""
+    from tests.test_family_templates import model_file, write_flux_vae, write_if_missing, write_small_flux
+
+    write_small_flux(model_file(models, KONTEXT, "UNETLoader"))
+    write_if_missing(model_file(models, KONTEXT, "VAELoader"), write_flux_vae)
+
+
 @pytest.fixture(scope="module")
 def kontext_server(comfy, tmp_path_factory):
-    from tests.test_family_templates import TEST_NODE, write_flux_vae, write_small_flux
+    from tests.test_family_templates import TEST_NODE
 
     root = tmp_path_factory.mktemp("kontext")
     base = prepare_base(root / "base")
-    graph = api_workflow(KONTEXT)
-    for sub in ("diffusion_models", "vae"):
-        (base / "models" / sub).mkdir(parents=True, exist_ok=True)
-    write_small_flux(base / "models" / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"])
-    write_flux_vae(base / "models" / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"])
+    kontext_models(base / "models")
     (base / "custom_nodes" / "blended_test_umt5_conditioning.py").write_text(TEST_NODE)
     with offline_server(comfy, base, root) as server:
         yield server, base
@@ -90,9 +96,7 @@ def test_flux_kontext_confined_template_keeps_the_photo_exact_outside_the_found_
 
     server, base = kontext_server
     graph = copy.deepcopy(api_workflow(KONTEXT))
-    del graph[node_of(graph, "DualCLIPLoader")]  # T5-XXL: 4.7 B parameters from a fixed config
-    graph[node_of(graph, "CLIPTextEncode")] = {"class_type": "BlendedTestUMT5Conditioning",
-                                               "inputs": {"seed": 1, "pooled": 768}}
+    flux_stand_ins(graph)  # T5-XXL: 4.7 B parameters from a fixed config
     graph[node_of(graph, "ImageScaleBy")]["inputs"]["scale_by"] = 0.25
     graph[node_of(graph, "KSampler")]["inputs"]["steps"] = 2
     photo, decode = node_of(graph, "LoadImage"), node_of(graph, "VAEDecode")

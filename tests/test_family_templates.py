@@ -225,13 +225,8 @@ def family_server(comfy, tmp_path_factory):
     """A second server on the session's engine copy, with the tiny files under the templates' names."""
     root = tmp_path_factory.mktemp("family")
     base = prepare_base(root / "base")
-    graph, flux = api_workflow(WAN_VIDEO), api_workflow(FLUX)
-    for sub in ("diffusion_models", "vae"):
-        (base / "models" / sub).mkdir(parents=True, exist_ok=True)
-    write_tiny_wan(base / "models" / "diffusion_models" / graph["4"]["inputs"]["unet_name"])
-    write_tiny_wan_vae(base / "models" / "vae" / graph["9"]["inputs"]["vae_name"])
-    write_small_flux(base / "models" / "diffusion_models" / flux["2"]["inputs"]["unet_name"])
-    write_flux_vae(base / "models" / "vae" / flux["7"]["inputs"]["vae_name"])
+    wan_video_models(base / "models")
+    flux_models(base / "models")
     (base / "custom_nodes" / "blended_test_umt5_conditioning.py").write_text(TEST_NODE)
     with offline_server(comfy, base, root) as server:
         yield server, base
@@ -260,9 +255,7 @@ def test_wan_video_template_shape():
 def test_wan_video_template_runs_and_keeps_every_frame_outside_the_mask(family_server):
     server, base = family_server
     graph = copy.deepcopy(api_workflow(WAN_VIDEO))
-    del graph["6"]
-    for node, seed in (("7", 1), ("8", 2)):
-        graph[node] = {"class_type": "BlendedTestUMT5Conditioning", "inputs": {"seed": seed, "pooled": 0}}
+    wan_video_stand_ins(graph)
     graph["10"]["inputs"]["resolution"] = 64
     graph["12"]["inputs"]["steps"] = 2
     graph["12"]["inputs"]["batch_size"] = 2  # two clips: the stitch must place frame i of each on source frame i
@@ -308,8 +301,7 @@ def test_flux_template_shape():
 def test_flux_template_runs_and_keeps_the_background_exact(family_server):
     server, base = family_server
     graph = copy.deepcopy(api_workflow(FLUX))
-    del graph["3"]  # T5-XXL: 4.7 B parameters from a fixed config; CLIP-L's pooled output comes with it
-    graph["4"] = {"class_type": "BlendedTestUMT5Conditioning", "inputs": {"seed": 1, "pooled": 768}}
+    flux_stand_ins(graph)
     graph["8"]["inputs"]["resolution"] = 64
     graph["10"]["inputs"]["steps"] = 2
     entry = server.run(graph, timeout=600)
@@ -387,6 +379,103 @@ def node_of(graph, class_type):
     return key
 
 
+# Loader class -> (its file inputs, the models/ folder ComfyUI lists them from).
+LOADER_FILES = {
+    "CheckpointLoaderSimple": (("ckpt_name",), "checkpoints"),
+    "UNETLoader": (("unet_name",), "diffusion_models"),
+    "CLIPLoader": (("clip_name",), "text_encoders"),
+    "DualCLIPLoader": (("clip_name1", "clip_name2"), "text_encoders"),
+    "VAELoader": (("vae_name",), "vae"),
+}
+
+
+# --- each template's test setup: its model files, and stand-ins for encoders that cannot be tiny ----------
+# The engine tests below and the app runs (tests/test_app_mode.py) use the same ones.
+
+
+def model_file(models, name, class_type):
+    """Where ``class_type``'s file of template ``name`` goes under ``models`` (its folder made)."""
+    graph = api_workflow(name)
+    keys, folder = LOADER_FILES[class_type]
+    path = models / folder / graph[node_of(graph, class_type)]["inputs"][keys[0]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_if_missing(path, write):
+    """Templates share files (the Flux VAE, the Qwen model): written once per models folder."""
+    if not path.exists():
+        write(path)
+
+
+def wan_video_models(models):
+    write_tiny_wan(model_file(models, WAN_VIDEO, "UNETLoader"))
+    write_tiny_wan_vae(model_file(models, WAN_VIDEO, "VAELoader"))
+
+
+def wan_video_stand_ins(graph):
+    """UMT5-XXL (5.7 B parameters from a fixed config) gives way to conditioning of its shape."""
+    del graph[node_of(graph, "CLIPLoader")]
+    for seed, key in enumerate([k for k, n in graph.items() if n["class_type"] == "CLIPTextEncode"]):
+        graph[key] = {"class_type": "BlendedTestUMT5Conditioning", "inputs": {"seed": seed + 1, "pooled": 0}}
+
+
+def flux_models(models):
+    write_small_flux(model_file(models, FLUX, "UNETLoader"))
+    write_if_missing(model_file(models, FLUX, "VAELoader"), write_flux_vae)
+
+
+def flux_stand_ins(graph):
+    """T5-XXL: 4.7 B parameters from a fixed config; CLIP-L's pooled output comes with it."""
+    del graph[node_of(graph, "DualCLIPLoader")]
+    graph[node_of(graph, "CLIPTextEncode")] = {"class_type": "BlendedTestUMT5Conditioning",
+                                               "inputs": {"seed": 1, "pooled": 768}}
+
+
+def sdxl_models(models):
+    write_random_sdxl(model_file(models, SDXL, "CheckpointLoaderSimple"))
+
+
+def z_image_models(models):
+    write_small_z_image(model_file(models, Z_IMAGE, "UNETLoader"))
+    write_if_missing(model_file(models, Z_IMAGE, "VAELoader"), write_flux_vae)  # Z-Image uses the Flux VAE
+
+
+def text_stand_ins(width):
+    """Replaces the CLIPLoader and its encoders by conditioning [1, tokens, ``width``]: the encoders
+    these templates load (Qwen3-4B, Mistral Small 3) are built from fixed configs of 4-24 B parameters."""
+    def stand_ins(graph):
+        del graph[node_of(graph, "CLIPLoader")]
+        for seed, key in enumerate([k for k, n in graph.items() if n["class_type"] == "CLIPTextEncode"]):
+            graph[key] = {"class_type": "BlendedTestTextConditioning", "inputs": {"seed": seed + 1, "width": width}}
+    return stand_ins
+
+
+z_image_stand_ins = text_stand_ins(2560)  # Qwen3-4B
+flux2_stand_ins = text_stand_ins(15360)  # Mistral Small 3's three stacked layers
+
+
+def qwen_edit_models(models, name=None):
+    write_if_missing(model_file(models, name or QWEN_EDIT, "UNETLoader"), write_small_qwen_image)
+    write_if_missing(model_file(models, name or QWEN_EDIT, "VAELoader"), write_tiny_wan_vae)
+
+
+def qwen_edit_stand_ins(graph):
+    """Qwen2.5-VL 7B (a fixed config) gives way to [1, tokens, 3584] conditioning with the crop
+    encoded by the template's VAE as its reference latent, as TextEncodeQwenImageEditPlus attaches it."""
+    del graph[node_of(graph, "CLIPLoader")]
+    keys = [k for k, n in graph.items() if n["class_type"] == "TextEncodeQwenImageEditPlus"]
+    for seed, key in enumerate(keys):
+        inputs = graph[key]["inputs"]
+        graph[key] = {"class_type": "BlendedTestTextConditioning",
+                      "inputs": {"seed": seed + 1, "width": 3584, "vae": inputs["vae"], "image": inputs["image1"]}}
+
+
+def flux2_models(models):
+    write_small_flux2(model_file(models, FLUX2, "UNETLoader"))
+    write_flux2_vae(model_file(models, FLUX2, "VAELoader"))
+
+
 def test_sdxl_template_shape():
     g = api_workflow(SDXL)
     assert g[node_of(g, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"] == "sd_xl_base_1.0.safetensors"
@@ -399,9 +488,7 @@ def test_sdxl_template_shape():
 def test_sdxl_template_runs_and_keeps_the_background_exact(family_server):
     server, base = family_server
     graph = copy.deepcopy(api_workflow(SDXL))
-    ckpt = base / "models" / "checkpoints" / graph[node_of(graph, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"]
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    write_random_sdxl(ckpt)
+    sdxl_models(base / "models")
     check_object_edit(server, base, graph)
 
 
@@ -420,15 +507,8 @@ def test_z_image_template_shape():
 def test_z_image_template_runs_and_keeps_the_background_exact(family_server):
     server, base = family_server
     graph = copy.deepcopy(api_workflow(Z_IMAGE))
-    models = base / "models"
-    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
-    write_small_z_image(models / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"])
-    vae = models / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"]
-    if not vae.exists():  # the Flux test's ae.safetensors
-        write_flux_vae(vae)
-    del graph[node_of(graph, "CLIPLoader")]  # Qwen3-4B: 4 B parameters from a fixed config
-    graph[node_of(graph, "CLIPTextEncode")] = {"class_type": "BlendedTestTextConditioning",
-                                               "inputs": {"seed": 1, "width": 2560}}
+    z_image_models(base / "models")
+    z_image_stand_ins(graph)
     check_object_edit(server, base, graph)
 
 
@@ -451,15 +531,8 @@ def test_qwen_edit_template_shape():
 def test_qwen_edit_template_runs_and_keeps_the_background_exact(family_server):
     server, base = family_server
     graph = copy.deepcopy(api_workflow(QWEN_EDIT))
-    models = base / "models"
-    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
-    write_small_qwen_image(models / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"])
-    write_tiny_wan_vae(models / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"])
-    del graph[node_of(graph, "CLIPLoader")]  # Qwen2.5-VL 7B: a fixed config
-    for seed, key in enumerate(k for k, n in list(graph.items()) if n["class_type"] == "TextEncodeQwenImageEditPlus"):
-        inputs = graph[key]["inputs"]
-        graph[key] = {"class_type": "BlendedTestTextConditioning",
-                      "inputs": {"seed": seed + 1, "width": 3584, "vae": inputs["vae"], "image": inputs["image1"]}}
+    qwen_edit_models(base / "models")
+    qwen_edit_stand_ins(graph)
     check_object_edit(server, base, graph)
 
 
@@ -499,19 +572,8 @@ def test_qwen_confined_template_runs_and_keeps_the_photo_exact_outside_the_found
 
     server, base = family_server
     graph = copy.deepcopy(api_workflow(QWEN_CONFINED))
-    models = base / "models"
-    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
-    unet = models / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"]
-    if not unet.exists():  # the Qwen-Image-Edit test's
-        write_small_qwen_image(unet)
-    vae_file = models / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"]
-    if not vae_file.exists():
-        write_tiny_wan_vae(vae_file)
-    del graph[node_of(graph, "CLIPLoader")]  # Qwen2.5-VL 7B: a fixed config
-    for seed, key in enumerate(k for k, n in list(graph.items()) if n["class_type"] == "TextEncodeQwenImageEditPlus"):
-        inputs = graph[key]["inputs"]
-        graph[key] = {"class_type": "BlendedTestTextConditioning",
-                      "inputs": {"seed": seed + 1, "width": 3584, "vae": inputs["vae"], "image": inputs["image1"]}}
+    qwen_edit_models(base / "models", QWEN_CONFINED)
+    qwen_edit_stand_ins(graph)
     graph[node_of(graph, "ImageScaleBy")]["inputs"]["scale_by"] = 0.25  # 150x100 px
     graph[node_of(graph, "KSampler")]["inputs"]["steps"] = 2
     photo, decode = node_of(graph, "LoadImage"), node_of(graph, "VAEDecode")
@@ -561,24 +623,11 @@ def test_flux2_template_shape():
 def test_flux2_template_runs_and_keeps_the_background_exact(family_server):
     server, base = family_server
     graph = copy.deepcopy(api_workflow(FLUX2))
-    models = base / "models"
-    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
-    write_small_flux2(models / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"])
-    write_flux2_vae(models / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"])
-    del graph[node_of(graph, "CLIPLoader")]  # Mistral Small 3 (24 B): a fixed config
-    graph[node_of(graph, "CLIPTextEncode")] = {"class_type": "BlendedTestTextConditioning",
-                                               "inputs": {"seed": 1, "width": 15360}}
+    flux2_models(base / "models")
+    flux2_stand_ins(graph)
     check_object_edit(server, base, graph)
 
 
-# Loader class -> (its file inputs, the models/ folder ComfyUI lists them from).
-LOADER_FILES = {
-    "CheckpointLoaderSimple": (("ckpt_name",), "checkpoints"),
-    "UNETLoader": (("unet_name",), "diffusion_models"),
-    "CLIPLoader": (("clip_name",), "text_encoders"),
-    "DualCLIPLoader": (("clip_name1", "clip_name2"), "text_encoders"),
-    "VAELoader": (("vae_name",), "vae"),
-}
 SHIPPED = (WAN_VIDEO, FLUX, SDXL, Z_IMAGE, QWEN_EDIT, QWEN_CONFINED, FLUX2)
 
 
