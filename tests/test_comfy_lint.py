@@ -9,7 +9,8 @@ because comfy-lint reads the API format only.
 A template whose note says "Needs ComfyUI X or newer" (or "or later", read by the main job's
 ``template_needs.declared_need``; Krea 2's: CLIPLoader type ``krea2``, which 0.3.75 does not offer) is
 linted as everything else on an engine of that release or newer; on an older one, and only there, a
-combo value that engine does not list is the documented requirement, not an error. Every other rule still applies to it there (links, node types, fields, types)."""
+combo value that engine does not list is the documented requirement, not an error. Every other rule
+still applies to it there (links, node types, fields, types)."""
 
 from __future__ import annotations
 
