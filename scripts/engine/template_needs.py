@@ -65,8 +65,9 @@ def unregistered(graph: dict, registered) -> list[str]:
 
 def runs_on(name: str, graph: dict, release, registered=None) -> bool:
     """Whether an engine of ``release`` (and, once started, with the node types ``registered``) runs it."""
-    return not too_old(declared_need(name), release) and not (registered is not None
-                                                              and unregistered(graph, registered))
+    if too_old(declared_need(name), release):
+        return False
+    return registered is None or not unregistered(graph, registered)
 
 
 @dataclass(frozen=True)
