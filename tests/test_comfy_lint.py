@@ -6,15 +6,15 @@ Workflows are found by walking workflows/, so a new API graph anywhere below it 
 touching this file; UI-format files (ComfyUI's templates, with "nodes" and "links") are skipped
 because comfy-lint reads the API format only.
 
-A template whose note says "Needs ComfyUI X or newer" (Krea 2's: CLIPLoader type ``krea2``, which
-0.3.75 does not offer) is linted as everything else on an engine of that release or newer; on an
-older one, and only there, a combo value that engine does not list is the documented requirement,
-not an error. Every other rule still applies to it there (links, node types, fields, types)."""
+A template whose note says "Needs ComfyUI X or newer" (or "or later", read by the main job's
+``template_needs.declared_need``; Krea 2's: CLIPLoader type ``krea2``, which 0.3.75 does not offer) is
+linted as everything else on an engine of that release or newer; on an older one, and only there, a
+combo value that engine does not list is the documented requirement, not an error. Every other rule
+still applies to it there (links, node types, fields, types)."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 
 from scripts.engine.comfy_engine import REPO, WORKFLOWS, engine_source, engine_version
+from scripts.engine.template_needs import declared_need
 from tests.support.later_core_nodes import LATER_CORE_NODES
 
 DATA = Path(__file__).resolve().parent / "data"
 # Graphs name the user's model files (an SD checkpoint, the OpenAI ADM); the test server has tiny
 # models under other names, so a combo value that names a model file is not a lint error here.
 MODEL_FILES = (".safetensors", ".pt", ".ckpt", ".pth", ".bin", ".sft")
-NEEDS = re.compile(r"Needs ComfyUI (\d+(?:\.\d+)+) or newer")
 
 
 def is_api_format(graph) -> bool:
@@ -43,12 +43,11 @@ def api_workflows() -> list[Path]:
 
 def needed_comfyui(path: Path) -> tuple[int, ...] | None:
     """The ComfyUI release a template's note (``<name>.note.md`` beside ``<name>.api.json``) says on
-    its first line that the template needs, or None."""
-    note = path.with_name(path.name.removesuffix(".api.json") + ".note.md")
-    if not path.name.endswith(".api.json") or not note.is_file():
+    its first line that the template needs, or None; read as the main job reads it."""
+    if not path.name.endswith(".api.json"):
         return None
-    found = NEEDS.search(note.read_text(encoding="utf-8").splitlines()[0])
-    return tuple(int(part) for part in found[1].split(".")) if found else None
+    need = declared_need(path.name.removesuffix(".api.json"), path.parent)
+    return need.release if need else None
 
 
 def newer_than_engine(path: Path) -> bool:

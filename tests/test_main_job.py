@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.engine.comfy_engine import API_WORKFLOWS, EXAMPLE_IMAGE, EXAMPLE_PROMPT, REPO
+from scripts.engine.comfy_engine import (
+    API_WORKFLOWS,
+    EXAMPLE_IMAGE,
+    EXAMPLE_PROMPT,
+    REPO,
+    engine_version,
+    prepare_engine,
+)
+from scripts.engine.template_needs import declared_need
 from tests.support.comfy_harness import ellipse, photo
 
 
@@ -187,3 +195,113 @@ def test_unknown_template_lists_the_shipped_ones(tmp_path):
     with pytest.raises(SystemExit) as e:
         load_template("object editing", tmp_path)
     assert "'Blended - Flux.1 dev edit'" in str(e.value) and "'Blended - Wan 2.2 video edit'" not in str(e.value)
+
+
+# --- a template the engine cannot run is refused before anything is written or queued ------------------
+
+# core SAM3 (SAM3_Detect) and two model families 0.3.75 does not have; their notes say "Needs ComfyUI 0.33"
+LATER_TEMPLATES = ("Blended - Edit by description", "Blended - Anima edit", "Blended - Krea 2 edit")
+
+
+@pytest.fixture(scope="module")
+def engine_copy(tmp_path_factory):
+    """The engine the tests run (the CI's, or BLENDED_COMFY_ENGINE's), copied as the main job copies it."""
+    return prepare_engine(tmp_path_factory.mktemp("engine") / "ComfyUI")
+
+
+def files_under(*folders) -> set:
+    return {p for folder in folders if folder.is_dir() for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("name", LATER_TEMPLATES)
+def test_a_template_for_a_later_comfyui_is_refused_on_an_older_engine_before_anything_is_written(
+        engine_copy, tmp_path, name):
+    """On 0.3.75 the refusal names the template, what its note says is missing, the release, the fix and
+    the templates this engine runs, before ComfyUI starts; on 0.33 the same template passes and the run
+    stops at its missing model files instead (nothing is loaded in either case)."""
+    write_photo_and_mask(tmp_path)
+    need, release = declared_need(name), engine_version(engine_copy)
+    before = files_under(engine_copy / "input", engine_copy / "output")
+    done = run_edit("--image", tmp_path / "photo.png", "--mask", tmp_path / "mask.png", "--prompt", "a red ball",
+                    "--comfy-dir", engine_copy, "--models-dir", tmp_path / "empty_models", "--template", name,
+                    timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "Starting ComfyUI" not in done.stdout
+    assert files_under(engine_copy / "input", engine_copy / "output") == before
+    if release < need.release:
+        message = " ".join(done.stderr.split())
+        version = ".".join(map(str, release))
+        assert f"--template {name!r} cannot run on the engine in {engine_copy} (ComfyUI {version})" in message
+        assert f'It needs ComfyUI 0.33 or newer; the template\'s note says: "{need.sentence}"' in message
+        assert "BLENDED_COMFY_ENGINE" in message and "--comfy-dir" in message
+        usable = message.split("Or pick a template this engine runs: ")[1]
+        assert "'Blended - Flux.1 dev edit'" in usable and not any(repr(t) in usable for t in LATER_TEMPLATES)
+        assert "needs these model files" not in message
+    else:
+        assert f"the template '{name}' needs these model files, not found" in done.stderr, done.stderr
+        assert "cannot run on the engine" not in done.stderr
+
+
+def test_an_engine_that_failed_to_import_a_node_type_is_refused_once_started_naming_it_and_why(tmp_path):
+    """The release is not all: a started engine's /object_info without a node type the template uses
+    (here core's FluxGuidance, its module made to fail on import) stops the run before the input is
+    written or the prompt queued, with the engine's own reason."""
+    engine = prepare_engine(tmp_path / "ComfyUI")
+    (engine / "comfy_extras" / "nodes_flux.py").write_text('raise ImportError("planted by the test")\n')
+    models = tmp_path / "models"
+    for file in ("diffusion_models/flux1-dev.safetensors", "text_encoders/clip_l.safetensors",
+                 "text_encoders/t5xxl_fp8_e4m3fn.safetensors", "vae/ae.safetensors"):
+        (models / file).parent.mkdir(parents=True, exist_ok=True)
+        (models / file).write_bytes(b"")  # found; never loaded
+    write_photo_and_mask(tmp_path)
+    done = run_edit("--image", tmp_path / "photo.png", "--mask", tmp_path / "mask.png", "--prompt", "a red ball",
+                    "--comfy-dir", engine, "--models-dir", models, "--template", "Blended - Flux.1 dev edit", "--cpu",
+                    timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "Starting ComfyUI" in done.stdout and "Editing" not in done.stdout
+    assert "does not register these node types the template uses: FluxGuidance." in done.stderr, done.stderr
+    assert "nodes_flux.py module for custom nodes: planted by the test" in done.stderr
+    usable = done.stderr.split("Or pick a template this engine runs: ")[1]
+    assert "'Blended - SDXL edit'" in usable and "Flux" not in usable  # both Flux templates use FluxGuidance
+    assert not list((engine / "input").glob("blended_edit_*.png"))
+
+
+def test_a_copy_made_before_blended_comfy_engine_was_set_is_named_as_the_fix(tmp_path):
+    """The engine is copied into --comfy-dir on first use only: with BLENDED_COMFY_ENGINE already naming a
+    new enough ComfyUI, the fix is a new --comfy-dir, not the variable again."""
+    from scripts.engine.template_needs import Engine, refusal
+
+    newer = tmp_path / "ComfyUI-new"
+    newer.mkdir()
+    (newer / "comfyui_version.py").write_text('__version__ = "0.33.0"\n')
+    name = "Blended - Anima edit"
+    graph = json.loads((API_WORKFLOWS / f"{name}.api.json").read_text())
+    old = Engine(tmp_path / "old_copy", (0, 3, 75))
+    assert "pass a new --comfy-dir" in refusal(name, graph, old, {name: graph}, source=newer)
+    assert f"BLENDED_COMFY_ENGINE names ComfyUI 0.33.0 ({newer})" in refusal(name, graph, old, {}, source=newer)
+    assert "set BLENDED_COMFY_ENGINE to a ComfyUI checkout" in refusal(name, graph, old, {}, source=None)
+    assert refusal(name, graph, Engine(newer, (0, 33, 0)), {}) is None
+    assert "ComfyUI of unknown release" in refusal(name, graph, Engine(tmp_path, None), {})
+
+
+def test_every_note_that_names_a_comfyui_release_is_read_as_the_templates_need():
+    """The note's first line is the one statement of a template's need: a wording the main job could
+    not read would let the template through to a late, confusing failure."""
+    for note in sorted(API_WORKFLOWS.glob("*.note.md")):
+        name = note.name.removesuffix(".note.md")
+        stated = "Needs ComfyUI" in note.read_text(encoding="utf-8").splitlines()[0]
+        assert (declared_need(name) is not None) == stated, name
+    assert {name: declared_need(name).release for name in LATER_TEMPLATES} == dict.fromkeys(LATER_TEMPLATES, (0, 33))
+    assert declared_need("Blended - Flux.1 dev edit") is None
+
+
+def test_template_help_marks_the_templates_that_need_a_later_comfyui():
+    from scripts.cli.run_edit import create_argparser
+
+    parser = create_argparser()
+    text = " ".join(parser.format_help().split())
+    for name in LATER_TEMPLATES:
+        assert f"{name!r} (needs ComfyUI 0.33 or newer)" in text
+    assert "'Blended - Flux.1 dev edit';" in text and "'Blended - Flux.1 dev edit' (needs" not in text
+    with pytest.raises(SystemExit):  # the video templates are no choice of --template
+        parser.parse_args(["--template", "Blended - Video edit by description"])

@@ -6,10 +6,19 @@ names its model)."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
-from scripts.engine.comfy_engine import API_WORKFLOWS, load_graph, nodes_of, prompt_input, set_inputs
+from scripts.engine.comfy_engine import (
+    API_WORKFLOWS,
+    load_graph,
+    nodes_of,
+    prompt_input,
+    set_inputs,
+    write_model_paths,
+)
+from scripts.engine.template_needs import Engine, declared_need, engine_release, refusal, release_text
 
 LATENT_WORKFLOW = API_WORKFLOWS / "Blended - SD1.5 or SDXL edit.api.json"
 
@@ -74,6 +83,19 @@ def template_folders() -> tuple[str, ...]:
     return tuple(sorted(folders | {LEGACY_FOLDERS[f] for f in folders if f in LEGACY_FOLDERS}))
 
 
+LATENT_SECTION = "blended_checkpoint"
+
+
+def model_paths(models_dir: Path, path: Path, template: bool, checkpoint: Path | None) -> Path:
+    """The server's extra_model_paths.yaml: ``models_dir``'s folders (a template's core ones too) and a
+    checkpoint's own folder, wherever it is."""
+    paths = write_model_paths(models_dir, path, core=template_folders() if template else ())
+    if checkpoint is not None:
+        with paths.open("a") as f:
+            f.write(f"{LATENT_SECTION}:\n    base_path: {json.dumps(str(checkpoint.parent))}\n    checkpoints: .\n")
+    return paths
+
+
 def image_templates() -> list[str]:
     """The shipped latent templates that edit one photo (the video ones take a video file)."""
     names = []
@@ -84,13 +106,45 @@ def image_templates() -> list[str]:
     return names
 
 
-def load_template(name: str, models_dir: Path) -> dict:
-    """The template's graph, once every model file it names is in ``models_dir``; otherwise each
-    missing file and the folder it goes in, as the pixel path says for its model."""
+def image_template_graphs() -> dict[str, dict]:
+    return {name: load_graph(API_WORKFLOWS / f"{name}.api.json") for name in image_templates()}
+
+
+def template_choices() -> str:
+    """--template's help: every choice, those whose note names a later ComfyUI marked with it."""
+    def choice(name):
+        need = declared_need(name)
+        return repr(name) + (f" (needs ComfyUI {release_text(need.release)} or newer)" if need else "")
+    return "; ".join(choice(name) for name in image_templates())
+
+
+def require_engine_for(name: str, comfy: Path, server=None) -> None:
+    """Stop, before an input is written or a prompt queued, when the engine cannot run the template:
+    before the server starts on the release the template's note names (the copy's comfyui_version.py),
+    once ``server`` is up on the node types its /object_info lacks too. The message names what is
+    missing, the fix and the templates this engine runs (``template_needs.refusal``)."""
+    require_shipped(name)
+    templates = image_template_graphs()
+    engine = Engine(comfy, engine_release(comfy))
+    if server is not None:
+        engine = Engine(comfy, engine.release, frozenset(server.object_info()), server.log())
+    source = os.environ.get("BLENDED_COMFY_ENGINE")
+    message = refusal(name, templates[name], engine, templates, Path(source) if source else None)
+    if message:
+        raise SystemExit(message)
+
+
+def require_shipped(name: str) -> None:
     shipped = image_templates()
     if name not in shipped:
         raise SystemExit(f"error: --template {name!r} is not a shipped latent image template; one of: "
                          + ", ".join(repr(n) for n in shipped))
+
+
+def load_template(name: str, models_dir: Path) -> dict:
+    """The template's graph, once every model file it names is in ``models_dir``; otherwise each
+    missing file and the folder it goes in, as the pixel path says for its model."""
+    require_shipped(name)
     graph = load_graph(API_WORKFLOWS / f"{name}.api.json")
     missing = []
     for node in graph.values():
@@ -125,6 +179,15 @@ def template_graph(args, image_name: str, graph: dict) -> dict:
     if args.top_k and nodes_of(graph, "BlendedRankResults"):
         set_inputs(graph, "BlendedRankResults", top_k=args.top_k)
     return graph
+
+
+def job_graph(args, image_name: str, template: dict | None, checkpoint: Path | None) -> dict:
+    """What the main job posts: the template's graph, the latent one on the checkpoint, else the pixel workflow."""
+    if template is not None:
+        return template_graph(args, image_name, template)
+    if checkpoint is not None:
+        return latent_graph(args, image_name, checkpoint)
+    return pixel_graph(args, image_name)
 
 
 def pixel_graph(args, image_name: str) -> dict:

@@ -14,12 +14,14 @@ with that checkpoint, the crop at the checkpoint's resolution (read off its keys
 With ``--template NAME`` it runs that shipped latent template (``workflows/api/NAME.api.json``, e.g.
 "Blended - Flux.1 dev edit") with the model files it names, found in ``--models-dir`` (or the engine's
 models folder) under ComfyUI's usual folders; a missing one is named with the folder it goes in.
+A template the engine cannot run (its note names a later ComfyUI, or the engine does not register a
+node type it uses) is refused before an input is written or a prompt queued, naming what is missing,
+the fix, and the templates this engine runs (``scripts/engine/template_needs.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -28,11 +30,12 @@ from pathlib import Path
 
 from scripts.cli.edit_graphs import (
     find_checkpoint,
-    latent_graph,
+    image_templates,
+    job_graph,
     load_template,
-    pixel_graph,
-    template_folders,
-    template_graph,
+    model_paths,
+    require_engine_for,
+    template_choices,
 )
 from scripts.engine.comfy_engine import (
     DEFAULT_COMFY,
@@ -41,15 +44,15 @@ from scripts.engine.comfy_engine import (
     WORKFLOW,
     ComfyServer,
     PromptRejected,
-    compose_input,
     cuda_available,
     execution_error,
+    input_rgba,
     output_images,
     output_texts,
     prefetch_model,
     prepare_base,
     prepare_engine,
-    write_model_paths,
+    save_input,
 )
 
 
@@ -74,8 +77,11 @@ def create_argparser() -> argparse.ArgumentParser:
     latent = p.add_argument_group("latent path (Blended Latent Diffusion on your own checkpoint)")
     latent.add_argument("--checkpoint", help="SD1.5/SDXL single-file checkpoint: a path, or a file name in "
                         "models/checkpoints; runs the latent template instead of the pixel path")
-    latent.add_argument("--template", help="a shipped latent template to run instead, by its title (e.g. "
-                        "'Blended - Flux.1 dev edit'); its model files must be in --models-dir")
+    latent.add_argument("--template", metavar="TITLE", choices=image_templates(),
+                        help="a shipped latent template to run instead, by its title; its model files must be in "
+                        "--models-dir. A template whose note names a later ComfyUI is refused, before anything "
+                        "runs, on an older engine (see BLENDED_COMFY_ENGINE in the README). One of: "
+                        + template_choices())
     latent.add_argument("--resolution", type=int, help="crop short side in px (default: 1024 for SDXL, else 512)")
     latent.add_argument("--iterations", type=int, help="background reconstruction steps (default: the workflow's)")
     p.add_argument("--workflow", type=Path, default=WORKFLOW, help="API-format workflow to run")
@@ -86,59 +92,49 @@ def create_argparser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = create_argparser().parse_args(argv)
-    comfy = prepare_engine(args.comfy_dir.resolve())
-    base = prepare_base(comfy)
-    models_dir = (args.models_dir or comfy / "models").resolve()
     if args.template and args.checkpoint:
         raise SystemExit("error: --template and --checkpoint each choose the workflow; give one of them.")
+    comfy = prepare_engine(args.comfy_dir.resolve())
+    if args.template:
+        require_engine_for(args.template, comfy)  # its release, before anything is written or started
+    base = prepare_base(comfy)
+    models_dir = (args.models_dir or comfy / "models").resolve()
     template = load_template(args.template, models_dir) if args.template else None
     checkpoint = find_checkpoint(args.checkpoint, models_dir) if args.checkpoint else None
     if checkpoint is None and template is None:
         prefetch_model(models_dir, args.model)
-
-    name = f"blended_edit_{os.getpid()}.png"
-    compose_input(args.image, args.mask, base / "input" / name)
-    if template is not None:
-        graph = template_graph(args, name, template)
-    elif checkpoint is not None:
-        graph = latent_graph(args, name, checkpoint)
-    else:
-        graph = pixel_graph(args, name)
+    rgba = input_rgba(args.image, args.mask)
 
     cpu = args.cpu or not cuda_available()
-    extra = []
     with tempfile.TemporaryDirectory() as tmp:
+        extra = []
         if args.models_dir or checkpoint is not None:
-            paths = write_model_paths(models_dir, Path(tmp) / "paths.yaml", core=template_folders() if template else ())
-            if checkpoint is not None:
-                with paths.open("a") as f:  # the checkpoint's own folder, wherever it is
-                    f.write(f"{LATENT_SECTION}:\n    base_path: {json.dumps(str(checkpoint.parent))}\n"
-                            "    checkpoints: .\n")
+            paths = model_paths(models_dir, Path(tmp) / "paths.yaml", template is not None, checkpoint)
             extra = ["--extra-model-paths-config", str(paths)]
-        return run_graph(args, comfy, base, graph, extra, cpu, Path(tmp))
+        server = ComfyServer(comfy, base, extra_args=extra, log_path=Path(tmp) / "comfyui.log", cpu=cpu)
+        print(f"Starting ComfyUI ({comfy}) ...", flush=True)
+        with server:
+            if template is not None:
+                require_engine_for(args.template, comfy, server)  # and the node types it registers
+            name = f"blended_edit_{os.getpid()}.png"
+            save_input(rgba, base / "input" / name)
+            return run_graph(args, server, base, job_graph(args, name, template, checkpoint))
 
 
-LATENT_SECTION = "blended_checkpoint"
-
-
-def run_graph(args, comfy: Path, base: Path, graph: dict, extra: list, cpu: bool, tmp: Path) -> int:
-    server = ComfyServer(comfy, base, extra_args=extra, log_path=tmp / "comfyui.log", cpu=cpu)
-    print(f"Starting ComfyUI ({comfy}) ...", flush=True)
-    with server:
-        try:
-            prompt_id = server.queue_prompt(graph)
-        except PromptRejected as e:
-            print(f"error: ComfyUI rejected the workflow:\n{e}", file=sys.stderr)
-            return 1
-        print(f"Editing '{args.image}' with \"{args.prompt}\" (prompt {prompt_id}) ...", flush=True)
-        entry = server.wait(prompt_id, args.timeout)
-        error = execution_error(entry)
-        if error is not None:
-            print(f"error in node {error.get('node_type')}: {error.get('exception_message', '').strip()}",
-                  file=sys.stderr)
-            return 1
-        written = save_results(entry, base, args.out)
-    return 0 if written else 1
+def run_graph(args, server: ComfyServer, base: Path, graph: dict) -> int:
+    try:
+        prompt_id = server.queue_prompt(graph)
+    except PromptRejected as e:
+        print(f"error: ComfyUI rejected the workflow:\n{e}", file=sys.stderr)
+        return 1
+    print(f"Editing '{args.image}' with \"{args.prompt}\" (prompt {prompt_id}) ...", flush=True)
+    entry = server.wait(prompt_id, args.timeout)
+    error = execution_error(entry)
+    if error is not None:
+        print(f"error in node {error.get('node_type')}: {error.get('exception_message', '').strip()}",
+              file=sys.stderr)
+        return 1
+    return 0 if save_results(entry, base, args.out) else 1
 
 
 def save_results(entry: dict, base: Path, out: Path) -> list[Path]:

@@ -374,6 +374,12 @@ def output_texts(entry: dict) -> list[str]:
 def compose_input(image_path: Path, mask_path: Path | None, dest: Path) -> Path:
     """One RGBA PNG for LoadImage: RGB from the image, alpha = 255 - mask (LoadImage's MASK is
     1 - alpha, so white in the mask = transparent = edit)."""
+    return save_input(input_rgba(image_path, mask_path), dest)
+
+
+def input_rgba(image_path: Path, mask_path: Path | None):
+    """``compose_input``'s image, checked and in memory: the main job checks its inputs before it
+    starts the engine and writes them only once the engine has been found able to run the graph."""
     from PIL import Image
 
     image = Image.open(image_path)
@@ -396,6 +402,10 @@ def compose_input(image_path: Path, mask_path: Path | None, dest: Path) -> Path:
             raise SystemExit(f"--mask {mask_path} is all black: paint the area to edit white.")
         rgba = image.convert("RGB")
         rgba.putalpha(mask.point(lambda v: 255 - v))
+    return rgba
+
+
+def save_input(rgba, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     rgba.save(dest)
     return dest
