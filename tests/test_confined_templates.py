@@ -11,22 +11,18 @@ the reference latent is conditioning, not weights) and T5-XXL is replaced by con
 from __future__ import annotations
 
 import copy
-import re
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from scripts.engine.comfy_engine import (
     REPO,
     PromptRejected,
     describe_rejection,
     execution_error,
-    output_images,
     prepare_base,
 )
 from tests.support.comfy_harness import api_workflow, offline_server
-from tests.test_family_templates import flux_stand_ins
+from tests.test_family_templates import check_confined_edit, flux_stand_ins
 
 KONTEXT = "Blended - Flux Kontext, confined"
 EXAMPLES = REPO / "workflows" / "examples"
@@ -87,53 +83,12 @@ def kontext_server(comfy, tmp_path_factory):
 
 
 def test_flux_kontext_confined_template_keeps_the_photo_exact_outside_the_found_region(kontext_server):
-    """At 150x100 px (scale_by 0.25) and 2 steps. A random-weight editor changes every pixel, so its
-    decode is made to look like an instruction edit's before Blended Confine Edit sees it (the decode
-    inside the photo's own alpha region, 3 % of it elsewhere, as the Qwen-Image-Edit test does). Then:
-    outside the found mask the saved result is the photo bit for bit, inside it differs, and the report
-    gives the region's share (the mask's) and the unconfined edit's change outside it (mean, max)."""
-    from tests.support.soak import wait_one
-
+    """As the Qwen-Image-Edit one (``check_confined_edit`` says how a random-weight edit is made to look
+    like an instruction edit, and what is checked)."""
     server, base = kontext_server
     graph = copy.deepcopy(api_workflow(KONTEXT))
     flux_stand_ins(graph)  # T5-XXL: 4.7 B parameters from a fixed config
-    graph[node_of(graph, "ImageScaleBy")]["inputs"]["scale_by"] = 0.25
-    graph[node_of(graph, "KSampler")]["inputs"]["steps"] = 2
-    photo, decode = node_of(graph, "LoadImage"), node_of(graph, "VAEDecode")
-    confine = node_of(graph, "BlendedConfineEdit")
-    graph["90"] = {"class_type": "ImageBlend", "inputs": {"image1": [photo, 0], "image2": [decode, 0],
-                                                          "blend_factor": 0.03, "blend_mode": "normal"}}
-    graph["91"] = {"class_type": "ImageCompositeMasked", "inputs": {"destination": ["90", 0], "source": [decode, 0],
-                                                                    "x": 0, "y": 0, "resize_source": True,
-                                                                    "mask": [photo, 1]}}
-    graph[confine]["inputs"]["edited"] = ["91", 0]
-    graph["92"] = {"class_type": "MaskToImage", "inputs": {"mask": [confine, 1]}}
-    graph["93"] = {"class_type": "SaveImage", "inputs": {"images": ["92", 0], "filename_prefix": "test/confine_mask"}}
-    try:
-        entry = wait_one(server, server.queue_prompt(graph), timeout=900)
-    finally:
-        server.post("/free", {"unload_models": True, "free_memory": True})
-    error = execution_error(entry)
-    assert error is None, f"{error['node_type']}: {error['exception_message']}"
-
-    source = np.asarray(Image.open(EXAMPLES / "blended_object.png"))[..., :3]
-    saved = {img["subfolder"]: base / "output" / img["subfolder"] / img["filename"] for img in output_images(entry)}
-    assert set(saved) == {"blended", "test"}, saved
-    out = np.asarray(Image.open(saved["blended"]).convert("RGB"))
-    found = np.asarray(Image.open(saved["test"]).convert("L"))
-    assert out.shape == source.shape and found.shape == source.shape[:2]  # the photo's own size
-    assert set(np.unique(found)) <= {0, 255}
-    outside = found == 0
-    assert 0.2 < outside.mean() < 0.99, f"found region {1 - outside.mean():.3f} of the image"
-    assert np.array_equal(out[outside], source[outside])  # the source bit for bit
-    assert (out[~outside] != source[~outside]).any()  # the edit inside
-
-    report = entry["outputs"][node_of(graph, "PreviewAny")]["text"][0]
-    assert report.startswith("confined with gradient domain"), report
-    region = re.search(r"region ([0-9.]+)% of the image", report)
-    mean, peak = re.search(r"outside by mean ([0-9.]+), max ([0-9.]+)", report).groups()
-    assert region and abs(float(region.group(1)) - 100 * (1 - outside.mean())) < 0.1, report
-    assert 0 < float(mean) <= float(peak), report  # the 3 % drift, taken away outside the region
+    report = check_confined_edit(server, base, graph)
     print(f"\n{KONTEXT}: {report}")
 
 

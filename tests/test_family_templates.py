@@ -561,19 +561,16 @@ def test_qwen_confined_template_shape():
     assert g[node_of(g, "PreviewAny")]["inputs"]["source"] == [node_of(g, "BlendedConfineEdit"), 2]
 
 
-def test_qwen_confined_template_runs_and_keeps_the_photo_exact_outside_the_found_region(family_server):
-    """The template at 150x100 px (scale_by 0.25) and 2 steps. A random-weight editor changes every pixel, so the test
-    makes its result look like an instruction edit's before Blended Confine Edit sees it: the decode
-    inside the photo's own alpha region (the cup; the template does not use it), and 3 % of the decode
-    everywhere else (the small global drift an editor leaves outside its edit). Then: outside the
-    found mask the saved result is the photo bit for bit, inside it differs, and the report gives the
-    region's size (the mask's share) and the unconfined edit's change outside it (mean, max)."""
+def check_confined_edit(server, base, graph) -> str:
+    """Runs a confined template (``graph``, its encoders replaced) at 150x100 px (scale_by 0.25) and 2
+    steps and returns its report. A random-weight editor changes every pixel, so its decode is made to
+    look like an instruction edit's before Blended Confine Edit sees it: the decode inside the photo's
+    own alpha region (the cup; the template does not use it), and 3 % of the decode everywhere else (the
+    small global drift an editor leaves outside its edit). Then: outside the found mask the saved result
+    is the photo bit for bit, inside it differs, and the report gives the region's share (the mask's)
+    and the unconfined edit's change outside it (mean, max)."""
     import re
 
-    server, base = family_server
-    graph = copy.deepcopy(api_workflow(QWEN_CONFINED))
-    qwen_edit_models(base / "models", QWEN_CONFINED)
-    qwen_edit_stand_ins(graph)
     graph[node_of(graph, "ImageScaleBy")]["inputs"]["scale_by"] = 0.25  # 150x100 px
     graph[node_of(graph, "KSampler")]["inputs"]["steps"] = 2
     photo, decode = node_of(graph, "LoadImage"), node_of(graph, "VAEDecode")
@@ -606,6 +603,15 @@ def test_qwen_confined_template_runs_and_keeps_the_photo_exact_outside_the_found
     mean, peak = re.search(r"outside by mean ([0-9.]+), max ([0-9.]+)", report).groups()
     assert region and abs(float(region.group(1)) - 100 * (1 - outside.mean())) < 0.1, report
     assert 0 < float(mean) <= float(peak), report  # the 3 % drift, taken away outside the region
+    return report
+
+
+def test_qwen_confined_template_runs_and_keeps_the_photo_exact_outside_the_found_region(family_server):
+    server, base = family_server
+    graph = copy.deepcopy(api_workflow(QWEN_CONFINED))
+    qwen_edit_models(base / "models", QWEN_CONFINED)
+    qwen_edit_stand_ins(graph)
+    check_confined_edit(server, base, graph)
 
 
 def test_flux2_template_shape():
