@@ -200,13 +200,20 @@ def test_unknown_template_lists_the_shipped_ones(tmp_path):
 # --- a template the engine cannot run is refused before anything is written or queued ------------------
 
 # core SAM3 (SAM3_Detect) and two model families 0.3.75 does not have; their notes say "Needs ComfyUI 0.33"
-LATER_TEMPLATES = ("Blended - Edit by description", "Blended - Anima edit", "Blended - Krea 2 edit")
+DESCRIPTION = "Blended - Edit by description"  # finds its mask from a phrase (--find)
+FLUX = "Blended - Flux.1 dev edit"
+LATER_TEMPLATES = (DESCRIPTION, "Blended - Anima edit", "Blended - Krea 2 edit")
 
 
 @pytest.fixture(scope="module")
 def engine_copy(tmp_path_factory):
     """The engine the tests run (the CI's, or BLENDED_COMFY_ENGINE's), copied as the main job copies it."""
     return prepare_engine(tmp_path_factory.mktemp("engine") / "ComfyUI")
+
+
+def where_to_edit(name: str, folder) -> tuple:
+    """The arguments that say what to edit: a phrase for the template that finds its mask, else the mask."""
+    return ("--find", "a cup") if name == DESCRIPTION else ("--mask", folder / "mask.png")
 
 
 def files_under(*folders) -> set:
@@ -222,7 +229,7 @@ def test_a_template_for_a_later_comfyui_is_refused_on_an_older_engine_before_any
     write_photo_and_mask(tmp_path)
     need, release = declared_need(name), engine_version(engine_copy)
     before = files_under(engine_copy / "input", engine_copy / "output")
-    done = run_edit("--image", tmp_path / "photo.png", "--mask", tmp_path / "mask.png", "--prompt", "a red ball",
+    done = run_edit("--image", tmp_path / "photo.png", *where_to_edit(name, tmp_path), "--prompt", "a red ball",
                     "--comfy-dir", engine_copy, "--models-dir", tmp_path / "empty_models", "--template", name,
                     timeout=120)
     assert done.returncode != 0 and "Traceback" not in done.stderr
@@ -305,3 +312,112 @@ def test_template_help_marks_the_templates_that_need_a_later_comfyui():
     assert "'Blended - Flux.1 dev edit';" in text and "'Blended - Flux.1 dev edit' (needs" not in text
     with pytest.raises(SystemExit):  # the video templates are no choice of --template
         parser.parse_args(["--template", "Blended - Video edit by description"])
+
+
+# --- --find: a template that finds its mask from a phrase (SAM3) -----------------------------------------
+
+
+def declared_inputs(name: str) -> dict[str, tuple[str, str]]:
+    """The template's app form (workflows/api/<name>.app.toml): label -> (node id, input)."""
+    from scripts.templates.app_form import read_declaration
+
+    form = read_declaration(name, json.loads((API_WORKFLOWS / f"{name}.api.json").read_text()))
+    return {label: (node, key) for node, key, label in form["inputs"]}
+
+
+def test_find_sets_the_phrase_sam3_reads_and_the_prompt_its_encoder_and_its_ranking():
+    """Checked against what the template's app calls "What to find", "Prompt" and "Prompt to rank by":
+    the phrase reaches only the encoder SAM3_Detect reads, the prompt only the sampler's positive
+    encoder and the ranking's guidance; the rest stays as shipped but the photo and --clip. No engine."""
+    from scripts.cli.edit_graphs import template_graph
+    from scripts.cli.run_edit import create_argparser
+
+    shipped = json.loads((API_WORKFLOWS / f"{DESCRIPTION}.api.json").read_text())
+    form = declared_inputs(DESCRIPTION)
+    args = create_argparser().parse_args(["--template", DESCRIPTION, "--find", "the red mug",
+                                          "--prompt", "a glass of milk", "--clip", "tiny.safetensors"])
+    graph = template_graph(args, "photo.png", json.loads(json.dumps(shipped)))
+    (phrase, text), (prompt, key), (rank, rank_key) = (form[k] for k in ("What to find", "Prompt",
+                                                                           "Prompt to rank by"))
+    assert graph[phrase]["inputs"][text] == "the red mug"
+    assert graph[prompt]["inputs"][key] == graph[rank]["inputs"][rank_key] == "a glass of milk"
+    (detect,) = [n for n in graph.values() if n["class_type"] == "SAM3_Detect"]
+    assert detect["inputs"]["conditioning"][0] == phrase
+    sampler = next(n for n in graph.values() if n["class_type"] == "BlendedLatentSampler")["inputs"]
+    assert sampler["positive"][0] == prompt
+    photo_node, clip = (next(k for k, n in graph.items() if n["class_type"] == t)
+                        for t in ("LoadImage", "BlendedCLIPLoader"))
+    assert graph[photo_node]["inputs"]["image"] == "photo.png"
+    assert graph[clip]["inputs"]["clip_name"] == "tiny.safetensors"
+    assert {k for k in graph if graph[k] != shipped[k]} == {phrase, prompt, rank, photo_node, clip}
+
+
+def test_the_templates_that_take_find_are_those_whose_app_asks_what_to_find():
+    """The main job decides from the graph (an encoder feeding a SAM3_Detect upstream of the crop's
+    mask); the app shows the same input as "What to find". A painted-mask template has neither."""
+    from scripts.cli.edit_graphs import image_template_graphs, phrase_input
+
+    for name, graph in image_template_graphs().items():
+        found = phrase_input(graph)
+        asked = declared_inputs(name).get("What to find")
+        assert (found is not None) == (asked is not None), name
+        if found is not None:
+            assert found[0] is graph[asked[0]] and found[1] == asked[1], name
+    assert DESCRIPTION in image_template_graphs() and phrase_input(image_template_graphs()[DESCRIPTION])
+
+
+def test_a_phrase_template_needs_no_mask_and_does_not_read_the_photos_alpha(tmp_path):
+    """The photo without alpha and without --mask, refused for a painted-mask template, is what the
+    phrase template gets; an RGBA photo reaches it as its RGB (the phrase, not the alpha, says where)."""
+    from scripts.cli.edit_graphs import job_photo
+    from scripts.cli.run_edit import create_argparser
+
+    rgb, edit = write_photo_and_mask(tmp_path)
+    parse = create_argparser().parse_args
+    sam3 = json.loads((API_WORKFLOWS / f"{DESCRIPTION}.api.json").read_text())
+    flux = json.loads((API_WORKFLOWS / f"{FLUX}.api.json").read_text())
+    photo_args = parse(["--image", str(tmp_path / "photo.png"), "--find", "cup"])
+    assert np.array_equal(np.asarray(job_photo(photo_args, sam3)), rgb)
+    with pytest.raises(SystemExit, match="has no alpha channel and no --mask was given"):
+        job_photo(parse(["--image", str(tmp_path / "photo.png")]), flux)
+    rgba = np.dstack([rgb, np.where(edit, 0, 255).astype(np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "erased.png")
+    taken = job_photo(parse(["--image", str(tmp_path / "erased.png"), "--find", "cup"]), sam3)
+    assert taken.mode == "RGB" and np.array_equal(np.asarray(taken), rgb)
+
+
+FIND_ERRORS = {  # the arguments after --image; "mask.png" is the test's mask file
+    "no --find": (("--template", DESCRIPTION),
+                  [f"--template {DESCRIPTION!r} finds the area to edit from a phrase", "pass --find",
+                   'e.g. --find "cup"', "describes its example photo"]),
+    "blank --find": (("--template", DESCRIPTION, "--find", "  "), ["pass --find", 'e.g. --find "cup"']),
+    "--mask": (("--template", DESCRIPTION, "--find", "cup", "--mask", "mask.png"),
+               [f"--mask: --template {DESCRIPTION!r} finds its own mask from a phrase", "drop --mask",
+                'name what to edit with --find, e.g. --find "cup"']),
+    "--find on a painted-mask template": (("--template", FLUX, "--find", "cup"),
+                                          [f"--find: --template {FLUX!r} edits a painted mask",
+                                           f"--template {DESCRIPTION!r}"]),
+    "--find without a template": (("--find", "cup"), ["--find: the workflow without --template edits a painted mask",
+                                                      f"--template {DESCRIPTION!r}"]),
+}
+
+
+@pytest.mark.parametrize("case", FIND_ERRORS)
+def test_find_and_mask_mistakes_stop_the_main_job_before_the_engine_is_touched(tmp_path, case):
+    """Each names the option and the fix; the engine is not even copied into --comfy-dir."""
+    write_photo_and_mask(tmp_path)
+    given, wanted = FIND_ERRORS[case]
+    done = run_edit("--image", tmp_path / "photo.png", *(tmp_path / a if a == "mask.png" else a for a in given),
+                    "--comfy-dir", tmp_path / "ComfyUI", timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    message = " ".join(done.stderr.split())
+    for text in wanted:
+        assert text in message, message
+    assert not (tmp_path / "ComfyUI").exists() and "Starting ComfyUI" not in done.stdout
+
+
+def test_find_help_names_the_templates_that_take_it():
+    from scripts.cli.run_edit import create_argparser
+
+    text = " ".join(create_argparser().format_help().split())
+    assert f"Templates that take it: {DESCRIPTION!r}" in text and "Required there" in text
