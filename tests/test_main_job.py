@@ -102,6 +102,33 @@ def test_main_job_rejects_a_mask_of_another_size(comfy, tmp_path):
     assert done.returncode != 0 and "--mask is 10x10 but --image is 72x40" in done.stderr
 
 
+def test_waiting_outlasts_a_poll_the_busy_server_does_not_answer_in_time(tmp_path, monkeypatch):
+    """A CPU server loading a model can leave a /history poll unanswered past the request's timeout;
+    the main job keeps waiting for its prompt (a refused connection is still an error)."""
+    import urllib.error
+
+    from scripts.engine.comfy_engine import ComfyServer
+
+    server = ComfyServer(tmp_path, tmp_path, port=1)
+    done = {"status": {"completed": True, "status_str": "success"}}
+    answers = iter([TimeoutError("timed out"), urllib.error.URLError(TimeoutError("timed out")), None, done])
+
+    def history(prompt_id):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def refused(prompt_id):
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(server, "history", history)
+    assert server.wait("p", timeout=60) is done
+    monkeypatch.setattr(server, "history", refused)
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        server.wait("p", timeout=60)
+
+
 # --- the latent path: --checkpoint runs "workflows/api/Blended - SD1.5 or SDXL edit.api.json" --------
 
 

@@ -283,10 +283,23 @@ class ComfyServer:
     def history(self, prompt_id: str) -> dict | None:
         return self.get(f"/history/{prompt_id}").get(prompt_id)
 
+    def answered_history(self, prompt_id: str) -> dict | None:
+        """``history``, or None when the server did not answer within one request's timeout: a CPU server
+        loading a model can hold its HTTP thread that long, which says nothing about the prompt (``wait``'s
+        deadline and its check that the process lives decide). Any other failure is raised."""
+        try:
+            return self.history(prompt_id)
+        except urllib.error.URLError as e:  # a timeout while connecting
+            if not isinstance(e.reason, TimeoutError):
+                raise
+        except TimeoutError:  # while reading the answer
+            pass
+        return None
+
     def wait(self, prompt_id: str, timeout: float = 600, on_poll=None) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            entry = self.history(prompt_id)
+            entry = self.answered_history(prompt_id)
             if entry is not None and entry.get("status", {}).get("completed") is not None:
                 if entry["status"].get("status_str") in ("success", "error"):
                     return entry
