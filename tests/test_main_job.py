@@ -21,6 +21,7 @@ from scripts.engine.comfy_engine import (
     EXAMPLE_IMAGE,
     EXAMPLE_PROMPT,
     REPO,
+    engine_source,
     engine_version,
     prepare_engine,
 )
@@ -441,6 +442,92 @@ def test_find_and_mask_mistakes_stop_the_main_job_before_the_engine_is_touched(t
     for text in wanted:
         assert text in message, message
     assert not (tmp_path / "ComfyUI").exists() and "Starting ComfyUI" not in done.stdout
+
+
+def needs_later_engine(name: str) -> bool:
+    return engine_version(engine_source()) < declared_need(name).release
+
+
+later_engine_only = pytest.mark.skipif(
+    needs_later_engine(DESCRIPTION), reason=f"{DESCRIPTION!r} needs ComfyUI 0.33 (core SAM3); on this engine the "
+    "main job refuses it (test_a_template_for_a_later_comfyui_...)")
+
+
+@pytest.fixture(scope="module")
+def phrase_engine(sd15_checkpoint, tmp_path_factory):
+    """An engine copy for the main job with the template's files: tests/test_sam3_templates.py's small
+    SAM 3.1 file (its depth hook in the engine's custom_nodes; each test sets what it finds), and for
+    the edit the session's random SD1.5 file under the template's SDXL file name (core picks the family
+    from the keys; the SDXL run is test_sam3_templates', and at a third of the memory this one fits
+    beside other work on a CPU box); a tiny ranking CLIP. Returns (engine, models, SAM3 file)."""
+    from tests.support.tiny_clip import save_tiny_clip
+    from tests.support.tiny_sam3 import DEPTH_HOOK, SAM31_FILE, write_tiny_sam31
+
+    root = tmp_path_factory.mktemp("phrase")
+    shipped = json.loads((API_WORKFLOWS / f"{DESCRIPTION}.api.json").read_text())
+    (detect,) = [n for n in shipped.values() if n["class_type"] == "SAM3_Detect"]
+    sam3 = root / "models" / "checkpoints" / shipped[detect["inputs"]["model"][0]]["inputs"]["ckpt_name"]
+    sampler = next(n for n in shipped.values() if n["class_type"] == "BlendedLatentSampler")
+    edit = sam3.with_name(shipped[sampler["inputs"]["model"][0]]["inputs"]["ckpt_name"])
+    assert sam3.name == SAM31_FILE
+    engine = prepare_engine(root / "ComfyUI")
+    (engine / "custom_nodes").mkdir(exist_ok=True)
+    (engine / "custom_nodes" / "blended_test_sam3_depth.py").write_text(DEPTH_HOOK)
+    sam3.parent.mkdir(parents=True)
+    write_tiny_sam31(sam3)
+    edit.symlink_to(sd15_checkpoint)
+    save_tiny_clip(root / "models" / "blended_clip" / "tiny_clip.safetensors", seed=0)
+    return engine, root / "models", sam3
+
+
+def run_phrase_edit(phrase_engine, folder, phrase: str) -> subprocess.CompletedProcess:
+    """The main job on the phrase template: the example photo's RGB (its alpha would be a painted mask),
+    no --mask, 64 px, 2 steps, 2 samples."""
+    engine, models, _ = phrase_engine
+    Image.open(EXAMPLE_IMAGE).convert("RGB").save(folder / "photo.png")
+    return run_edit("--image", folder / "photo.png", "--template", DESCRIPTION, "--find", phrase,
+                    "--prompt", "a glass of milk", "--out", folder / "results", "--comfy-dir", engine,
+                    "--models-dir", models, "--clip", "tiny_clip.safetensors", "--resolution", "64",
+                    "--steps", "2", "--batch-size", "2", "--top-k", "1", "--cpu", timeout=1500)
+
+
+@later_engine_only
+def test_edit_by_description_runs_from_the_main_job_with_a_phrase_and_no_mask(phrase_engine, tmp_path):
+    """SAM3 made to keep a detection (every query scores above the shipped threshold; the random SAM
+    decoder draws its mask on the example photo, as in test_sam3_templates at threshold 0): ranked
+    results the photo's size, and the prompt the engine ran (SaveImage stores it in each result) has
+    --find in the encoder SAM3_Detect reads and --prompt in the sampler's positive encoder and the
+    ranking. Where the mask lands and the exact background are test_sam3_templates' checks."""
+    from scripts.cli.edit_graphs import phrase_input
+    from tests.support.tiny_sam3 import set_detection_scores
+
+    set_detection_scores(phrase_engine[2], found=True)
+    done = run_phrase_edit(phrase_engine, tmp_path, "the blue square")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'where it finds "the blue square"' in done.stdout
+    (result,) = sorted((tmp_path / "results").glob("rank_*.png"))
+    with Image.open(result) as image:
+        assert image.size == Image.open(tmp_path / "photo.png").size
+        ran = json.loads(image.info["prompt"])
+    node, key = phrase_input(ran)
+    assert node["inputs"][key] == "the blue square"
+    texts = [n["inputs"][k] for n in ran.values() for k in ("text", "prompt") if isinstance(n["inputs"].get(k), str)]
+    assert sorted(texts) == ["a glass of milk", "a glass of milk", "the blue square"]
+
+
+@later_engine_only
+def test_when_sam3_finds_nothing_the_main_job_says_so_not_paint_a_mask(phrase_engine, tmp_path):
+    """SAM3 made to find nothing: the crop's empty-mask error (which tells a ComfyUI user to paint a
+    mask) becomes what happened to the phrase, with the fix."""
+    from tests.support.tiny_sam3 import set_detection_scores
+
+    set_detection_scores(phrase_engine[2], found=False)
+    done = run_phrase_edit(phrase_engine, tmp_path, "the blue square")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    message = " ".join(done.stderr.split())
+    assert f'SAM3 found nothing in {tmp_path / "photo.png"} that --find "the blue square" names' in message, message
+    assert "SAM3_Detect's threshold: 0.5" in message and "in other words" in message
+    assert "MaskEditor" not in message and not list((tmp_path / "results").glob("rank_*.png"))
 
 
 def test_find_help_names_the_templates_that_take_it():

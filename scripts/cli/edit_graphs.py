@@ -207,6 +207,23 @@ def check_find(args) -> None:
                          "template's own phrase describes its example photo, not yours.")
 
 
+def found_nothing(args, graph: dict, error: dict) -> str | None:
+    """The engine's error explained where it means SAM3 found nothing that ``--find`` names: the crop
+    fed by the phrase's SAM3_Detect stopped on an empty mask (its own message speaks of painting one,
+    which a phrase template has none of). None for every other error."""
+    phrase = phrase_input(graph)
+    crop = graph.get(str(error.get("node_id")), {})
+    if phrase is None or crop.get("class_type") != "BlendedLatentCrop":
+        return None
+    if not error.get("exception_message", "").startswith("mask is empty"):
+        return None
+    (detect,) = [graph[k] for k in upstream(graph, crop["inputs"]["mask"]) if graph[k]["class_type"] == "SAM3_Detect"]
+    return (f"error: SAM3 found nothing in {args.image} that --find \"{args.find}\" names (SAM3_Detect's "
+            f"threshold: {detect['inputs']['threshold']}), so there is nothing to edit. Name what is in the "
+            "photo in other words (a short noun phrase works best, e.g. \"cup\"); the template in ComfyUI "
+            "takes a lower threshold.")
+
+
 def job_photo(args, template: dict | None):
     """The photo the main job writes for LoadImage: with a phrase template, its RGB (the mask comes from
     the phrase; an alpha channel is not read); otherwise RGBA with the edit area transparent, from

@@ -33,6 +33,7 @@ from pathlib import Path
 from scripts.cli.edit_graphs import (
     check_find,
     find_checkpoint,
+    found_nothing,
     image_templates,
     job_graph,
     job_photo,
@@ -144,7 +145,8 @@ def run_graph(args, server: ComfyServer, base: Path, graph: dict) -> int:
     entry = server.wait(prompt_id, args.timeout)
     error = execution_error(entry)
     if error is not None:
-        print(f"error in node {error.get('node_type')}: {error.get('exception_message', '').strip()}",
+        print(found_nothing(args, graph, error)
+              or f"error in node {error.get('node_type')}: {error.get('exception_message', '').strip()}",
               file=sys.stderr)
         return 1
     return 0 if save_results(entry, base, args.out) else 1
