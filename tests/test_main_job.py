@@ -21,6 +21,7 @@ from scripts.engine.comfy_engine import (
     EXAMPLE_IMAGE,
     EXAMPLE_PROMPT,
     REPO,
+    engine_source,
     engine_version,
     prepare_engine,
 )
@@ -100,6 +101,33 @@ def test_main_job_rejects_a_mask_of_another_size(comfy, tmp_path):
                     "--comfy-dir", comfy.server.engine, "--models-dir", comfy.base / "models",
                     "--model", comfy.names["model"], timeout=120)
     assert done.returncode != 0 and "--mask is 10x10 but --image is 72x40" in done.stderr
+
+
+def test_waiting_outlasts_a_poll_the_busy_server_does_not_answer_in_time(tmp_path, monkeypatch):
+    """A CPU server loading a model can leave a /history poll unanswered past the request's timeout;
+    the main job keeps waiting for its prompt (a refused connection is still an error)."""
+    import urllib.error
+
+    from scripts.engine.comfy_engine import ComfyServer
+
+    server = ComfyServer(tmp_path, tmp_path, port=1)
+    done = {"status": {"completed": True, "status_str": "success"}}
+    answers = iter([TimeoutError("timed out"), urllib.error.URLError(TimeoutError("timed out")), None, done])
+
+    def history(prompt_id):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def refused(prompt_id):
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(server, "history", history)
+    assert server.wait("p", timeout=60) is done
+    monkeypatch.setattr(server, "history", refused)
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        server.wait("p", timeout=60)
 
 
 # --- the latent path: --checkpoint runs "workflows/api/Blended - SD1.5 or SDXL edit.api.json" --------
@@ -200,13 +228,20 @@ def test_unknown_template_lists_the_shipped_ones(tmp_path):
 # --- a template the engine cannot run is refused before anything is written or queued ------------------
 
 # core SAM3 (SAM3_Detect) and two model families 0.3.75 does not have; their notes say "Needs ComfyUI 0.33"
-LATER_TEMPLATES = ("Blended - Edit by description", "Blended - Anima edit", "Blended - Krea 2 edit")
+DESCRIPTION = "Blended - Edit by description"  # finds its mask from a phrase (--find)
+FLUX = "Blended - Flux.1 dev edit"
+LATER_TEMPLATES = (DESCRIPTION, "Blended - Anima edit", "Blended - Krea 2 edit")
 
 
 @pytest.fixture(scope="module")
 def engine_copy(tmp_path_factory):
     """The engine the tests run (the CI's, or BLENDED_COMFY_ENGINE's), copied as the main job copies it."""
     return prepare_engine(tmp_path_factory.mktemp("engine") / "ComfyUI")
+
+
+def where_to_edit(name: str, folder) -> tuple:
+    """The arguments that say what to edit: a phrase for the template that finds its mask, else the mask."""
+    return ("--find", "a cup") if name == DESCRIPTION else ("--mask", folder / "mask.png")
 
 
 def files_under(*folders) -> set:
@@ -222,7 +257,7 @@ def test_a_template_for_a_later_comfyui_is_refused_on_an_older_engine_before_any
     write_photo_and_mask(tmp_path)
     need, release = declared_need(name), engine_version(engine_copy)
     before = files_under(engine_copy / "input", engine_copy / "output")
-    done = run_edit("--image", tmp_path / "photo.png", "--mask", tmp_path / "mask.png", "--prompt", "a red ball",
+    done = run_edit("--image", tmp_path / "photo.png", *where_to_edit(name, tmp_path), "--prompt", "a red ball",
                     "--comfy-dir", engine_copy, "--models-dir", tmp_path / "empty_models", "--template", name,
                     timeout=120)
     assert done.returncode != 0 and "Traceback" not in done.stderr
@@ -305,3 +340,198 @@ def test_template_help_marks_the_templates_that_need_a_later_comfyui():
     assert "'Blended - Flux.1 dev edit';" in text and "'Blended - Flux.1 dev edit' (needs" not in text
     with pytest.raises(SystemExit):  # the video templates are no choice of --template
         parser.parse_args(["--template", "Blended - Video edit by description"])
+
+
+# --- --find: a template that finds its mask from a phrase (SAM3) -----------------------------------------
+
+
+def declared_inputs(name: str) -> dict[str, tuple[str, str]]:
+    """The template's app form (workflows/api/<name>.app.toml): label -> (node id, input)."""
+    from scripts.templates.app_form import read_declaration
+
+    form = read_declaration(name, json.loads((API_WORKFLOWS / f"{name}.api.json").read_text()))
+    return {label: (node, key) for node, key, label in form["inputs"]}
+
+
+def test_find_sets_the_phrase_sam3_reads_and_the_prompt_its_encoder_and_its_ranking():
+    """Checked against what the template's app calls "What to find", "Prompt" and "Prompt to rank by":
+    the phrase reaches only the encoder SAM3_Detect reads, the prompt only the sampler's positive
+    encoder and the ranking's guidance; the rest stays as shipped but the photo and --clip. No engine."""
+    from scripts.cli.edit_graphs import template_graph
+    from scripts.cli.run_edit import create_argparser
+
+    shipped = json.loads((API_WORKFLOWS / f"{DESCRIPTION}.api.json").read_text())
+    form = declared_inputs(DESCRIPTION)
+    args = create_argparser().parse_args(["--template", DESCRIPTION, "--find", "the red mug",
+                                          "--prompt", "a glass of milk", "--clip", "tiny.safetensors"])
+    graph = template_graph(args, "photo.png", json.loads(json.dumps(shipped)))
+    (phrase, text), (prompt, key), (rank, rank_key) = (form[k] for k in ("What to find", "Prompt",
+                                                                           "Prompt to rank by"))
+    assert graph[phrase]["inputs"][text] == "the red mug"
+    assert graph[prompt]["inputs"][key] == graph[rank]["inputs"][rank_key] == "a glass of milk"
+    (detect,) = [n for n in graph.values() if n["class_type"] == "SAM3_Detect"]
+    assert detect["inputs"]["conditioning"][0] == phrase
+    sampler = next(n for n in graph.values() if n["class_type"] == "BlendedLatentSampler")["inputs"]
+    assert sampler["positive"][0] == prompt
+    photo_node, clip = (next(k for k, n in graph.items() if n["class_type"] == t)
+                        for t in ("LoadImage", "BlendedCLIPLoader"))
+    assert graph[photo_node]["inputs"]["image"] == "photo.png"
+    assert graph[clip]["inputs"]["clip_name"] == "tiny.safetensors"
+    assert {k for k in graph if graph[k] != shipped[k]} == {phrase, prompt, rank, photo_node, clip}
+
+
+def test_the_templates_that_take_find_are_those_whose_app_asks_what_to_find():
+    """The main job decides from the graph (an encoder feeding a SAM3_Detect upstream of the crop's
+    mask); the app shows the same input as "What to find". A painted-mask template has neither."""
+    from scripts.cli.edit_graphs import image_template_graphs, phrase_input
+
+    for name, graph in image_template_graphs().items():
+        found = phrase_input(graph)
+        asked = declared_inputs(name).get("What to find")
+        assert (found is not None) == (asked is not None), name
+        if found is not None:
+            assert found[0] is graph[asked[0]] and found[1] == asked[1], name
+    assert DESCRIPTION in image_template_graphs() and phrase_input(image_template_graphs()[DESCRIPTION])
+
+
+def test_a_phrase_template_needs_no_mask_and_does_not_read_the_photos_alpha(tmp_path):
+    """The photo without alpha and without --mask, refused for a painted-mask template, is what the
+    phrase template gets; an RGBA photo reaches it as its RGB (the phrase, not the alpha, says where)."""
+    from scripts.cli.edit_graphs import job_photo
+    from scripts.cli.run_edit import create_argparser
+
+    rgb, edit = write_photo_and_mask(tmp_path)
+    parse = create_argparser().parse_args
+    sam3 = json.loads((API_WORKFLOWS / f"{DESCRIPTION}.api.json").read_text())
+    flux = json.loads((API_WORKFLOWS / f"{FLUX}.api.json").read_text())
+    photo_args = parse(["--image", str(tmp_path / "photo.png"), "--find", "cup"])
+    assert np.array_equal(np.asarray(job_photo(photo_args, sam3)), rgb)
+    with pytest.raises(SystemExit, match="has no alpha channel and no --mask was given"):
+        job_photo(parse(["--image", str(tmp_path / "photo.png")]), flux)
+    rgba = np.dstack([rgb, np.where(edit, 0, 255).astype(np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "erased.png")
+    taken = job_photo(parse(["--image", str(tmp_path / "erased.png"), "--find", "cup"]), sam3)
+    assert taken.mode == "RGB" and np.array_equal(np.asarray(taken), rgb)
+
+
+FIND_ERRORS = {  # the arguments after --image; "mask.png" is the test's mask file
+    "no --find": (("--template", DESCRIPTION),
+                  [f"--template {DESCRIPTION!r} finds the area to edit from a phrase", "pass --find",
+                   'e.g. --find "cup"', "describes its example photo"]),
+    "blank --find": (("--template", DESCRIPTION, "--find", "  "), ["pass --find", 'e.g. --find "cup"']),
+    "--mask": (("--template", DESCRIPTION, "--find", "cup", "--mask", "mask.png"),
+               [f"--mask: --template {DESCRIPTION!r} finds its own mask from a phrase", "drop --mask",
+                'name what to edit with --find, e.g. --find "cup"']),
+    "--find on a painted-mask template": (("--template", FLUX, "--find", "cup"),
+                                          [f"--find: --template {FLUX!r} edits a painted mask",
+                                           f"--template {DESCRIPTION!r}"]),
+    "--find without a template": (("--find", "cup"), ["--find: the workflow without --template edits a painted mask",
+                                                      f"--template {DESCRIPTION!r}"]),
+}
+
+
+@pytest.mark.parametrize("case", FIND_ERRORS)
+def test_find_and_mask_mistakes_stop_the_main_job_before_the_engine_is_touched(tmp_path, case):
+    """Each names the option and the fix; the engine is not even copied into --comfy-dir."""
+    write_photo_and_mask(tmp_path)
+    given, wanted = FIND_ERRORS[case]
+    done = run_edit("--image", tmp_path / "photo.png", *(tmp_path / a if a == "mask.png" else a for a in given),
+                    "--comfy-dir", tmp_path / "ComfyUI", timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    message = " ".join(done.stderr.split())
+    for text in wanted:
+        assert text in message, message
+    assert not (tmp_path / "ComfyUI").exists() and "Starting ComfyUI" not in done.stdout
+
+
+def needs_later_engine(name: str) -> bool:
+    return engine_version(engine_source()) < declared_need(name).release
+
+
+later_engine_only = pytest.mark.skipif(
+    needs_later_engine(DESCRIPTION), reason=f"{DESCRIPTION!r} needs ComfyUI 0.33 (core SAM3); on this engine the "
+    "main job refuses it (test_a_template_for_a_later_comfyui_...)")
+
+
+@pytest.fixture(scope="module")
+def phrase_engine(sd15_checkpoint, tmp_path_factory):
+    """An engine copy for the main job with the template's files: tests/test_sam3_templates.py's small
+    SAM 3.1 file (its depth hook in the engine's custom_nodes; each test sets what it finds), and for
+    the edit the session's random SD1.5 file under the template's SDXL file name (core picks the family
+    from the keys; the SDXL run is test_sam3_templates', and at a third of the memory this one fits
+    beside other work on a CPU box); a tiny ranking CLIP. Returns (engine, models, SAM3 file)."""
+    from tests.support.tiny_clip import save_tiny_clip
+    from tests.support.tiny_sam3 import DEPTH_HOOK, SAM31_FILE, write_tiny_sam31
+
+    root = tmp_path_factory.mktemp("phrase")
+    shipped = json.loads((API_WORKFLOWS / f"{DESCRIPTION}.api.json").read_text())
+    (detect,) = [n for n in shipped.values() if n["class_type"] == "SAM3_Detect"]
+    sam3 = root / "models" / "checkpoints" / shipped[detect["inputs"]["model"][0]]["inputs"]["ckpt_name"]
+    sampler = next(n for n in shipped.values() if n["class_type"] == "BlendedLatentSampler")
+    edit = sam3.with_name(shipped[sampler["inputs"]["model"][0]]["inputs"]["ckpt_name"])
+    assert sam3.name == SAM31_FILE
+    engine = prepare_engine(root / "ComfyUI")
+    (engine / "custom_nodes").mkdir(exist_ok=True)
+    (engine / "custom_nodes" / "blended_test_sam3_depth.py").write_text(DEPTH_HOOK)
+    sam3.parent.mkdir(parents=True)
+    write_tiny_sam31(sam3)
+    edit.symlink_to(sd15_checkpoint)
+    save_tiny_clip(root / "models" / "blended_clip" / "tiny_clip.safetensors", seed=0)
+    return engine, root / "models", sam3
+
+
+def run_phrase_edit(phrase_engine, folder, phrase: str) -> subprocess.CompletedProcess:
+    """The main job on the phrase template: the example photo's RGB (its alpha would be a painted mask),
+    no --mask, 64 px, 2 steps, 2 samples."""
+    engine, models, _ = phrase_engine
+    Image.open(EXAMPLE_IMAGE).convert("RGB").save(folder / "photo.png")
+    return run_edit("--image", folder / "photo.png", "--template", DESCRIPTION, "--find", phrase,
+                    "--prompt", "a glass of milk", "--out", folder / "results", "--comfy-dir", engine,
+                    "--models-dir", models, "--clip", "tiny_clip.safetensors", "--resolution", "64",
+                    "--steps", "2", "--batch-size", "2", "--top-k", "1", "--cpu", timeout=1500)
+
+
+@later_engine_only
+def test_edit_by_description_runs_from_the_main_job_with_a_phrase_and_no_mask(phrase_engine, tmp_path):
+    """SAM3 made to keep a detection (every query scores above the shipped threshold; the random SAM
+    decoder draws its mask on the example photo, as in test_sam3_templates at threshold 0): ranked
+    results the photo's size, and the prompt the engine ran (SaveImage stores it in each result) has
+    --find in the encoder SAM3_Detect reads and --prompt in the sampler's positive encoder and the
+    ranking. Where the mask lands and the exact background are test_sam3_templates' checks."""
+    from scripts.cli.edit_graphs import phrase_input
+    from tests.support.tiny_sam3 import set_detection_scores
+
+    set_detection_scores(phrase_engine[2], found=True)
+    done = run_phrase_edit(phrase_engine, tmp_path, "the blue square")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'where it finds "the blue square"' in done.stdout
+    (result,) = sorted((tmp_path / "results").glob("rank_*.png"))
+    with Image.open(result) as image:
+        assert image.size == Image.open(tmp_path / "photo.png").size
+        ran = json.loads(image.info["prompt"])
+    node, key = phrase_input(ran)
+    assert node["inputs"][key] == "the blue square"
+    texts = [n["inputs"][k] for n in ran.values() for k in ("text", "prompt") if isinstance(n["inputs"].get(k), str)]
+    assert sorted(texts) == ["a glass of milk", "a glass of milk", "the blue square"]
+
+
+@later_engine_only
+def test_when_sam3_finds_nothing_the_main_job_says_so_not_paint_a_mask(phrase_engine, tmp_path):
+    """SAM3 made to find nothing: the crop's empty-mask error (which tells a ComfyUI user to paint a
+    mask) becomes what happened to the phrase, with the fix."""
+    from tests.support.tiny_sam3 import set_detection_scores
+
+    set_detection_scores(phrase_engine[2], found=False)
+    done = run_phrase_edit(phrase_engine, tmp_path, "the blue square")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    message = " ".join(done.stderr.split())
+    assert f'SAM3 found nothing in {tmp_path / "photo.png"} that --find "the blue square" names' in message, message
+    assert "SAM3_Detect's threshold: 0.5" in message and "in other words" in message
+    assert "MaskEditor" not in message and not list((tmp_path / "results").glob("rank_*.png"))
+
+
+def test_find_help_names_the_templates_that_take_it():
+    from scripts.cli.run_edit import create_argparser
+
+    text = " ".join(create_argparser().format_help().split())
+    assert f"Templates that take it: {DESCRIPTION!r}" in text and "Required there" in text

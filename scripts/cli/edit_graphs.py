@@ -1,7 +1,12 @@
 """The graphs the main job (``run_edit.py``) posts: a shipped workflow with the command line's photo,
 prompt and options set in it, and the model files a latent template or checkpoint needs, found
 before the server starts (a missing one is named with the folder it goes in, as the pixel path
-names its model)."""
+names its model).
+
+A template whose edit mask comes from a phrase (core SAM3_Detect on words, "Blended - Edit by
+description") is told so by its graph, not its name: ``phrase_input`` finds the words a SAM3_Detect
+upstream of the crop's mask reads. The main job then sets them from ``--find``, wants no painted mask
+and refuses ``--mask`` (``check_find``)."""
 
 from __future__ import annotations
 
@@ -12,10 +17,13 @@ from pathlib import Path
 
 from scripts.engine.comfy_engine import (
     API_WORKFLOWS,
+    input_rgba,
     load_graph,
     nodes_of,
     prompt_input,
     set_inputs,
+    text_upstream,
+    upstream,
     write_model_paths,
 )
 from scripts.engine.template_needs import Engine, declared_need, engine_release, refusal, release_text
@@ -59,8 +67,6 @@ def latent_graph(args, image_name: str, checkpoint: Path) -> dict:
     set_inputs(graph, "BlendedLatentCrop", resolution=args.resolution or checkpoint_resolution(checkpoint))
     if args.iterations is not None:
         set_inputs(graph, "BlendedBackgroundReconstruction", iterations=args.iterations)
-    if args.clip:
-        set_inputs(graph, "BlendedCLIPLoader", clip_name=args.clip)
     return graph
 
 
@@ -162,14 +168,88 @@ def load_template(name: str, models_dir: Path) -> dict:
     return graph
 
 
+def phrase_input(graph: dict) -> tuple[dict, str] | None:
+    """The node and input holding the words a template finds its edit mask from: the text feeding the
+    ``conditioning`` of a SAM3_Detect upstream of the crop's mask (None for a painted mask)."""
+    for crop in nodes_of(graph, "BlendedLatentCrop"):
+        for key in upstream(graph, crop["inputs"]["mask"]):
+            if graph[key]["class_type"] == "SAM3_Detect":
+                return text_upstream(graph, graph[key]["inputs"]["conditioning"])
+    return None
+
+
+def phrase_templates() -> list[str]:
+    """The shipped image templates that find their mask from a phrase (take ``--find``)."""
+    return [name for name, graph in image_template_graphs().items() if phrase_input(graph) is not None]
+
+
+def check_find(args) -> None:
+    """Before anything runs: a template that finds its mask from a phrase needs ``--find`` (its shipped
+    phrase describes its example photo, not the user's) and takes no ``--mask``; every other workflow
+    edits a painted mask, so ``--find`` there is a mistake, answered with the templates that take it."""
+    graph = load_graph(API_WORKFLOWS / f"{args.template}.api.json") if args.template else None
+    phrase = phrase_input(graph) if graph is not None else None
+    if phrase is None:
+        if args.find is not None:
+            chosen = f"--template {args.template!r}" if args.template else "the workflow without --template"
+            raise SystemExit(f"error: --find: {chosen} edits a painted mask (--mask, or the photo's alpha) and "
+                             "finds nothing from words. --find is for a template that finds its mask from a "
+                             "phrase: --template " + " or ".join(repr(n) for n in phrase_templates()))
+        return
+    node, key = phrase
+    example = f'--find "{node["inputs"][key]}"'
+    if args.mask is not None:
+        raise SystemExit(f"error: --mask: --template {args.template!r} finds its own mask from a phrase (SAM3); "
+                         f"drop --mask and name what to edit with --find, e.g. {example}.")
+    if not (args.find or "").strip():
+        raise SystemExit(f"error: --template {args.template!r} finds the area to edit from a phrase: pass --find "
+                         f"with what to edit in your photo (--prompt says what it becomes), e.g. {example}. The "
+                         "template's own phrase describes its example photo, not yours.")
+
+
+def found_nothing(args, graph: dict, error: dict) -> str | None:
+    """The engine's error explained where it means SAM3 found nothing that ``--find`` names: the crop
+    fed by the phrase's SAM3_Detect stopped on an empty mask (its own message speaks of painting one,
+    which a phrase template has none of). None for every other error."""
+    phrase = phrase_input(graph)
+    crop = graph.get(str(error.get("node_id")), {})
+    if phrase is None or crop.get("class_type") != "BlendedLatentCrop":
+        return None
+    if not error.get("exception_message", "").startswith("mask is empty"):
+        return None
+    (detect,) = [graph[k] for k in upstream(graph, crop["inputs"]["mask"]) if graph[k]["class_type"] == "SAM3_Detect"]
+    return (f"error: SAM3 found nothing in {args.image} that --find \"{args.find}\" names (SAM3_Detect's "
+            f"threshold: {detect['inputs']['threshold']}), so there is nothing to edit. Name what is in the "
+            "photo in other words (a short noun phrase works best, e.g. \"cup\"); the template in ComfyUI "
+            "takes a lower threshold.")
+
+
+def job_photo(args, template: dict | None):
+    """The photo the main job writes for LoadImage: with a phrase template, its RGB (the mask comes from
+    the phrase; an alpha channel is not read); otherwise RGBA with the edit area transparent, from
+    ``--mask`` or the photo's own alpha (``input_rgba`` checks both)."""
+    if template is not None and phrase_input(template) is not None:
+        from PIL import Image
+
+        with Image.open(args.image) as image:
+            return image.convert("RGB")
+    return input_rgba(args.image, args.mask)
+
+
 def template_graph(args, image_name: str, graph: dict) -> dict:
     """A latent template's graph with the photo, the prompt (its positive encoder and the ranking's
-    CLIP guidance) and the sampling options of ``args``."""
+    CLIP guidance, the app's "Prompt to rank by"), the phrase it finds its mask from (``--find``,
+    where it has one), the ranking's CLIP and the sampling options of ``args``."""
     set_inputs(graph, "LoadImage", image=image_name)
     node, key = prompt_input(graph)
     node["inputs"][key] = args.prompt
     if nodes_of(graph, "BlendedCLIPGuidance"):
         set_inputs(graph, "BlendedCLIPGuidance", prompt=args.prompt)
+    phrase = phrase_input(graph)
+    if phrase is not None and args.find:
+        phrase[0]["inputs"][phrase[1]] = args.find
+    if args.clip and nodes_of(graph, "BlendedCLIPLoader"):
+        set_inputs(graph, "BlendedCLIPLoader", clip_name=args.clip)
     if args.resolution:
         set_inputs(graph, "BlendedLatentCrop", resolution=args.resolution)
     if args.steps and not str(args.steps).isdigit():

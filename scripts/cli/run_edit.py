@@ -14,6 +14,8 @@ with that checkpoint, the crop at the checkpoint's resolution (read off its keys
 With ``--template NAME`` it runs that shipped latent template (``workflows/api/NAME.api.json``, e.g.
 "Blended - Flux.1 dev edit") with the model files it names, found in ``--models-dir`` (or the engine's
 models folder) under ComfyUI's usual folders; a missing one is named with the folder it goes in.
+A template that finds its mask from a phrase (SAM3, "Blended - Edit by description") takes the phrase
+from ``--find`` and no mask (``edit_graphs.check_find``).
 A template the engine cannot run (its note names a later ComfyUI, or the engine does not register a
 node type it uses) is refused before an input is written or a prompt queued, naming what is missing,
 the fix, and the templates this engine runs (``scripts/engine/template_needs.py``).
@@ -29,11 +31,15 @@ import tempfile
 from pathlib import Path
 
 from scripts.cli.edit_graphs import (
+    check_find,
     find_checkpoint,
+    found_nothing,
     image_templates,
     job_graph,
+    job_photo,
     load_template,
     model_paths,
+    phrase_templates,
     require_engine_for,
     template_choices,
 )
@@ -46,7 +52,6 @@ from scripts.engine.comfy_engine import (
     PromptRejected,
     cuda_available,
     execution_error,
-    input_rgba,
     output_images,
     output_texts,
     prefetch_model,
@@ -61,8 +66,10 @@ def create_argparser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", type=Path, default=EXAMPLE_IMAGE,
                    help="the photo to edit (PNG/JPEG; RGBA: transparent = edit); default: the shipped example")
-    p.add_argument("--mask", type=Path, help="mask image, same size: white = edit (omit if --image has alpha)")
-    p.add_argument("--prompt", default=EXAMPLE_PROMPT, help="what should appear inside the mask")
+    p.add_argument("--mask", type=Path, help="mask image, same size: white = edit (omit if --image has alpha; "
+                   "not with a template that finds its mask from --find)")
+    p.add_argument("--prompt", default=EXAMPLE_PROMPT, help="what should appear inside the mask (with --find: "
+                   "what the found thing becomes; it also ranks the results)")
     p.add_argument("--out", type=Path, default=Path("results"), help="folder for the ranked results")
     p.add_argument("--comfy-dir", type=Path, default=DEFAULT_COMFY, help="ComfyUI engine copy (setup_comfy.sh)")
     p.add_argument("--models-dir", type=Path, help="a models folder with blended_diffusion/, blended_clip/, lpips/ "
@@ -82,6 +89,11 @@ def create_argparser() -> argparse.ArgumentParser:
                         "--models-dir. A template whose note names a later ComfyUI is refused, before anything "
                         "runs, on an older engine (see BLENDED_COMFY_ENGINE in the README). One of: "
                         + template_choices())
+    latent.add_argument("--find", metavar="PHRASE",
+                        help="for a template that finds its mask from a phrase (SAM3): what to edit in the photo, "
+                        "in words, e.g. \"cup\". Required there (the template's own phrase describes its example "
+                        "photo, not yours); no --mask then, and the photo's alpha is not read. Templates that "
+                        "take it: " + ", ".join(repr(n) for n in phrase_templates()))
     latent.add_argument("--resolution", type=int, help="crop short side in px (default: 1024 for SDXL, else 512)")
     latent.add_argument("--iterations", type=int, help="background reconstruction steps (default: the workflow's)")
     p.add_argument("--workflow", type=Path, default=WORKFLOW, help="API-format workflow to run")
@@ -94,6 +106,7 @@ def main(argv=None) -> int:
     args = create_argparser().parse_args(argv)
     if args.template and args.checkpoint:
         raise SystemExit("error: --template and --checkpoint each choose the workflow; give one of them.")
+    check_find(args)  # --find and --mask against the template's mask source, before anything starts
     comfy = prepare_engine(args.comfy_dir.resolve())
     if args.template:
         require_engine_for(args.template, comfy)  # its release, before anything is written or started
@@ -103,7 +116,7 @@ def main(argv=None) -> int:
     checkpoint = find_checkpoint(args.checkpoint, models_dir) if args.checkpoint else None
     if checkpoint is None and template is None:
         prefetch_model(models_dir, args.model)
-    rgba = input_rgba(args.image, args.mask)
+    photo = job_photo(args, template)
 
     cpu = args.cpu or not cuda_available()
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +130,7 @@ def main(argv=None) -> int:
             if template is not None:
                 require_engine_for(args.template, comfy, server)  # and the node types it registers
             name = f"blended_edit_{os.getpid()}.png"
-            save_input(rgba, base / "input" / name)
+            save_input(photo, base / "input" / name)
             return run_graph(args, server, base, job_graph(args, name, template, checkpoint))
 
 
@@ -127,11 +140,13 @@ def run_graph(args, server: ComfyServer, base: Path, graph: dict) -> int:
     except PromptRejected as e:
         print(f"error: ComfyUI rejected the workflow:\n{e}", file=sys.stderr)
         return 1
-    print(f"Editing '{args.image}' with \"{args.prompt}\" (prompt {prompt_id}) ...", flush=True)
+    found = f" where it finds \"{args.find}\"" if args.find else ""
+    print(f"Editing '{args.image}' with \"{args.prompt}\"{found} (prompt {prompt_id}) ...", flush=True)
     entry = server.wait(prompt_id, args.timeout)
     error = execution_error(entry)
     if error is not None:
-        print(f"error in node {error.get('node_type')}: {error.get('exception_message', '').strip()}",
+        print(found_nothing(args, graph, error)
+              or f"error in node {error.get('node_type')}: {error.get('exception_message', '').strip()}",
               file=sys.stderr)
         return 1
     return 0 if save_results(entry, base, args.out) else 1

@@ -283,10 +283,23 @@ class ComfyServer:
     def history(self, prompt_id: str) -> dict | None:
         return self.get(f"/history/{prompt_id}").get(prompt_id)
 
+    def answered_history(self, prompt_id: str) -> dict | None:
+        """``history``, or None when the server did not answer within one request's timeout: a CPU server
+        loading a model can hold its HTTP thread that long, which says nothing about the prompt (``wait``'s
+        deadline and its check that the process lives decide). Any other failure is raised."""
+        try:
+            return self.history(prompt_id)
+        except urllib.error.URLError as e:  # a timeout while connecting
+            if not isinstance(e.reason, TimeoutError):
+                raise
+        except TimeoutError:  # while reading the answer
+            pass
+        return None
+
     def wait(self, prompt_id: str, timeout: float = 600, on_poll=None) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            entry = self.history(prompt_id)
+            entry = self.answered_history(prompt_id)
             if entry is not None and entry.get("status", {}).get("completed") is not None:
                 if entry["status"].get("status_str") in ("success", "error"):
                     return entry
@@ -327,13 +340,33 @@ def prompt_input(graph: dict, role: str = "positive") -> tuple[dict, str]:
     keys = ("positive", "guidance") if role == "positive" else (role,)
     for node in (graph[k] for k in sorted(graph, key=int)):
         link = next((node["inputs"][k] for k in keys if is_link(node["inputs"].get(k))), None)
-        while link is not None:
-            source = graph[link[0]]
-            for key in ("text", "prompt"):
-                if isinstance(source["inputs"].get(key), str):
-                    return source, key
-            link = next((v for v in source["inputs"].values() if is_link(v)), None)
+        found = text_upstream(graph, link) if link is not None else None
+        if found is not None:
+            return found
     raise ValueError(f"no prompt upstream of a sampler's {' or '.join(keys)} input")
+
+
+def text_upstream(graph: dict, link: list) -> tuple[dict, str] | None:
+    """The first literal ``text`` or ``prompt`` up the chain of first links from ``link`` (through
+    FluxGuidance, ConditioningZeroOut and the like to the encoder that holds the words), or None."""
+    while link is not None:
+        source = graph[link[0]]
+        for key in ("text", "prompt"):
+            if isinstance(source["inputs"].get(key), str):
+                return source, key
+        link = next((v for v in source["inputs"].values() if is_link(v)), None)
+    return None
+
+
+def upstream(graph: dict, link: list) -> list[str]:
+    """Every node id ``link`` depends on (its node first, then breadth first up all its links)."""
+    order, queue = [], [link[0]]
+    while queue:
+        key = queue.pop(0)
+        if key not in order:
+            order.append(key)
+            queue += [v[0] for v in graph[key]["inputs"].values() if is_link(v)]
+    return order
 
 
 def nodes_of(graph: dict, class_type: str) -> list[dict]:

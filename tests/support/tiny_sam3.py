@@ -135,6 +135,34 @@ def write_tiny_sam31(path: Path, seed: int = 8) -> Path:
     return write_random_checkpoint(path, shapes, seed)
 
 
+SCORING = "detector.dot_prod_scoring."
+
+
+def set_detection_scores(path: Path, found: bool) -> Path:
+    """Make the file's phrase scoring give every query the same score, whatever the photo and words:
+    above every threshold below 1 (``found``: SAM3_Detect keeps its first ``max_detections`` queries
+    and SAM's decoder draws their masks, as at threshold 0) or below every one above 0 (it finds
+    nothing, so its mask is empty). Core scores a query by ``hs_proj(query) . prompt_proj(pooled words) / sqrt(256)``;
+    with both weights 0 and the biases 1 and +-1 that is +-16, clamped by core to +-12 (sigmoid 0.999994
+    or 0.000006). The four tensors are rewritten in place, in the file's fp16."""
+    import json
+    import struct
+
+    import numpy as np
+
+    with open(path, "r+b") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+        values = {"hs_proj.weight": 0.0, "hs_proj.bias": 1.0, "prompt_proj.weight": 0.0,
+                  "prompt_proj.bias": 1.0 if found else -1.0}
+        for name, value in values.items():
+            entry = header[SCORING + name]
+            assert entry["dtype"] == "F16", entry
+            f.seek(8 + size + entry["data_offsets"][0])
+            f.write(np.full(entry["shape"], value, np.float16).tobytes())
+    return path
+
+
 def layout_round_trips(depth: int = TRUNK_DEPTH) -> tuple[set[str], set[str], set[str], set[str]]:
     """Core's own conversion (SAM31's ``process_unet_state_dict`` / ``process_clip_state_dict``) applied
     to the file's keys: (model keys missing, model keys left over, text keys missing, text keys left over)."""
