@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from .errors import EMPTY_MASK, InputError
 from .paste import paste
 
 
@@ -43,7 +43,7 @@ def context_box(mask: torch.Tensor, margin: float = 0.25, min_size: int = 0) -> 
     H, W = mask.shape[-2:]
     hit = (mask.reshape(-1, H, W) > 0).any(0)
     if not hit.any():
-        raise InputError("mask is empty: paint the area to edit (white = edit; LoadImage's MASK is 1 - alpha).")
+        raise InputError(EMPTY_MASK)
     rows, cols = hit.any(1).nonzero().flatten(), hit.any(0).nonzero().flatten()
     top, bottom, left, right = rows[0].item(), rows[-1].item() + 1, cols[0].item(), cols[-1].item() + 1
     side = max(bottom - top, right - left)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import masks, region
-from ..errors import InputError
+from ..errors import EMPTY_MASK, InputError
 from . import report as stitch_report
 from . import seam
 
@@ -179,7 +179,7 @@ def latent_pixel_mask(mask: torch.Tensor, latent_shape, batch: int, factor: int 
     top, left = (H - f * h) // 2, (W - f * w) // 2
     m = mask[..., top : top + f * h, left : left + f * w].float().clamp(0, 1)
     if not (m > 0).any():
-        raise InputError("mask is empty: paint the area to edit (white = edit; LoadImage's MASK is 1 - alpha).")
+        raise InputError(EMPTY_MASK)
     return m, f
 
 
