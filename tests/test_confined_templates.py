@@ -25,7 +25,7 @@ from scripts.engine.comfy_engine import (
     output_images,
     prepare_base,
 )
-from tests.support.comfy_harness import api_workflow, offline_server
+from tests.support.comfy_harness import api_workflow, offline_server, served_reports
 
 KONTEXT = "Blended - Flux Kontext, confined"
 EXAMPLES = REPO / "workflows" / "examples"
@@ -126,6 +126,7 @@ def test_flux_kontext_confined_template_keeps_the_photo_exact_outside_the_found_
 
     report = entry["outputs"][node_of(graph, "PreviewAny")]["text"][0]
     assert report.startswith("confined with gradient domain"), report
+    assert served_reports(server, entry) == {confine: report}  # the app's "Where it changed": a .txt result
     region = re.search(r"region ([0-9.]+)% of the image", report)
     mean, peak = re.search(r"outside by mean ([0-9.]+), max ([0-9.]+)", report).groups()
     assert region and abs(float(region.group(1)) - 100 * (1 - outside.mean())) < 0.1, report
