@@ -279,6 +279,17 @@ def test_app_mode_runs_as_a_person_uses_it(app_frontend, tmp_path):
         saved = entry["outputs"]["8"]["images"]
         assert len(saved) == 1 and saved[0]["filename"] in result.get_attribute("src")
         assert "ranked 2 samples" in entry["outputs"]["7"]["text"][0]
+        # the scores: the rank node's .txt result is a text item of the output strip; picked, as a person
+        # picks it, the text (fetched through /view) fills the output area, its file name under it
+        scores, (report,) = entry["outputs"]["7"]["text"][0], entry["outputs"]["7"]["files"]
+        panel = page.locator("[data-testid=linear-center-panel]")
+        panel.locator("[data-testid=linear-history-item], [data-testid=linear-in-progress-item]").filter(
+            has=page.locator("i[class*='lucide--text']")).first.click()
+        shown = panel.locator("article:not([data-testid])")
+        page.wait_for_function("(el) => el.innerText.length > 0", arg=shown.element_handle(timeout=20_000))
+        page.screenshot(path=str(ARTIFACTS / version / f"{RUN_TEMPLATE} scores.png"))
+        assert shown.inner_text() == scores
+        assert panel.get_by_text(report["filename"], exact=True).is_visible()
     finally:
         leave_app_mode(page)
 
