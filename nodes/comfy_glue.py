@@ -1,9 +1,11 @@
-"""What every node needs from ComfyUI: model folders, devices, progress, interrupts and errors.
+"""What every node needs from ComfyUI: model folders, devices, progress, interrupts, errors and
+text reports.
 
 The library knows nothing about ComfyUI, so this is the one place that translates: ComfyUI's
 device policy (``get_torch_device`` to work, ``unet_offload_device`` to rest), its progress bar
-with an x̂0 preview, its interrupt flag (checked once per sampling step), and the library's
-``BlendedError`` into an error ComfyUI shows on the node, while the server keeps serving.
+with an x̂0 preview, its interrupt flag (checked once per sampling step), the library's
+``BlendedError`` into an error ComfyUI shows on the node, while the server keeps serving, and a
+node's text report into a UI result that APP mode's output area shows too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import comfy.model_management as mm
 import comfy.utils
 import folder_paths
 import torch
+from comfy_api.latest import io, ui
 
 from ..blended import memory
 from ..blended.clip_model import CLIP_FOLDER
@@ -211,3 +214,30 @@ class ChunkProgress:
         if self.bar is None:
             self.bar = comfy.utils.ProgressBar(max(1, total))
         self.bar.update_absolute(done, max(1, total))
+
+
+def text_report(text: str, name: str) -> dict:
+    """A node's UI result for its text report. ``text`` is the preview exactly as ``ui.PreviewText``
+    gives it (as before: the run's history and API clients read it there); ``files`` lists the same
+    text as a .txt file, the way core SaveText lists its file, because APP mode's output area
+    (frontends 1.48.7 and 1.58.1) skips the ``text`` key and shows only files: it fetches a .txt
+    through /view and shows its text."""
+    return {**ui.PreviewText(text).as_dict(), "files": [save_temp_text(text, name)]}
+
+
+def save_temp_text(text: str, name: str) -> ui.SavedResult:
+    """Write ``text`` (UTF-8, line ends as they are) to a new ``<name>_<counter>_.txt`` in ComfyUI's
+    temp folder: a preview, like PreviewImage's files, which the server clears at start. The counter
+    comes from ComfyUI's own ``get_save_image_path``; the file is created exclusively, so a run that
+    finds its name taken by another writing at the same time (two servers sharing the folder) takes
+    the next counter instead of overwriting it."""
+    folder, base, counter, subfolder, _ = folder_paths.get_save_image_path(name, folder_paths.get_temp_directory())
+    while True:
+        file = f"{base}_{counter:05}_.txt"
+        try:
+            with open(os.path.join(folder, file), "x", encoding="utf-8", newline="") as f:
+                f.write(text)
+        except FileExistsError:
+            counter += 1
+            continue
+        return ui.SavedResult(file, subfolder, io.FolderType.temp)

@@ -3,10 +3,11 @@ the region it changed, the rest of the photo the source's own pixels."""
 
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..blended.latent.change_mask import ChangeSettings, confine
 from ..blended.latent.seam import MODES as SEAM_MODES
+from . import comfy_glue as glue
 from .images import to_comfy_image, to_comfy_mask, to_rgb01
 from .validation import BlendedNode
 
@@ -48,4 +49,5 @@ class BlendedConfineEdit(BlendedNode):
     def execute(cls, source, edited, threshold, grow_px, align, seam) -> io.NodeOutput:
         settings = ChangeSettings(threshold=threshold, grow_px=grow_px, align=align, match_colour=align)
         out, found, text = confine(to_rgb01(edited, "edited"), to_rgb01(source, "source"), settings, seam)
-        return io.NodeOutput(to_comfy_image(out), to_comfy_mask(found), text, ui=ui.PreviewText(text))
+        return io.NodeOutput(to_comfy_image(out), to_comfy_mask(found), text,
+                             ui=glue.text_report(text, "blended_region_report"))

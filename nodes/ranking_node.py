@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..blended import memory
 from ..blended.errors import InputError
@@ -98,7 +98,8 @@ class BlendedRankResults(BlendedNode):
         kept = kept.flip(0) if order == "best_last" else kept
         full_mask = library_mask[:, 0].expand(images.shape[0], -1, -1)
         text = table.format(int(top_k))
-        return io.NodeOutput(images[kept], full_mask[kept].contiguous(), text, ui=ui.PreviewText(text))
+        return io.NodeOutput(images[kept], full_mask[kept].contiguous(), text,
+                             ui=glue.text_report(text, "blended_scores"))
 
 
 def ranking_guidance(guidance, scene_view: str):

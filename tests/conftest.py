@@ -51,3 +51,17 @@ def real_lpips_path(tmp_path_factory):
     from tests.support.real_lpips import real_lpips_file
 
     return real_lpips_file(tmp_path_factory.mktemp("lpips"))
+
+
+@pytest.fixture
+def comfy_temp_folder(tmp_path, monkeypatch):
+    """ComfyUI's temp folder is ``tmp_path/comfy_temp`` for the test: nodes run in-process write
+    their text reports there (``comfy_glue.text_report``), not into the engine's own folder, which
+    every test run shares."""
+    from tests.support.sd15_fixture import comfy_engine_path
+
+    comfy_engine_path()
+    import folder_paths
+
+    monkeypatch.setattr(folder_paths, "temp_directory", str(tmp_path / "comfy_temp"))
+    return tmp_path / "comfy_temp"

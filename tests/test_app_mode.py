@@ -425,9 +425,28 @@ def test_app_mode_runs_as_a_person_uses_it(app_frontend, tmp_path, name):
             shown.first.wait_for(timeout=60_000)
         finally:
             page.screenshot(path=str(ARTIFACTS / version / f"{name} run.png"))
+        for node, _ in form["outputs"]:
+            if node != out_node:
+                check_text_report(page, entry, node, ARTIFACTS / version / f"{name} report.png")
     finally:
         leave_app_mode(page)
         server.post("/free", {"unload_models": True, "free_memory": True})
+
+
+def check_text_report(page, entry: dict, node: str, screenshot: Path) -> None:
+    """A declared text output (the ranking's scores, the confined edit's "where it changed") is listed
+    as a .txt result: a text item of the output strip; picked, as a person picks it, its text (fetched
+    through /view) fills the output area, the file's name under it."""
+    (report,) = [f for f in entry["outputs"][node].get("files", []) if f["filename"].endswith(".txt")]
+    text = entry["outputs"][node]["text"][0]
+    panel = page.locator("[data-testid=linear-center-panel]")
+    panel.locator("[data-testid=linear-history-item], [data-testid=linear-in-progress-item]").filter(
+        has=page.locator("i[class*='lucide--text']")).first.click()
+    shown = panel.locator("article:not([data-testid])")
+    page.wait_for_function("(el) => el.innerText.length > 0", arg=shown.element_handle(timeout=20_000))
+    page.screenshot(path=str(screenshot))
+    assert shown.inner_text() == text
+    assert panel.get_by_text(report["filename"], exact=True).is_visible()
 
 
 def finished_entry(server, before: set, timeout: float = 900) -> dict:

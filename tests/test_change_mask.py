@@ -95,7 +95,7 @@ def test_bad_inputs_name_the_input(scene):
         change_mask(torch.cat([edit] * 3), torch.cat([img] * 2))
 
 
-def test_the_node_runs_the_library_call(scene):
+def test_the_node_runs_the_library_call(scene, comfy_temp_folder):
     comfy_engine_path()
     pack_import.register()
     from blended_diffusion_pack.nodes.confine_node import BlendedConfineEdit

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from scripts.engine.comfy_engine import PromptRejected, execution_error, output_images, output_texts, set_inputs
-from tests.support.comfy_harness import api_workflow, run_bad_combo, watch_run
+from tests.support.comfy_harness import api_workflow, run_bad_combo, served_reports, watch_run
 
 SHIPPED = ["Blended - Object editing", "Blended - New background", "Blended - Scribble editing",
            "Blended - Outpainting"]
@@ -198,9 +198,14 @@ def test_shipped_workflow_edits_only_the_mask(comfy, name):
 
 def test_ranked_scores_are_sorted_and_reproducible(comfy):
     graph = fast(api_workflow("Blended - Object editing"), comfy)
-    first = "\n".join(output_texts(run_ok(comfy, graph)))
+    rank = next(k for k, n in graph.items() if n["class_type"] == "BlendedRankResults")
+    entries = [run_ok(comfy, graph)]
+    first = "\n".join(output_texts(entries[0]))
     set_inputs(graph, "BlendedRankResults", top_k=BATCH)
-    again = "\n".join(output_texts(run_ok(comfy, graph)))
+    entries.append(run_ok(comfy, graph))
+    again = "\n".join(output_texts(entries[1]))
+    # the same texts as .txt files for APP mode, one per run: the second did not overwrite the first
+    assert [served_reports(comfy.server, e) for e in entries] == [{rank: first}, {rank: again}]
     scores = [float(line.rsplit(" ", 1)[1]) for line in again.splitlines() if line.startswith("#")]
     assert len(scores) == BATCH and scores == sorted(scores)
     rows = [[line for line in text.splitlines() if line.startswith("#")] for text in (first, again)]

@@ -42,7 +42,7 @@ from scripts.engine.comfy_engine import (
     output_images,
     prepare_base,
 )
-from tests.support.comfy_harness import api_workflow, offline_server
+from tests.support.comfy_harness import api_workflow, offline_server, served_reports
 from tests.support.latent_families import detected_config
 from tests.support.sd15_fixture import comfy_engine_path, write_random_checkpoint
 from tests.support.sdxl_fixture import write_random_sdxl
@@ -599,6 +599,7 @@ def check_confined_edit(server, base, graph) -> str:
 
     report = entry["outputs"][node_of(graph, "PreviewAny")]["text"][0]
     assert report.startswith("confined with gradient domain"), report
+    assert served_reports(server, entry) == {confine: report}  # the app's "Where it changed": a .txt result
     region = re.search(r"region ([0-9.]+)% of the image", report)
     mean, peak = re.search(r"outside by mean ([0-9.]+), max ([0-9.]+)", report).groups()
     assert region and abs(float(region.group(1)) - 100 * (1 - outside.mean())) < 0.1, report

@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,6 +69,9 @@ from blended_diffusion_pack.nodes.reward_nodes import (  # noqa: E402
     Unavailable,
 )
 from blended_diffusion_pack.nodes.sampler_node import BlendedSampler  # noqa: E402
+
+# the rank and confine nodes write their reports to ComfyUI's temp folder: a temp dir of each test here
+pytestmark = pytest.mark.usefixtures("comfy_temp_folder")
 
 
 def run(node, **inputs) -> io.NodeOutput:
@@ -323,7 +327,17 @@ def ranked_lines(text):
     return [(int(m.group(1)), float(m.group(2))) for m in re.finditer(r"#\d+: sample (\d+) .* total (\S+)", text)]
 
 
-def test_rank_results_orders_by_the_criterion_and_keeps_top_k(tiny_clip):
+def reported_file(ui: dict, text: str, temp) -> str:
+    """A node's text report as both views get it: the ``text`` preview (graph view) and one .txt file
+    in ComfyUI's temp folder holding the same text (APP mode's output area fetches it through /view).
+    Returns the file's name."""
+    (saved,) = ui["files"]
+    assert ui["text"] == (text,) and saved["type"] == "temp" and saved["filename"].endswith(".txt")
+    assert (temp / saved["subfolder"] / saved["filename"]).read_text(encoding="utf-8") == text
+    return saved["filename"]
+
+
+def test_rank_results_orders_by_the_criterion_and_keeps_top_k(tiny_clip, comfy_temp_folder):
     source, mask, images = seam_samples()
     out = run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip), top_k=2,
               clip_weight=0.0, seam_weight=1.0)
@@ -332,14 +346,34 @@ def test_rank_results_orders_by_the_criterion_and_keeps_top_k(tiny_clip):
     assert [i for i, _ in ranked_lines(text)] == [0, 2]  # no seam, then the softer one; the black box is dropped
     assert torch.equal(ranked, images[[0, 2]]) and ranked_mask.shape == (2, 48, 48)
     assert torch.equal(ranked_mask[1], mask[0])
-    assert out.ui.as_dict() == {"text": (text,)}
+    first = reported_file(out.ui, text, comfy_temp_folder)
 
-    ranked, _, text = run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip),
-                          top_k=5).result  # the paper's D_CLIP; more kept than made: all of them
+    out = run(BlendedRankResults, images=images, mask=mask, guidance=clip_guidance(tiny_clip),
+              top_k=5)  # the paper's D_CLIP; more kept than made: all of them
+    ranked, _, text = out.result
     lines = ranked_lines(text)
     assert sorted(i for i, _ in lines) == [0, 1, 2] and "1 x D_CLIP" in text
     assert [t for _, t in lines] == sorted(t for _, t in lines)
     assert torch.equal(ranked, images[[i for i, _ in lines]])
+    assert reported_file(out.ui, text, comfy_temp_folder) != first  # each run its own file; the first one kept
+    assert (comfy_temp_folder / first).read_text(encoding="utf-8").startswith("ranked 3 samples by 1 x seam")
+
+
+def test_text_report_never_overwrites_one_written_at_the_same_time(comfy_temp_folder, monkeypatch):
+    """Another run (a second server on the same folder) writes the file name this one has just chosen:
+    this run takes the next name and both reports stay as written."""
+    chosen = folder_paths.get_save_image_path
+
+    def other_run_writes_it_first(prefix, folder, *size):
+        found = chosen(prefix, folder, *size)
+        folder_, base, counter = found[:3]
+        (Path(folder_) / f"{base}_{counter:05}_.txt").write_text("the other run's report", encoding="utf-8")
+        return found
+
+    monkeypatch.setattr(folder_paths, "get_save_image_path", other_run_writes_it_first)
+    ui = comfy_glue.text_report("ranked 2 samples", "blended_scores")
+    assert reported_file(ui, "ranked 2 samples", comfy_temp_folder) == "blended_scores_00002_.txt"
+    assert (comfy_temp_folder / "blended_scores_00001_.txt").read_text(encoding="utf-8") == "the other run's report"
 
 
 def test_rank_results_best_last_for_krita_layers(tiny_clip):
@@ -607,13 +641,15 @@ def test_auto_mask_finds_a_mask_at_the_images_size_that_the_latent_sampler_takes
         run(BlendedAutoMask, **{**inputs, "draws": 0})
 
 
-def test_confine_edit_keeps_the_source_outside_what_the_edit_changed():
+def test_confine_edit_keeps_the_source_outside_what_the_edit_changed(comfy_temp_folder):
     source = comfy_image(48, 64, seed=2)
     edited = source.clone()
     edited[:, 10:30, 20:40] = 1 - edited[:, 10:30, 20:40]
-    images, mask, report = run(BlendedConfineEdit, source=source, edited=edited * 0.97 + 0.02, threshold=0.1,
-                               grow_px=2, align=True, seam="exact paste").result
+    out = run(BlendedConfineEdit, source=source, edited=edited * 0.97 + 0.02, threshold=0.1,
+              grow_px=2, align=True, seam="exact paste")
+    images, mask, report = out.result
     assert images.shape == source.shape and mask.shape == (1, 48, 64) and "region " in report
+    reported_file(out.ui, report, comfy_temp_folder)
     assert torch.equal(images[mask == 0], source[mask == 0])
     assert mask[0, 12:28, 22:38].all() and not mask[0, :5].any()
     with pytest.raises(ValueError, match="grow_px is -1"):

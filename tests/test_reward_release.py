@@ -45,6 +45,8 @@ from blended_diffusion_pack.nodes.reward_nodes import MODELS, BlendedRewardCrite
 from tests.support.comfy_harness import photo  # noqa: E402
 from tests.support.tiny_rewards import save_tiny_aesthetic, save_tiny_hps, save_tiny_pick  # noqa: E402
 
+# Blended Rank Results writes its scores to ComfyUI's temp folder: a temp dir of each test here
+pytestmark = pytest.mark.usefixtures("comfy_temp_folder")
 WORK = torch.device("cpu", 0)  # the work device of this test: unequal to the offload device "cpu"
 
 

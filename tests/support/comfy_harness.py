@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +162,18 @@ def api_workflow(name: str) -> dict:
 
 def ui_workflow(name: str) -> dict:
     return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def served_reports(server: ComfyServer, entry: dict) -> dict[str, str]:
+    """Each node's .txt result (the ``files`` of its UI output) as APP mode's output area gets it:
+    GET /view with the item's filename, type and subfolder, read as UTF-8 (as fetch's text() does)."""
+    served = {}
+    for node, output in entry["outputs"].items():
+        for item in output.get("files", []):
+            query = urllib.parse.urlencode({k: item[k] for k in ("filename", "type", "subfolder")})
+            with urllib.request.urlopen(f"{server.url}/view?{query}", timeout=30) as reply:
+                served[node] = reply.read().decode("utf-8")
+    return served
 
 
 def write_decoy_library(folder: Path) -> Path:
