@@ -16,8 +16,12 @@ and the result must appear in the app's output area. The models are the engine t
 files under the names the template ships with (tests/test_family_templates.py and its siblings);
 where a template's text encoder cannot be made tiny (4-24 B parameters from fixed configs), the test
 hands the server the sent prompt with that encoder replaced by the engine test's own test-only node
-and the engine tests' cost cuts (2 latent steps, a 64 px crop, 4 pixel steps): what the person set
-is checked on what the app sent, before those changes.
+(for the SAM3 templates also with the engine tests' detection threshold 0: a random detector scores
+everything near the shipped 0.5) and the engine tests' cost cuts (2 latent steps, a 64 px crop, 4
+pixel steps): what the person set is checked on what the app sent, before those changes. The test-only
+node modules are written into the app server's custom_nodes (``TEST_ONLY_NODES``). A template whose
+model class this engine lacks (Anima, Krea 2 on 0.3.75) or whose core nodes it lacks (SAM3) skips,
+naming what is missing, before any model file is written.
 
 A frontend without APP mode (1.32.9, the CI engine's own) must still open the same files as graphs,
 without a warning.
@@ -39,6 +43,10 @@ import pytest
 
 import tests.test_confined_templates as ct
 import tests.test_family_templates as ft
+import tests.test_sam3_templates as sam3
+import tests.test_template_anima as anima
+import tests.test_template_krea2 as krea2
+import tests.test_template_wan22_5b as wan5b
 from scripts.engine.comfy_engine import API_WORKFLOWS, WORKFLOWS, execution_error
 from scripts.templates.app_form import APP_NOTE, linear_data, parse_declaration, read_declaration
 from scripts.templates.build_ui_workflows import (
@@ -50,6 +58,7 @@ from scripts.templates.build_ui_workflows import (
 )
 from tests.support.comfy_harness import write_inputs
 from tests.support.later_core_nodes import skip_without_later_core_nodes
+from tests.support.tiny_sam3 import DEPTH_HOOK
 from tests.test_frontend_views import (
     BUNDLED,
     CLOSE_JS,
@@ -141,10 +150,22 @@ def test_app_mode_declaration_errors_name_the_input_and_the_fix():
 # --- the app in the real frontends ---------------------------------------------------------------------
 
 
+# The engine tests' test-only modules the app runs need in the server's custom_nodes, as (file name,
+# source): the stand-ins for text encoders that cannot be made tiny (AppRun.stand_ins) and the hook
+# that lets core's SAM3 loader build the small SAM 3.1 file's trunk depth.
+TEST_ONLY_NODES = (
+    ("blended_test_family_nodes.py", ft.TEST_NODE),
+    ("blended_test_anima_conditioning.py", anima.TEST_NODE),
+    ("blended_test_krea2_conditioning.py", krea2.TEST_NODE),
+    ("blended_test_sam3_depth.py", DEPTH_HOOK),
+)
+
+
 @pytest.fixture(scope="module", params=sorted(FRONTENDS))
 def frontend(request, tmp_path_factory):
-    """A server with the example photos, the tiny ADM under the shipped file name and a tiny CLIP
-    file, and a page on the frontend under test (one at a time: one playwright session)."""
+    """A server with the example photos, the tiny ADM under the shipped file name, a tiny CLIP
+    file and the engine tests' test-only nodes, and a page on the frontend under test (one at a
+    time: one playwright session)."""
     from tests.support.tiny_clip import save_tiny_clip
     from tests.support.tiny_unet import save_tiny_unet
 
@@ -157,9 +178,9 @@ def frontend(request, tmp_path_factory):
     models = tmp / "base" / "models"
     save_tiny_unet(models / "blended_diffusion" / TINY_ADM, seed=0)
     save_tiny_clip(models / "blended_clip" / TINY_CLIP, seed=0)
-    # the engine tests' stand-ins for text encoders that cannot be made tiny (AppRun.stand_ins)
     (tmp / "base" / "custom_nodes").mkdir(parents=True, exist_ok=True)
-    (tmp / "base" / "custom_nodes" / "blended_test_family_nodes.py").write_text(ft.TEST_NODE)
+    for file_name, source in TEST_ONLY_NODES:
+        (tmp / "base" / "custom_nodes" / file_name).write_text(source)
     (ARTIFACTS / version).mkdir(parents=True, exist_ok=True)
     with comfy_server(tmp, examples=True, frontend_root=str(root) if root else None,
                       settings=USER_SETTINGS) as server, browser_page(server) as page:
@@ -256,17 +277,22 @@ class AppRun:
     """What a person does in one template's app, and what the test server needs for it.
 
     Keys are declared widgets ("<widget>", or "<node id>.<widget>" where the name occurs twice).
-    ``uploads``: widget -> a tests/support/comfy_harness.write_inputs file or a workflows/examples one,
-    uploaded under a new name; ``texts`` typed, ``numbers`` entered, ``picks`` chosen in a list.
+    ``uploads``: widget -> a tests/support/comfy_harness.write_inputs file, one ``inputs`` writes (it is
+    given the same folder) or a workflows/examples one (or a path: that file), uploaded under a new
+    name; ``texts`` typed, ``numbers`` entered, ``picks`` chosen in a list.
     ``models`` writes the template's model files, tiny or small, under the names it ships with, as its
-    engine test does; ``stand_ins`` replaces, in the prompt the app sends, the text encoders that
-    cannot be made tiny by the engine test's test-only nodes. Neither touches what the person set."""
+    engine test does (where this engine has no class for the template's model, it skips as that test
+    does, naming the class, before writing any file); ``stand_ins`` replaces, in the prompt the app
+    sends, the text encoders that cannot be made tiny by the engine test's test-only nodes (and, for
+    SAM3, sets the engine test's detection threshold 0: a random detector's scores sit at the shipped
+    0.5). Neither touches what the person set."""
     uploads: dict
     texts: dict
     numbers: dict = field(default_factory=dict)
     picks: dict = field(default_factory=dict)
     models: Callable | None = None
     stand_ins: Callable | None = None
+    inputs: Callable | None = None
 
 
 def cheapen(graph: dict) -> None:
@@ -325,7 +351,27 @@ APP_RUNS = {
     "Blended - Wan 2.2 video edit": AppRun(
         uploads={"file": "blended_video.mp4", "3.image": "blended_video_mask.png"},
         texts={"7.text": "a red balloon, app mode"}, models=ft.wan_video_models, stand_ins=ft.wan_video_stand_ins),
+    "Blended - Wan 2.2 5B video edit": AppRun(
+        uploads={"file": "blended_video.mp4", "3.image": "blended_video_mask.png"},
+        texts={"7.text": "a red balloon, app mode"}, models=wan5b.wan5b_models, stand_ins=ft.wan_video_stand_ins),
+    "Blended - Anima edit": latent_run(anima.anima_models, anima.anima_stand_ins, "4.text"),
+    "Blended - Krea 2 edit": latent_run(krea2.krea2_models, krea2.krea2_stand_ins, "4.text"),
+    # SAM3's photo and video as its engine tests give them (what the random detector finds there)
+    "Blended - Edit by description": AppRun(
+        uploads={"image": EXAMPLES / "blended_object.png"},
+        texts={"3.text": "the cup", "6.text": PROMPT, "14.prompt": "a bowl of cherries"},
+        numbers={"batch_size": 2, "top_k": 1}, models=sam3.edit_by_description_models,
+        stand_ins=sam3.edit_by_description_stand_ins),
+    "Blended - Video edit by description": AppRun(
+        uploads={"file": sam3.SHORT_CLIP}, texts={"4.text": "the cup", "10.text": "a red balloon, app mode"},
+        models=sam3.video_by_description_models, stand_ins=sam3.video_by_description_stand_ins,
+        inputs=sam3.write_short_clip),
 }
+
+
+def test_app_mode_every_template_has_its_run():
+    """A template added without its app run would ship an app no test has used."""
+    assert sorted(APP_RUNS) == TEMPLATES
 
 
 def declared_widget(form: dict, key: str) -> tuple[str, str, str]:
@@ -371,6 +417,8 @@ def test_app_mode_runs_as_a_person_uses_it(app_frontend, tmp_path, name):
     skip_without_later_core_nodes(api, server.object_info(), name)
     form = read_declaration(name, api)
     write_inputs(tmp_path)
+    if run.inputs:
+        run.inputs(tmp_path)
     if run.models:
         run.models(server.base / "models")
     open_from_template_browser(page, name)

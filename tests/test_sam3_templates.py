@@ -44,6 +44,7 @@ from tests.support.later_core_nodes import (
 from tests.support.sdxl_fixture import write_random_sdxl
 from tests.support.tiny_clip import save_tiny_clip
 from tests.support.tiny_sam3 import DEPTH_HOOK, SAM31_FILE, TRUNK_DEPTH
+from tests.test_family_templates import model_file, write_if_missing
 
 IMAGE = "Blended - Edit by description"
 VIDEO = "Blended - Video edit by description"
@@ -150,17 +151,84 @@ def test_the_small_sam3_file_has_the_layout_cores_loader_converts():
 # --- the templates in the engine (0.33) ----------------------------------------------------------------
 
 
+# --- each template's test setup: its model files, and stand-ins for what cannot be made small ----------
+# The engine tests below and the app runs (tests/test_app_mode.py) use the same ones.
+
+TINY_CLIP = "tiny_clip.safetensors"  # the ranking CLIP in place of ViT-B-16 (an open_clip download)
+
+
+def sam31_models(models):
+    """The small SAM 3.1 file under the name both templates load (core's blueprints' name)."""
+    from tests.support.tiny_sam3 import write_tiny_sam31
+
+    write_if_missing(checkpoint(models, SAM31_FILE), write_tiny_sam31)
+
+
+def checkpoint(models, name):
+    path = models / "checkpoints" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sdxl_checkpoint(models):
+    """Where the image template's SDXL file goes (its second CheckpointLoaderSimple; the first is SAM3's)."""
+    graph = api_workflow(IMAGE)
+    return checkpoint(models, graph[nodes_of(graph, "CheckpointLoaderSimple")[1]]["inputs"]["ckpt_name"])
+
+
+def edit_by_description_models(models):
+    """SAM 3.1, a random SDXL under the template's name (the SDXL template's file: written once) and
+    the tiny CLIP the guidance and the ranking load instead of ViT-B-16."""
+    sam31_models(models)
+    write_if_missing(sdxl_checkpoint(models), write_random_sdxl)
+    write_if_missing(models / "blended_clip" / TINY_CLIP, save_tiny_clip)
+
+
+def edit_by_description_stand_ins(graph):
+    """The tiny CLIP for ViT-B-16; detection threshold 0: a random detector scores every query
+    about 0.5, so at the shipped 0.5 whether anything is kept would be a coin toss."""
+    graph[node_of(graph, "BlendedCLIPLoader")]["inputs"]["clip_name"] = TINY_CLIP
+    graph[node_of(graph, "SAM3_Detect")]["inputs"]["threshold"] = 0.0
+
+
+SHORT_CLIP = "blended_video_5.mp4"  # SAM3 costs seconds per frame here: the video tests load 5 frames
+
+
+def write_short_clip(folder):
+    """``SHORT_CLIP`` in ``folder``: the example video's first 5 frames (``short_clip``)."""
+    short_clip(folder / SHORT_CLIP)
+
+
+def video_by_description_models(models):
+    """SAM 3.1 and the family tests' tiny Wan 2.2 model and Wan VAE under the template's names (the
+    Wan 2.2 template's files: written once)."""
+    from tests.test_family_templates import write_tiny_wan, write_tiny_wan_vae
+
+    sam31_models(models)
+    write_if_missing(model_file(models, VIDEO, "UNETLoader"), write_tiny_wan)
+    write_if_missing(model_file(models, VIDEO, "VAELoader"), write_tiny_wan_vae)
+
+
+def video_by_description_stand_ins(graph):
+    """UMT5-XXL (5.7 B, a fixed config) gives way to conditioning of its shape, as in
+    tests/test_family_templates.py, for the sampler's prompts only (the phrase's CLIPTextEncode is
+    SAM3's own encoder, at full size); detection threshold 0, as for the image template."""
+    del graph[node_of(graph, "CLIPLoader")]
+    sampler = graph[node_of(graph, "BlendedLatentSampler")]["inputs"]
+    for link, seed in ((sampler["positive"], 1), (sampler["negative"], 2)):
+        graph[link[0]] = {"class_type": "BlendedTestUMT5Conditioning", "inputs": {"seed": seed, "pooled": 0}}
+    graph[node_of(graph, "SAM3_VideoTrack")]["inputs"]["detection_threshold"] = 0.0
+
+
 @pytest.fixture(scope="module")
 def sam3_server(comfy, tmp_path_factory):
     """A server on the session's engine with the small SAM 3.1 file under the templates' name, the
     test-only depth hook and conditioning nodes in its custom_nodes."""
-    from tests.support.tiny_sam3 import write_tiny_sam31
     from tests.test_family_templates import TEST_NODE
 
     root = tmp_path_factory.mktemp("sam3")
     base = prepare_base(root / "base")
-    (base / "models" / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_tiny_sam31(base / "models" / "checkpoints" / SAM31_FILE)
+    sam31_models(base / "models")
     (base / "custom_nodes" / "blended_test_sam3_depth.py").write_text(DEPTH_HOOK)
     (base / "custom_nodes" / "blended_test_umt5_conditioning.py").write_text(TEST_NODE)
     with offline_server(comfy, base, root) as server:
@@ -198,11 +266,8 @@ def save_mask(graph, key: str, link: list, prefix: str) -> None:
 def test_edit_by_description_runs_and_keeps_the_photo_exact_outside_what_sam3_found(sam3_server):
     server, base = sam3_server
     graph = copy.deepcopy(api_workflow(IMAGE))
-    sdxl = graph[nodes_of(graph, "CheckpointLoaderSimple")[1]]["inputs"]["ckpt_name"]
-    write_random_sdxl(base / "models" / "checkpoints" / sdxl)
-    save_tiny_clip(base / "models" / "blended_clip" / "tiny_clip.safetensors", seed=0)
-    graph[node_of(graph, "BlendedCLIPLoader")]["inputs"]["clip_name"] = "tiny_clip.safetensors"
-    graph[node_of(graph, "SAM3_Detect")]["inputs"]["threshold"] = 0.0
+    edit_by_description_models(base / "models")
+    edit_by_description_stand_ins(graph)
     graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
     graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
     save_mask(graph, "90", [node_of(graph, "SAM3_Detect"), 0], "found")
@@ -210,7 +275,7 @@ def test_edit_by_description_runs_and_keeps_the_photo_exact_outside_what_sam3_fo
     try:
         entry = run_and_free(server, graph)
     finally:
-        (base / "models" / "checkpoints" / sdxl).unlink()
+        sdxl_checkpoint(base / "models").unlink()
 
     source = np.asarray(Image.open(EXAMPLES / "blended_object.png"))[..., :3]
     (found,), paste = saved(base, entry, "test/found"), saved(base, entry, "test/paste")
@@ -250,23 +315,14 @@ def test_video_edit_by_description_runs_and_keeps_every_frame_exact_outside_its_
     tests/test_family_templates.py. Two clips, so frame i of each must land on source frame i. The
     random tracker keeps its object for as long as it does (here: the first frame), so frames whose
     mask is empty are checked to be the source, the others to be edited inside."""
-    from tests.test_family_templates import write_tiny_wan, write_tiny_wan_vae
-
     server, base = sam3_server
     graph = copy.deepcopy(api_workflow(VIDEO))
-    models = base / "models"
-    for sub in ("diffusion_models", "vae"):
-        (models / sub).mkdir(parents=True, exist_ok=True)
-    write_tiny_wan(models / "diffusion_models" / graph[node_of(graph, "UNETLoader")]["inputs"]["unet_name"])
-    write_tiny_wan_vae(models / "vae" / graph[node_of(graph, "VAELoader")]["inputs"]["vae_name"])
-    short_clip(base / "input" / "blended_video_5.mp4")
-    graph[node_of(graph, "LoadVideo")]["inputs"]["file"] = "blended_video_5.mp4"
-    del graph[node_of(graph, "CLIPLoader")]
-    sampler = graph[node_of(graph, "BlendedLatentSampler")]["inputs"]
-    for link, seed in ((sampler["positive"], 1), (sampler["negative"], 2)):
-        graph[link[0]] = {"class_type": "BlendedTestUMT5Conditioning", "inputs": {"seed": seed, "pooled": 0}}
-    graph[node_of(graph, "SAM3_VideoTrack")]["inputs"]["detection_threshold"] = 0.0
+    video_by_description_models(base / "models")
+    write_short_clip(base / "input")
+    graph[node_of(graph, "LoadVideo")]["inputs"]["file"] = SHORT_CLIP
+    video_by_description_stand_ins(graph)
     graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
+    sampler = graph[node_of(graph, "BlendedLatentSampler")]["inputs"]
     sampler.update(steps=2, batch_size=2)
     frames = [node_of(graph, "GetVideoComponents"), 0]
     graph["94"] = {"class_type": "SaveImage", "inputs": {"images": frames, "filename_prefix": "test/source"}}

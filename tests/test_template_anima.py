@@ -37,7 +37,15 @@ from scripts.engine.comfy_engine import (
 from tests.support.comfy_harness import api_workflow, offline_server
 from tests.support.latent_families import detected_config
 from tests.support.sd15_fixture import comfy_engine_path
-from tests.test_family_templates import LOADER_FILES, check_object_edit, node_of, write_meta_model, write_tiny_wan_vae
+from tests.test_family_templates import (
+    LOADER_FILES,
+    check_object_edit,
+    model_file,
+    node_of,
+    write_if_missing,
+    write_meta_model,
+    write_tiny_wan_vae,
+)
 
 ANIMA = "Blended - Anima edit"
 
@@ -99,24 +107,34 @@ def write_small_anima(path):
     write_meta_model(net, path, seed=8, family="Anima")
 
 
+def anima_models(models):
+    """The tiny Anima model and the VAE under the template's names, an empty file under its text
+    encoder's (Qwen3 0.6B: a fixed config whatever the file holds). On an engine without Anima it
+    skips first, naming the class, before any file is written."""
+    skip_without_anima()
+    write_small_anima(model_file(models, ANIMA, "UNETLoader"))
+    write_if_missing(model_file(models, ANIMA, "VAELoader"), write_tiny_wan_vae)  # Qwen-Image's, Wan 2.1's layout
+    model_file(models, ANIMA, "CLIPLoader").touch()
+
+
+def anima_stand_ins(graph):
+    """The CLIPLoader and the two CLIPTextEncode nodes give way to the test-only node giving what
+    Anima's encoder gives (Qwen3 0.6B is built from a fixed config)."""
+    del graph[node_of(graph, "CLIPLoader")]
+    s = graph[node_of(graph, "BlendedLatentSampler")]["inputs"]
+    for seed, role in enumerate(("positive", "negative")):
+        graph[s[role][0]] = {"class_type": "BlendedTestAnimaConditioning", "inputs": {"seed": seed + 1}}
+
+
 @pytest.fixture(scope="module")
 def anima_server(request, tmp_path_factory):
-    """A server on the session's engine with the tiny Anima model and VAE under the template's names,
-    an empty file under its text encoder's name, and the test-only conditioning node."""
+    """A server on the session's engine with the template's files (``anima_models``) and the
+    test-only conditioning node."""
     skip_without_anima()  # before the session's server starts on an engine that cannot run the template
     comfy = request.getfixturevalue("comfy")
     root = tmp_path_factory.mktemp("anima")
     base = prepare_base(root / "base")
-    graph = api_workflow(ANIMA)
-    files = {}
-    for node in graph.values():
-        if node["class_type"] in LOADER_FILES:
-            (key,), folder = LOADER_FILES[node["class_type"]]
-            files[node["class_type"]] = base / "models" / folder / node["inputs"][key]
-            files[node["class_type"]].parent.mkdir(parents=True, exist_ok=True)
-    write_small_anima(files["UNETLoader"])
-    write_tiny_wan_vae(files["VAELoader"])
-    files["CLIPLoader"].touch()  # Qwen3 0.6B: a fixed config whatever the file holds
+    anima_models(base / "models")
     (base / "custom_nodes" / "blended_test_anima_conditioning.py").write_text(TEST_NODE)
     with offline_server(comfy, base, root) as server:
         yield server, base
@@ -151,10 +169,7 @@ def test_the_anima_note_says_which_comfyui_it_needs():
 def test_anima_template_runs_and_keeps_the_background_exact(anima_server):
     server, base = anima_server
     graph = copy.deepcopy(api_workflow(ANIMA))
-    del graph[node_of(graph, "CLIPLoader")]
-    s = graph[node_of(graph, "BlendedLatentSampler")]["inputs"]
-    for seed, role in enumerate(("positive", "negative")):
-        graph[s[role][0]] = {"class_type": "BlendedTestAnimaConditioning", "inputs": {"seed": seed + 1}}
+    anima_stand_ins(graph)
     check_object_edit(server, base, graph)
 
 

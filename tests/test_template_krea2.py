@@ -42,7 +42,15 @@ from scripts.engine.comfy_engine import (
 from tests.support.comfy_harness import api_workflow, offline_server
 from tests.support.latent_families import detected_config
 from tests.support.sd15_fixture import comfy_engine_path
-from tests.test_family_templates import LOADER_FILES, check_object_edit, node_of, write_meta_model, write_tiny_wan_vae
+from tests.test_family_templates import (
+    LOADER_FILES,
+    check_object_edit,
+    model_file,
+    node_of,
+    write_if_missing,
+    write_meta_model,
+    write_tiny_wan_vae,
+)
 from tests.test_template_anima import engine_version
 
 KREA2 = "Blended - Krea 2 edit"
@@ -97,23 +105,33 @@ def write_small_krea2(path):
     write_meta_model(net, path, seed=9, family="Krea2")
 
 
+def krea2_models(models):
+    """The tiny Krea 2 model and the VAE under the template's names, an empty file under its text
+    encoder's (Qwen3-VL 4B: a fixed config whatever the file holds). On an engine without Krea 2 it
+    skips first, naming the class, before any file is written."""
+    skip_without_krea2()
+    write_small_krea2(model_file(models, KREA2, "UNETLoader"))
+    write_if_missing(model_file(models, KREA2, "VAELoader"), write_tiny_wan_vae)  # Qwen-Image's, Wan 2.1's layout
+    model_file(models, KREA2, "CLIPLoader").touch()
+
+
+def krea2_stand_ins(graph):
+    """The CLIPLoader and the CLIPTextEncode give way to the test-only node giving what Krea 2's
+    encoder gives (Qwen3-VL 4B is built from a fixed config); the ConditioningZeroOut stays."""
+    del graph[node_of(graph, "CLIPLoader")]
+    positive = graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["positive"][0]
+    graph[positive] = {"class_type": "BlendedTestKrea2Conditioning", "inputs": {"seed": 1}}
+
+
 @pytest.fixture(scope="module")
 def krea2_server(request, tmp_path_factory):
-    """A server on the session's engine with the tiny Krea 2 model and VAE under the template's names,
-    an empty file under its text encoder's name, and the test-only conditioning node."""
+    """A server on the session's engine with the template's files (``krea2_models``) and the
+    test-only conditioning node."""
     skip_without_krea2()  # before the session's server starts on an engine that cannot run the template
     comfy = request.getfixturevalue("comfy")
     root = tmp_path_factory.mktemp("krea2")
     base = prepare_base(root / "base")
-    files = {}
-    for node in api_workflow(KREA2).values():
-        if node["class_type"] in LOADER_FILES:
-            (key,), folder = LOADER_FILES[node["class_type"]]
-            files[node["class_type"]] = base / "models" / folder / node["inputs"][key]
-            files[node["class_type"]].parent.mkdir(parents=True, exist_ok=True)
-    write_small_krea2(files["UNETLoader"])
-    write_tiny_wan_vae(files["VAELoader"])
-    files["CLIPLoader"].touch()  # Qwen3-VL 4B: a fixed config whatever the file holds
+    krea2_models(base / "models")
     (base / "custom_nodes" / "blended_test_krea2_conditioning.py").write_text(TEST_NODE)
     with offline_server(comfy, base, root) as server:
         yield server, base
@@ -149,9 +167,7 @@ def test_the_krea2_note_says_which_comfyui_it_needs():
 def test_krea2_template_runs_and_keeps_the_background_exact(krea2_server):
     server, base = krea2_server
     graph = copy.deepcopy(api_workflow(KREA2))
-    del graph[node_of(graph, "CLIPLoader")]
-    positive = graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["positive"][0]
-    graph[positive] = {"class_type": "BlendedTestKrea2Conditioning", "inputs": {"seed": 1}}
+    krea2_stand_ins(graph)
     check_object_edit(server, base, graph)
 
 
