@@ -33,6 +33,7 @@ import copy
 import json
 import re
 import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -95,6 +96,8 @@ STORE_JS = """() => {
   const s = document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia._s.get('appMode');
   return {inputs: s.selectedInputs.map((i) => [...i]), outputs: s.selectedOutputs.map(String), mode: s.viewMode};
 }"""
+WIDGET_ENDS_WITH_JS = """([n, w, f]) =>
+  String(app.graph.getNodeById(n).widgets.find((x) => x.name === w).value).endsWith(f)"""
 FORM_JS = """() => [...document.querySelectorAll('[data-testid=app-mode-widget-item]')]
   .map((e) => e.querySelector('[data-testid=builder-widget-label]')?.innerText.trim())"""
 
@@ -416,69 +419,67 @@ def test_app_mode_runs_as_a_person_uses_it(app_frontend, tmp_path, name):
     api = api_workflow(name)
     skip_without_later_core_nodes(api, server.object_info(), name)
     form = read_declaration(name, api)
-    write_inputs(tmp_path)
-    if run.inputs:
-        run.inputs(tmp_path)
-    if run.models:
-        run.models(server.base / "models")
-    open_from_template_browser(page, name)
-    if run.picks:  # files written for this run: the lists a person picks from are the server's now
-        page.evaluate("() => app.refreshComboInNodes()")
-    enter_app_mode(page)
-    slug = re.sub(r"\W+", "_", name.lower())
-    changes = {}  # (node, widget) -> the value the app must send
-    try:
-        for key, source in run.uploads.items():
-            node, widget, label = declared_widget(form, key)
-            source = tmp_path / source if (tmp_path / source).exists() else EXAMPLES / source
-            path = Path(shutil.copy(source, tmp_path / f"app_{slug}_{widget}{source.suffix}"))
-            upload(page, label, path)
-            page.wait_for_function(
-                "([n, w, f]) => String(app.graph.getNodeById(n).widgets.find((x) => x.name === w).value).endsWith(f)",
-                arg=[int(node), widget, path.name], timeout=20_000)
-            changes[node, widget] = path.name
-        for key, text in run.texts.items():
-            node, widget, label = declared_widget(form, key)
-            app_field(page, label).locator("textarea").fill(text)
-            changes[node, widget] = text
-        for key, value in run.numbers.items():
-            node, widget, label = declared_widget(form, key)
-            type_number(page, label, value)
-            changes[node, widget] = value
-        for key, option in run.picks.items():
-            node, widget, label = declared_widget(form, key)
-            pick(page, label, option)
-            changes[node, widget] = option
-        before = set(server.get("/history"))
-        with sent_prompts(page, run) as sent:
-            page.locator("[data-testid=linear-run-button]").get_by_role("button", name="Run").click()
-            for _ in range(40):  # the route handler runs while playwright waits
-                if sent:
-                    break
-                page.wait_for_timeout(250)
-        assert sent, f"{name}: Run sent no prompt"
-        # the app sent the template's graph with exactly the person's changes
-        expected = copy.deepcopy(api)
-        for (node, widget), value in changes.items():
-            expected[node]["inputs"][widget] = value
-        assert without_engine_defaults(as_api(sent[0]), api, server.object_info()) == expected
-        entry = finished_entry(server, before)
-        error = execution_error(entry)
-        assert error is None, f"{name}: {error['node_type']}: {error['exception_message']}"
-        (out_node,) = [n for n, _ in form["outputs"] if api[n]["class_type"].startswith("Save")]
-        files = saved_files(entry, out_node)
-        assert files, f"{name}: the output node saved nothing: {entry['outputs']}"
-        shown = page.locator(f"[data-testid=linear-center-panel] :is(img, video)[src*='{files[0]['filename']}']")
+    with run_left_clean(server):
+        write_inputs(tmp_path)
+        if run.inputs:
+            run.inputs(tmp_path)
+        if run.models:
+            run.models(server.base / "models")
+        open_from_template_browser(page, name)
+        if run.picks:  # files written for this run: the lists a person picks from are the server's now
+            page.evaluate("() => app.refreshComboInNodes()")
+        enter_app_mode(page)
+        slug = re.sub(r"\W+", "_", name.lower())
+        changes = {}  # (node, widget) -> the value the app must send
         try:
-            shown.first.wait_for(timeout=60_000)
+            for key, source in run.uploads.items():
+                node, widget, label = declared_widget(form, key)
+                source = tmp_path / source if (tmp_path / source).exists() else EXAMPLES / source
+                path = Path(shutil.copy(source, tmp_path / f"app_{slug}_{widget}{source.suffix}"))
+                upload(page, label, path)
+                page.wait_for_function(WIDGET_ENDS_WITH_JS, arg=[int(node), widget, path.name], timeout=20_000)
+                changes[node, widget] = path.name
+            for key, text in run.texts.items():
+                node, widget, label = declared_widget(form, key)
+                app_field(page, label).locator("textarea").fill(text)
+                changes[node, widget] = text
+            for key, value in run.numbers.items():
+                node, widget, label = declared_widget(form, key)
+                type_number(page, label, value)
+                changes[node, widget] = value
+            for key, option in run.picks.items():
+                node, widget, label = declared_widget(form, key)
+                pick(page, label, option)
+                changes[node, widget] = option
+            before = set(server.get("/history"))
+            with sent_prompts(page, run) as sent:
+                page.locator("[data-testid=linear-run-button]").get_by_role("button", name="Run").click()
+                for _ in range(40):  # the route handler runs while playwright waits
+                    if sent:
+                        break
+                    page.wait_for_timeout(250)
+            assert sent, f"{name}: Run sent no prompt"
+            # the app sent the template's graph with exactly the person's changes
+            expected = copy.deepcopy(api)
+            for (node, widget), value in changes.items():
+                expected[node]["inputs"][widget] = value
+            assert without_engine_defaults(as_api(sent[0]), api, server.object_info()) == expected
+            entry = finished_entry(server, before)
+            error = execution_error(entry)
+            assert error is None, f"{name}: {error['node_type']}: {error['exception_message']}"
+            (out_node,) = [n for n, _ in form["outputs"] if api[n]["class_type"].startswith("Save")]
+            files = saved_files(entry, out_node)
+            assert files, f"{name}: the output node saved nothing: {entry['outputs']}"
+            shown = page.locator(f"[data-testid=linear-center-panel] :is(img, video)[src*='{files[0]['filename']}']")
+            try:
+                shown.first.wait_for(timeout=60_000)
+            finally:
+                page.screenshot(path=str(ARTIFACTS / version / f"{name} run.png"))
+            for node, _ in form["outputs"]:
+                if node != out_node:
+                    check_text_report(page, entry, node, ARTIFACTS / version / f"{name} report.png")
         finally:
-            page.screenshot(path=str(ARTIFACTS / version / f"{name} run.png"))
-        for node, _ in form["outputs"]:
-            if node != out_node:
-                check_text_report(page, entry, node, ARTIFACTS / version / f"{name} report.png")
-    finally:
-        leave_app_mode(page)
-        server.post("/free", {"unload_models": True, "free_memory": True})
+            leave_app_mode(page)
 
 
 def check_text_report(page, entry: dict, node: str, screenshot: Path) -> None:
@@ -497,10 +498,31 @@ def check_text_report(page, entry: dict, node: str, screenshot: Path) -> None:
     assert panel.get_by_text(report["filename"], exact=True).is_visible()
 
 
+@contextmanager
+def run_left_clean(server):
+    """After each run: a prompt still on the server (a run that failed after Run was pressed) is
+    cancelled, so the next test's history holds only its own; the models are unloaded; and the model
+    files the run wrote are removed (each family's are 0.1-5 GB: the runs' files together would fill
+    a CI disk)."""
+    models = server.base / "models"
+    kept = set(models.rglob("*"))
+    try:
+        yield
+    finally:
+        server.post("/queue", {"clear": True})
+        server.post("/interrupt", {})
+        for _ in range(120):
+            if not server.get("/queue")["queue_running"]:
+                break
+            time.sleep(1)
+        server.post("/free", {"unload_models": True, "free_memory": True})
+        for path in set(models.rglob("*")) - kept:
+            if path.is_file():
+                path.unlink()
+
+
 def finished_entry(server, before: set, timeout: float = 900) -> dict:
     """The history entry of the one prompt queued after ``before`` (/history lists finished ones)."""
-    import time
-
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         new = set(server.get("/history")) - before
