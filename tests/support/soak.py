@@ -75,12 +75,28 @@ def temp_dirs(server: ComfyServer) -> list[Path]:
 
 
 def temp_entries(server: ComfyServer) -> set[str]:
-    """Every file and folder now in the server's temporary folders."""
+    """Every file and folder now in the server's temporary folders, less the results the server
+    reported as ``temp`` files (a preview a person views, such as the ranking's scores .txt: kept
+    until the server restarts, as PreviewImage's are; not a leftover)."""
     found = set()
     for folder in temp_dirs(server):
         if folder.is_dir():
             found |= {str(p) for p in folder.rglob("*")}
-    return found
+    return found - reported_temp_files(server)
+
+
+def reported_temp_files(server: ComfyServer) -> set[str]:
+    """The files (and their subfolders) of type ``temp`` that finished runs list in /history."""
+    reported = set()
+    for entry in get_patiently(server, "/history").values():
+        for output in entry.get("outputs", {}).values():
+            for items in output.values():
+                for item in items if isinstance(items, list) else ():
+                    if isinstance(item, dict) and item.get("type") == "temp" and "filename" in item:
+                        path = server.base / "temp" / item.get("subfolder", "") / item["filename"]
+                        reported |= {str(path), *(str(d) for d in path.parents if d != server.base / "temp"
+                                                  and (server.base / "temp") in d.parents)}
+    return reported
 
 
 def settle(server: ComfyServer, quiet_s: float = 1.0, timeout: float = 120) -> None:
