@@ -298,20 +298,6 @@ class AppRun:
     inputs: Callable | None = None
 
 
-def cheapen(graph: dict) -> None:
-    """The engine tests' cost cuts (CPU time; random weights also drift to NaN over 100 steps): a 64 px
-    crop and 2 steps for the latent samplers, 4 pixel steps skipping the shipped share of them."""
-    for node in graph.values():
-        inputs = node["inputs"]
-        if node["class_type"] == "BlendedLatentCrop":
-            inputs["resolution"] = 64
-        if node["class_type"] in ("BlendedLatentSampler", "KSampler"):
-            inputs["steps"] = 2
-        if node["class_type"] == "BlendedSampler":
-            inputs["skip_timesteps"] = round(inputs["skip_timesteps"] * 4 / int(inputs["steps"]))
-            inputs["steps"] = "4"
-
-
 def pixel_run(photo: str, prompt: str, extra: dict | None = None) -> AppRun:
     """The pixel templates: tiny ADM under the shipped name, the CLIP file picked in the app."""
     numbers = {"batch_size": 2, "top_k": 1, **(extra or {})}
@@ -399,7 +385,7 @@ def sent_prompts(page, run: AppRun):
         sent.append(copy.deepcopy(body["prompt"]))
         if run.stand_ins:
             run.stand_ins(body["prompt"])
-        cheapen(body["prompt"])
+        ft.cheapen(body["prompt"])
         route.continue_(post_data=json.dumps(body))
 
     page.route("**/api/prompt", handle)

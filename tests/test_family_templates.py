@@ -356,12 +356,25 @@ def run_and_free(server, graph) -> dict:
     return entry
 
 
+def cheapen(graph: dict) -> None:
+    """The engine tests' cost cuts (CPU time; random weights also drift to NaN over 100 steps): a 64 px
+    crop and 2 steps for the latent samplers, 4 pixel steps skipping the shipped share of them."""
+    for node in graph.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "BlendedLatentCrop":
+            inputs["resolution"] = 64
+        if node["class_type"] in ("BlendedLatentSampler", "KSampler"):
+            inputs["steps"] = 2
+        if node["class_type"] == "BlendedSampler":
+            inputs["skip_timesteps"] = round(inputs["skip_timesteps"] * 4 / int(inputs["steps"]))
+            inputs["steps"] = "4"
+
+
 def check_object_edit(server, base, graph):
     """Runs ``graph`` (a template on blended_object.png, its SaveImage as shipped) at a 64 px crop and
     2 steps (CPU time) and checks every saved image: outside the photo's mask the source pixels
     exactly, inside some change."""
-    graph[node_of(graph, "BlendedLatentCrop")]["inputs"]["resolution"] = 64
-    graph[node_of(graph, "BlendedLatentSampler")]["inputs"]["steps"] = 2
+    cheapen(graph)
     entry = run_and_free(server, graph)
     rgba = np.asarray(Image.open(EXAMPLES / "blended_object.png"))
     outside = rgba[..., 3] == 255
